@@ -1,0 +1,235 @@
+"""YAML and JSON documents that remember where each value was written.
+
+Every error about a definition must name file, line and column; pydantic and the
+semantic checks know only a path such as ("workflow", "steps", 2, "depends_on"), so the
+document keeps a map from paths to positions. Duplicate keys, which PyYAML silently
+overwrites, are problems here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import difflib
+import functools
+
+import pydantic
+import yaml
+
+from .errors import Problem
+
+Path_ = tuple[str | int, ...]
+MAX_NODES = 200_000  # bounds alias expansion ("billion laughs") and giant files
+MAX_BYTES = 4 * 1024 * 1024
+
+# The pure-Python loader: its messages are the same on every machine, and definition
+# files are small.
+_Loader = yaml.SafeLoader
+
+
+@dataclass
+class Document:
+    """Parsed data plus the position of every value and key, 1-based."""
+
+    file: str
+    data: Any = None
+    problems: list[Problem] = field(default_factory=list)
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
+        """Position of the value (or key) at path, else of its nearest written parent."""
+        if key and path in self.keys:
+            return self.keys[path]
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.values:
+                return self.values[path[:end]]
+        return (1, 1)
+
+    def problem(self, path: Path_, message: str, *, key: bool = False,
+                shown: str | None = None) -> Problem:
+        """A Problem at path; `shown` overrides the printed field path."""
+        line, column = self.locate(path, key=key)
+        return Problem(self.file, line, column, format_path(path) if shown is None else shown,
+                       message)
+
+
+    def validate(self, model: type[pydantic.BaseModel], data: Any = None, base: Path_ = (),
+                 tags: frozenset[str] = frozenset()) -> tuple[Any, list[Problem]]:
+        """Check data (default: the whole document) against a model.
+
+        Returns the model instance, or None and every problem pydantic found, each
+        located and worded for a person.
+        """
+        try:
+            return model.model_validate(self.data if data is None else data), []
+        except pydantic.ValidationError as exc:
+            return None, [self._problem_of(error, model, base, tags) for error in exc.errors()]
+
+    def _problem_of(self, error: Any, model: type[pydantic.BaseModel], base: Path_,
+                    tags: frozenset[str]) -> Problem:
+        path = base + self._data_path(error["loc"], base, tags)
+        last = path[-1] if path else ""
+        kind, value = error["type"], error.get("input")
+        if kind == "extra_forbidden":
+            return self.problem(path, f"unknown key '{last}'" + _hint(str(last), _field_names(model)),
+                                key=True)
+        if kind == "missing":
+            return self.problem(path[:-1], f"missing required key '{last}'", shown=format_path(path))
+        message = error["msg"].removeprefix("Value error, ")
+        message = message.replace("Input should be", "must be").replace("Input", "value")
+        message = message[:1].lower() + message[1:]
+        if kind != "value_error" and not isinstance(value, (dict, list)):
+            message += f" (got {value!r})"
+        return self.problem(path, message)
+
+    def _data_path(self, loc: tuple[Any, ...], base: Path_, tags: frozenset[str]) -> Path_:
+        """pydantic's error location without the tags it adds for unions."""
+        out: list[Any] = []
+        node = self._at(base)
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            elif part in tags and out and isinstance(out[-1], int):
+                continue  # a union tag such as "step" or "parallel", not a key
+            else:
+                node = None
+            out.append(part)
+        return tuple(out)
+
+    def _at(self, path: Path_) -> Any:
+        node = self.data
+        for part in path:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return node
+
+
+def _hint(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@functools.cache
+def _field_names(model: type[pydantic.BaseModel]) -> list[str]:
+    """Every key any part of the model accepts, for "did you mean" hints."""
+    schema = model.model_json_schema()
+    names = set(schema.get("properties", {}))
+    for sub in schema.get("$defs", {}).values():
+        names.update(sub.get("properties", {}))
+    return sorted(names)
+
+
+def format_path(path: Path_) -> str:
+    """("workflow", "steps", 2, "depends_on") -> "steps[2].depends_on"."""
+    out = ""
+    for part in path[1:] if path[:1] == ("workflow",) else path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_file(path: str | Path) -> Document:
+    """Read and parse a definition file; problems are collected, never raised."""
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        return Document(shown, problems=[Problem(shown, 1, 1, "", f"cannot read: {exc.strerror}")])
+    if len(raw) > MAX_BYTES:
+        return Document(shown, problems=[Problem(shown, 1, 1, "", f"file is larger than {MAX_BYTES} bytes")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Document(shown, problems=[Problem(shown, 1, 1, "", f"not UTF-8 text: {exc.reason}")])
+    return parse_text(text, shown, json_only=shown.endswith(".json"))
+
+
+def parse_text(text: str, file: str, *, json_only: bool = False) -> Document:
+    """Parse YAML (or JSON, a subset) text into a Document with positions."""
+    doc = Document(file)
+    if json_only:
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        except ValueError as exc:
+            line, col = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
+            doc.problems.append(Problem(file, line, col, "", f"JSON syntax: {getattr(exc, 'msg', exc)}"))
+            return doc
+        # JSON is YAML too, and the YAML walk knows positions; rare JSON that PyYAML
+        # cannot read (tabs in odd places) keeps its data without them.
+        located = parse_text(text, file)
+        return located if not located.problems else Document(file, data)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            doc.data = _Walker(loader, doc).walk(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        doc.problems.append(Problem(file, line, col, "", f"YAML syntax: {what}"))
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        doc.problems.append(Problem(file, 1, 1, "", f"YAML: {exc}"))
+    finally:
+        loader.dispose()
+    return doc
+
+
+def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+class _Walker:
+    """Builds plain data from composed YAML nodes, recording positions on the way."""
+
+    def __init__(self, loader: Any, doc: Document):
+        self.loader, self.doc, self.count, self.stack = loader, doc, 0, set()
+
+    def walk(self, node: yaml.Node, path: Path_) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise ValueError(f"more than {MAX_NODES} values (aliases expanded); refusing")
+        self.doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if id(node) in self.stack:
+            raise ValueError(f"recursive alias at line {node.start_mark.line + 1}")
+        if isinstance(node, yaml.ScalarNode):
+            value = self.loader.construct_object(node, deep=True)
+            # Dates and binary are not JSON: keep what was written.
+            return node.value if isinstance(value, (datetime.date, bytes)) else value
+        self.stack.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self.stack.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
+        self.loader.flatten_mapping(node)  # resolves `<<` merge keys
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                mark = key_node.start_mark
+                raise yaml.MarkedYAMLError(problem="a mapping key must be a plain value",
+                                           problem_mark=mark)
+            key = self.loader.construct_object(key_node)
+            key = key if isinstance(key, (str, int)) and not isinstance(key, bool) else str(key)
+            here = path + (key,)
+            self.doc.keys[here] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if key in out:
+                self.doc.problems.append(self.doc.problem(here, f"duplicate key {key!r}", key=True))
+            out[key] = self.walk(value_node, here)
+        return out
