@@ -1,0 +1,542 @@
+"""Sandboxed expressions: `when:` conditions and `{{ }}` templating of step params.
+
+Jinja2 expression syntax, evaluated in an ImmutableSandboxedEnvironment over the roots
+`params`, `steps` and `run` (plain dicts). Any other free name fails at compile time, so
+a typo fails when the workflow is loaded. Jinja's filters and tests, `range` and `dict`
+stay available. `steps.health-monitoring.x` means `steps['health-monitoring'].x`, since
+a step without an id is named by its skill. A missing key is an error, yet `is defined`
+and `| default(y)` work on whole chains; on a mapping `a.items` is the key `items`.
+
+Cost is bounded before it is paid: a source has at most MAX_SOURCE_CHARS characters,
+`range` at most MAX_RANGE items; `*`, `**`, `%` and the padding, joining and replacing
+filters and string methods may produce at most MAX_ITEMS items (or MAX_INT_BITS bits),
+and one evaluation at most MAX_WORK items through them.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import functools
+import re
+import string
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable
+
+from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError, nodes, pass_context
+from jinja2.lexer import describe_token
+from jinja2.parser import Parser
+from jinja2.runtime import ChainableUndefined, StrictUndefined, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
+
+from .errors import ExpressionError
+
+MAX_SOURCE_CHARS = 4096
+MAX_RANGE = 10_000
+MAX_ITEMS = 1_000_000
+MAX_WORK = 10 * MAX_ITEMS
+MAX_INT_BITS = 100_000
+
+ROOTS = ("params", "steps", "run")
+_FUNCTIONS = ("range", "dict")
+_BUDGET = "_budget"  # a context key no expression can name: root names are checked
+
+# `steps.<id>` with a hyphen in the id, outside string literals. An id neither starts
+# nor ends with a hyphen, so `steps.a - 1` stays a subtraction.
+_HYPHEN_REF = re.compile(
+    r"""(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+    r"""|(?<![\w.])steps\.(?P<id>[A-Za-z0-9_][A-Za-z0-9_-]*[A-Za-z0-9_])""", re.S)
+_MISSING = re.compile(r"has no (?:attribute|element) (.+)$|^(.+) is undefined$")
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+
+
+class _LimitError(ExpressionError):
+    """An evaluation exceeded a cost bound; the caller adds the expression source."""
+
+
+class _Undefined(ChainableUndefined, StrictUndefined):
+    """Strict when used, chainable when looked into, so `a.b.c is defined` works."""
+
+    __slots__ = ()
+
+
+class _Budget:
+    """What one evaluation may still produce through size-multiplying operations."""
+
+    def __init__(self) -> None:
+        self.left = MAX_WORK
+
+    def charge(self, size: int, what: str) -> None:
+        if size > MAX_ITEMS:
+            raise _LimitError(f"{what} would produce {size:,} items; the limit is {MAX_ITEMS:,}")
+        self.left -= max(size, 0)
+        if self.left < 0:
+            raise _LimitError(f"the expression produces more than {MAX_WORK:,} items in "
+                              "all, the limit for one evaluation; do such work in a step")
+
+
+def _spend(context: Any, size: int, what: str) -> None:
+    budget = context.get(_BUDGET) if context is not None else None
+    (budget if isinstance(budget, _Budget) else _Budget()).charge(size, what)
+
+
+def _measure(value: Any, limit: int) -> int:
+    """Items and characters in value, nested ones included; stops counting past limit."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, (str, bytes)):
+            total += max(len(item), 1)
+        elif isinstance(item, (list, tuple)):
+            total += 1 + len(item)
+            if total <= limit:
+                stack.extend(item)
+        elif isinstance(item, Mapping):
+            total += 1 + 2 * len(item)
+            if total <= limit:
+                stack.extend((*item.keys(), *item.values()))
+        else:
+            total += 1
+    return total
+
+
+def _widths(fmt: str, printf: bool) -> int:
+    """Sum of the widths and precisions in a %-format or a str.format string."""
+    if printf:
+        numbers = [g for m in _PRINTF_SPEC.finditer(fmt) for g in m.groups() if g]
+    else:
+        specs = [spec or "" for _t, _f, spec, _c in string.Formatter().parse(fmt)]
+        numbers = [n for spec in specs for n in re.findall(r"\d+|\{", spec)]
+    if "*" in numbers or "{" in numbers:
+        raise _LimitError("widths taken from arguments are not allowed; write the number")
+    return sum(int(n) for n in numbers)
+
+
+def _num(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _len(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+def _replace_cost(text: Any, old: Any, new: Any, count: Any) -> int:
+    if not (isinstance(old, type(text)) and isinstance(new, type(text))):
+        return 0
+    found = text.count(old) if old else len(text) + 1
+    found = min(found, count) if isinstance(count, int) and count >= 0 else found
+    return len(text) + found * max(len(new) - len(old), 0)
+
+
+def _join_cost(sep: Any, items: list) -> int:
+    return _len(sep) * max(len(items) - 1, 0) + sum(_len(i) for i in items)
+
+
+# Upper bounds of what the size-multiplying str methods and filters produce, from the
+# arguments of the call; each mirrors the real signature (join gets its items as a list).
+_METHOD_COST: dict[str, Callable[..., int]] = {
+    "center": lambda s, width, fillchar=" ": _num(width),
+    "ljust": lambda s, width, fillchar=" ": _num(width),
+    "rjust": lambda s, width, fillchar=" ": _num(width),
+    "zfill": lambda s, width: _num(width),
+    "expandtabs": lambda s, tabsize=8: len(s) + s.count("\t") * _num(tabsize),
+    "replace": lambda s, old, new, count=-1: _replace_cost(s, old, new, count),
+    "join": _join_cost,
+    "translate": lambda s, table: len(s) * max([_len(v) for v in table.values()] + [1]),
+    "format": lambda s, *args, **kwargs: len(s) + _widths(s, printf=False),
+    "format_map": lambda s, mapping: len(s) + _widths(s, printf=False),
+}
+_FILTER_COST: dict[str, Callable[..., int]] = {
+    "center": lambda value, width=80: _num(width),
+    "indent": lambda s, width=4, first=False, blank=False:
+        len(str(s)) + (str(s).count("\n") + 1) * (_num(width) or _len(width)),
+    "join": lambda value, d="", attribute=None: _join_cost(d, value),
+    "replace": lambda s, old, new, count=None: _replace_cost(str(s), str(old), str(new), count),
+    "format": lambda value, *args, **kwargs: len(str(value)) + _widths(str(value), printf=True),
+    "slice": lambda value, slices, fill_with=None: _num(slices),
+    "batch": lambda value, linecount, fill_with=None: _num(linecount),
+    "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None,
+        break_on_hyphens=True: (len(str(s)) + 1) * len(wrapstring or "\n"),
+    "tojson": lambda value, indent=None: _num(indent) * _measure(value, MAX_ITEMS),
+}
+
+
+def _charge_call(context: Any, cost: Callable[..., int], what: str, *args: Any,
+                 **kwargs: Any) -> None:
+    try:
+        size = cost(*args, **kwargs)
+    except (TypeError, AttributeError):
+        return  # arguments the real call rejects, with its own message
+    _spend(context, size, what)
+
+
+def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    kind = getattr(getattr(func, "jinja_pass_arg", None), "name", None)
+
+    # pass_context (applied after wraps copied the original's marker) gives the guard
+    # the evaluation's budget; the original still gets the argument it asked for.
+    @pass_context
+    @functools.wraps(func)
+    def guarded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        value = list(value) if name == "join" else value
+        _charge_call(context, _FILTER_COST[name], name, value, *args, **kwargs)
+        lead = {"context": (context,), "eval_context": (context.eval_ctx,),
+                "environment": (context.environment,)}.get(kind, ())
+        return func(*lead, value, *args, **kwargs)
+
+    return guarded
+
+
+def _bounded_range(*args: int) -> range:
+    rng = range(*args)
+    try:
+        size = len(rng)
+    except OverflowError:  # longer than sys.maxsize
+        size = MAX_RANGE + 1
+    if size > MAX_RANGE:
+        raise _LimitError(f"range() is limited to {MAX_RANGE:,} items")
+    return rng
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with bounded operators, filters and method calls."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=_Undefined, autoescape=False)
+        # lipsum, cycler, joiner and namespace are for templates, not conditions.
+        self.globals = {"range": _bounded_range, "dict": dict}
+        for name in _FILTER_COST:
+            self.filters[name] = _guard_filter(name, self.filters[name])
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]  # JSON keys such as `items` win over dict methods
+        return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        ints = isinstance(left, int) and isinstance(right, int)
+        bits = 0
+        if operator == "**" and ints and right > 0 and abs(left) > 1:
+            bits = right * left.bit_length()
+        elif operator == "*" and ints:
+            bits = left.bit_length() + right.bit_length()
+        elif operator == "*" and (isinstance(left, int) or isinstance(right, int)):
+            seq, times = (right, left) if isinstance(left, int) else (left, right)
+            if isinstance(seq, (str, bytes, list, tuple)) and times > 0:
+                _spend(context, _measure(seq, MAX_ITEMS // times + 1) * times, "*")
+        elif operator == "%" and isinstance(left, str):
+            _spend(context, len(left) + _widths(left, printf=True), "% formatting")
+        if bits > MAX_INT_BITS:
+            raise _LimitError(f"{operator} would produce an integer of about {bits:,} bits; "
+                              f"the limit is {MAX_INT_BITS:,}")
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        target = getattr(obj, "__wrapped__", obj)  # str.format arrives wrapped
+        owner, name = getattr(target, "__self__", None), getattr(target, "__name__", "")
+        if isinstance(owner, str) and name in _METHOD_COST:
+            if name == "join" and args:
+                args = (list(args[0]), *args[1:])
+            _charge_call(context, _METHOD_COST[name], f"{name}()", owner, *args, **kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        # bytes methods are not costed like str ones; expressions have no use for bytes
+        return not isinstance(obj, bytes) and super().is_safe_attribute(obj, attr, value)
+
+
+_ENV = _Sandbox()
+
+
+def _walk(node: nodes.Node, kind: Any) -> Iterator[Any]:
+    if isinstance(node, kind):
+        yield node
+    yield from node.find_all(kind)
+
+
+def _chain(node: nodes.Node) -> tuple[str, tuple] | None:
+    """`steps.a['b']` as ("steps", (("attr", "a"), ("item", "b"))), if that simple."""
+    segments = []
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Const):
+            return None
+        segments.append(("attr", node.attr) if isinstance(node, nodes.Getattr)
+                        else ("item", node.arg.value))
+        node = node.node
+    return (node.name, tuple(reversed(segments))) if isinstance(node, nodes.Name) else None
+
+
+def _contents(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        keys = sorted(map(str, obj))
+        more = ", ..." if len(keys) > 12 else ""
+        return f"its keys: {', '.join(map(repr, keys[:12]))}{more}" if keys else "it is empty"
+    if isinstance(obj, (list, tuple)):
+        return f"it is a list of {len(obj)} items"
+    kinds = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+             str: "a string"}
+    return "it is " + kinds.get(type(obj), f"a {type(obj).__name__}")
+
+
+def _gap(scope: Mapping, root: str, segments: tuple, missing: Any) -> str | None:
+    """Why `root.segments` does not resolve in scope, if it breaks at `missing`."""
+    if root not in scope:
+        return f"{root} is not available here" if missing == root else None
+    obj, shown = scope[root], root
+    for kind, key in segments:
+        if isinstance(obj, Mapping) and key in obj or isinstance(obj, (list, tuple)) and (
+                isinstance(key, int) and -len(obj) <= key < len(obj)):
+            obj = obj[key]
+            plain = isinstance(key, str) and re.fullmatch(r"[A-Za-z_][\w-]*", key)
+            shown += f".{key}" if plain else f"[{key!r}]"
+            continue
+        if key != missing:
+            return None
+        noun = "attribute" if kind == "attr" else "key" if isinstance(key, str) else "item"
+        return f"{shown} has no {noun} {key!r} ({_contents(obj)})"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """The result as plain data: iterators read, Markup as str, no undefined inside."""
+    if isinstance(value, Markup):
+        return str(value)
+    if isinstance(value, (Iterator, range)) or type(value).__name__ in (
+            "dict_keys", "dict_values", "dict_items"):
+        value = list(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Undefined):
+            item._fail_with_undefined_error()
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+    return value
+
+
+class Expression:
+    """A compiled expression; build one with `Expression.compile(source)`."""
+
+    __slots__ = ("source", "step_refs", "param_refs", "_code", "_paths")
+
+    def __init__(self, source: str, code: Any, step_refs: frozenset[str],
+                 param_refs: frozenset[str], paths: tuple) -> None:
+        self.source, self.step_refs, self.param_refs = source, step_refs, param_refs
+        self._code, self._paths = code, paths
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+    @classmethod
+    def compile(cls, source: str) -> Expression:
+        """Parse and check `source` once; the same source returns the same object.
+
+        Raises ExpressionError for syntax errors, unknown names, filters or tests, and
+        over-long sources.
+        """
+        if not isinstance(source, str):
+            raise ExpressionError(f"an expression must be text, not {type(source).__name__}")
+        if len(source) > MAX_SOURCE_CHARS:
+            raise ExpressionError(
+                f"expression {source[:60]!r}... is {len(source):,} characters long; the "
+                f"limit is {MAX_SOURCE_CHARS:,}: move the logic into a step's action")
+        return _compile(source)
+
+    def evaluate(self, scope: Mapping[str, Any]) -> Any:
+        """The value of the expression over scope (params, steps, run), as plain data."""
+        names: dict[str, Any] = {name: scope[name] for name in ROOTS if name in scope}
+        names[_BUDGET] = _Budget()
+        where = f"expression {self.source!r}"
+        try:
+            result = self._code(names)
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return _plain(result)
+        except SecurityError as exc:
+            raise ExpressionError(f"{where} is not allowed: {exc}") from exc
+        except UndefinedError as exc:
+            raise ExpressionError(f"{where}: {self._explain(scope, exc)}") from exc
+        except ExpressionError as exc:
+            raise ExpressionError(f"{where}: {exc}") from exc
+        except (MemoryError, RecursionError) as exc:
+            raise ExpressionError(f"{where} is too costly ({type(exc).__name__})") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever the expression did wrong
+            raise ExpressionError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+
+    def truthy(self, scope: Mapping[str, Any]) -> bool:
+        """Whether the value is true as Python sees it ([], {}, 0, '' and None are not)."""
+        return bool(self.evaluate(scope))
+
+    def _explain(self, scope: Mapping[str, Any], exc: UndefinedError) -> str:
+        match = _MISSING.search(str(exc))
+        try:
+            missing = ast.literal_eval(match.group(1) or match.group(2)) if match else None
+        except (ValueError, SyntaxError):
+            missing = None
+        reasons = (_gap(scope, root, segments, missing) for root, segments in self._paths)
+        return next((r for r in reasons if r), str(exc))
+
+
+def _invalid(source: str, exc: TemplateError) -> ExpressionError:
+    reason = (exc.message or str(exc)).replace("end of template", "end of expression")
+    return ExpressionError(f"expression {source!r} is not valid: {reason}")
+
+
+def _quote_hyphen_ids(source: str) -> str:
+    def quote(match: re.Match) -> str:
+        step_id = match.group("id")
+        return f"steps[{step_id!r}]" if step_id and "-" in step_id else match.group(0)
+    return _HYPHEN_REF.sub(quote, source)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(source: str) -> Expression:
+    stripped = source.strip()
+    if not stripped:
+        raise ExpressionError("the expression is empty")
+    if stripped.startswith("{{") and stripped.endswith("}}"):
+        raise ExpressionError(f"expression {source!r}: write a condition without "
+                              f"{{{{ }}}}, e.g. {stripped[2:-2].strip()!r}")
+    rewritten = _quote_hyphen_ids(source)
+    try:
+        parser = Parser(_ENV, rewritten, state="variable")
+        tree = parser.parse_expression()
+        if not parser.stream.eos:
+            raise TemplateSyntaxError(f"unexpected {describe_token(parser.stream.current)!r}"
+                                      " after the expression", parser.stream.current.lineno)
+    except TemplateError as exc:
+        raise _invalid(source, exc) from None
+    called = {id(n.node) for n in _walk(tree, nodes.Call)}
+    for name in _walk(tree, nodes.Name):
+        if name.name in ROOTS or name.name in _FUNCTIONS:
+            continue
+        if id(name) in called:
+            raise ExpressionError(
+                f"expression {source!r}: unknown function {name.name!r}: use a filter "
+                "instead (e.g. x | length, x | int); the functions are range and dict")
+        raise ExpressionError(f"expression {source!r}: unknown name {name.name!r}: "
+                              "expressions may use params, steps and run")
+    refs: dict[str, set[str]] = {"steps": set(), "params": set()}
+    paths: dict[tuple, None] = {}
+    for node in _walk(tree, (nodes.Getattr, nodes.Getitem)):
+        chain = _chain(node)
+        if chain is None:
+            continue
+        paths[chain] = None
+        root, ((_kind, key), *rest) = chain
+        if root not in refs or not isinstance(key, str):
+            continue
+        if not (id(node) in called and not rest and hasattr(dict, key)):
+            refs[root].add(key)  # `steps.items()` reads no step called items
+    try:
+        code = _ENV.compile_expression(rewritten, undefined_to_none=False)
+    except TemplateError as exc:  # unknown filters and tests are found here
+        raise _invalid(source, exc) from None
+    return Expression(source, code, frozenset(refs["steps"]), frozenset(refs["params"]),
+                      tuple(paths))
+
+
+def _split_template(text: str) -> list[str | Expression]:
+    """The text and `{{ }}` expressions of a param string, in order."""
+    parts: list[str | Expression] = []
+    inner: list[str] | None = None
+    try:
+        for _line, kind, token in _ENV.lex(text):
+            if inner is not None and kind == "variable_end":
+                parts.append(Expression.compile("".join(inner).strip()))
+                inner = None
+            elif inner is not None:
+                inner.append(token)
+            elif kind == "variable_begin":
+                inner = []
+            elif kind == "data":
+                parts.append(token)
+            else:
+                raise ExpressionError(
+                    "only {{ expressions }} are allowed in params, not {% statements %} or "
+                    "{# comments #}; to write '{%' or '{#' literally use {{ '{%' }}")
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"cannot read {text!r}: {exc.message}") from None
+    if inner is not None:
+        raise ExpressionError(f"'{{{{' is not closed by '}}}}' in {text!r}")
+    return [p for p in parts if p != ""]
+
+
+def _at(path: str, exc: ExpressionError) -> ExpressionError:
+    return ExpressionError(f"{path}: {exc}" if path else str(exc))
+
+
+def _build_text(text: str, path: str, found: list[Expression]) -> Callable | None:
+    try:
+        parts = _split_template(text)
+    except ExpressionError as exc:
+        raise _at(path, exc) from exc
+    exprs = [p for p in parts if isinstance(p, Expression)]
+    found.extend(exprs)
+    if not exprs:
+        return None
+    native = len(exprs) == 1 and all(isinstance(p, Expression) or not p.strip() for p in parts)
+
+    def render(scope: Mapping[str, Any]) -> Any:
+        try:
+            if native:
+                return exprs[0].evaluate(scope)
+            return "".join(p if isinstance(p, str) else str(p.evaluate(scope)) for p in parts)
+        except ExpressionError as exc:
+            raise _at(path, exc) from exc
+    return render
+
+
+def _build(value: Any, path: str, found: list[Expression]) -> Callable | None:
+    """A function rendering value, or None when value is static; collects expressions."""
+    if isinstance(value, str):
+        marked = any(mark in value for mark in _TEMPLATE_MARKS)
+        return _build_text(value, path, found) if marked else None
+    if isinstance(value, Mapping):
+        items = [(k, v, _build(v, f"{path}.{k}" if path else str(k), found))
+                 for k, v in value.items()]
+        if all(render is None for *_, render in items):
+            return None
+        return lambda scope: {k: r(scope) if r else copy.deepcopy(v) for k, v, r in items}
+    if isinstance(value, (list, tuple)):
+        items = [(v, _build(v, f"{path}[{i}]", found)) for i, v in enumerate(value)]
+        if all(render is None for _, render in items):
+            return None
+        return lambda scope: [r(scope) if r else copy.deepcopy(v) for v, r in items]
+    return None
+
+
+class CompiledValue:
+    """A step's params (any JSON-like value) with its `{{ }}` expressions compiled."""
+
+    __slots__ = ("_value", "_render", "step_refs", "param_refs", "is_static")
+
+    def __init__(self, value: Any, render: Callable | None, found: list[Expression]) -> None:
+        self._value, self._render, self.is_static = value, render, render is None
+        self.step_refs = frozenset().union(*(e.step_refs for e in found))
+        self.param_refs = frozenset().union(*(e.param_refs for e in found))
+
+    def render(self, scope: Mapping[str, Any]) -> Any:
+        """The value with every expression evaluated, as a fresh copy.
+
+        Raises ExpressionError whose message starts with the path inside the value.
+        """
+        return copy.deepcopy(self._value) if self._render is None else self._render(scope)
+
+
+def compile_value(value: Any) -> CompiledValue:
+    """Compile every `{{ }}` in a nested dict/list value; dict keys are never templated.
+
+    A string that is exactly one `{{ expr }}` renders to the expression's own value
+    (list, number, mapping, bool, None); text around `{{ }}` renders to a string.
+    Raises ExpressionError naming the path of the first bad string (e.g. "hosts[1]: ...").
+    """
+    found: list[Expression] = []
+    render = _build(value, "", found)
+    return CompiledValue(value, render, found)
