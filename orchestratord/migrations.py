@@ -1,0 +1,165 @@
+"""Numbered schema migrations of the state database, applied in order at start-up.
+
+Never edit a migration that has shipped; add the next number instead.
+"""
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE runs (
+        id               TEXT PRIMARY KEY,
+        workflow         TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        params           TEXT NOT NULL,          -- JSON
+        definition       TEXT NOT NULL,          -- JSON of the workflow as checked at start
+        file             TEXT NOT NULL,          -- where the definition came from
+        created_at       REAL NOT NULL,
+        started_at       REAL,
+        finished_at      REAL,
+        outputs          TEXT,                   -- JSON
+        error            TEXT,
+        lease_owner      TEXT,                   -- host:pid:starttime of the driving process
+        lease_expires    REAL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_created ON runs (created_at);
+    CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+    CREATE INDEX runs_by_status ON runs (status, created_at);
+
+    CREATE TABLE steps (
+        run_id          TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_id         TEXT NOT NULL,
+        position        INTEGER NOT NULL,        -- order in the workflow
+        skill           TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,  -- every attempt ever, for numbering
+        failed_attempts INTEGER NOT NULL DEFAULT 0,  -- failures since the last (re)start
+        params          TEXT,                    -- JSON, as rendered for the last attempt
+        result          TEXT,                    -- JSON
+        error           TEXT,
+        started_at      REAL,
+        finished_at     REAL,
+        finished_seq    INTEGER,                 -- completion order, for rollback
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE attempts (
+        run_id      TEXT NOT NULL,
+        step_id     TEXT NOT NULL,
+        kind        TEXT NOT NULL,               -- action | rollback
+        attempt     INTEGER NOT NULL,
+        status      TEXT NOT NULL,               -- running | succeeded | failed | timeout | interrupted
+        started_at  REAL NOT NULL,
+        finished_at REAL,
+        error       TEXT,
+        exit_code   INTEGER,
+        stderr_tail TEXT,
+        PRIMARY KEY (run_id, step_id, kind, attempt)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id  TEXT NOT NULL,
+        ts      REAL NOT NULL,
+        type    TEXT NOT NULL,
+        step_id TEXT,
+        attempt INTEGER,
+        data    TEXT                             -- JSON
+    );
+    CREATE INDEX events_by_run ON events (run_id, seq);
+
+    -- The event log is the history, and the tables above are its projection: each
+    -- state change is one INSERT into events, and these triggers apply it to runs,
+    -- steps and attempts in the same statement, hence the same transaction. A change
+    -- costs one round trip to the database, and history and tables cannot disagree.
+    CREATE TRIGGER project_run_status AFTER INSERT ON events
+    WHEN NEW.type LIKE 'run!_%' ESCAPE '!' AND NEW.data ->> '$.status' IS NOT NULL
+    BEGIN
+        UPDATE runs SET
+            status = NEW.data ->> '$.status',
+            error = NEW.data ->> '$.error',
+            outputs = COALESCE(NEW.data -> '$.outputs', outputs),
+            started_at = CASE NEW.data ->> '$.status' WHEN 'running'
+                         THEN COALESCE(started_at, NEW.ts) ELSE started_at END,
+            finished_at = CASE WHEN NEW.data ->> '$.status' IN ('succeeded', 'failed',
+                               'cancelled', 'timed_out', 'rolled_back', 'rollback_failed')
+                          THEN NEW.ts END
+        WHERE id = NEW.run_id;
+    END;
+
+    CREATE TRIGGER project_cancel_request AFTER INSERT ON events
+    WHEN NEW.type = 'run_cancel_requested'
+    BEGIN
+        UPDATE runs SET cancel_requested = 1 WHERE id = NEW.run_id;
+    END;
+
+    -- Resuming: attempts a dead process left running were interrupted and do not count
+    -- against the retry budget; a redrive also gives failed steps a fresh budget.
+    CREATE TRIGGER project_resume AFTER INSERT ON events
+    WHEN NEW.type IN ('run_recovered', 'run_redrive')
+    BEGIN
+        UPDATE attempts SET status = 'interrupted', finished_at = NEW.ts
+        WHERE run_id = NEW.run_id AND status = 'running';
+        UPDATE steps SET status = 'pending', error = NULL, finished_at = NULL,
+            finished_seq = NULL,
+            failed_attempts = CASE NEW.type WHEN 'run_redrive' THEN 0 ELSE failed_attempts END
+        WHERE run_id = NEW.run_id AND (status = 'running' OR NEW.type = 'run_redrive'
+                                       AND status IN ('failed', 'upstream_failed', 'cancelled'));
+        UPDATE runs SET error = NULL, finished_at = NULL, outputs = NULL WHERE id = NEW.run_id;
+    END;
+
+    CREATE TRIGGER project_attempt_started AFTER INSERT ON events
+    WHEN NEW.type IN ('step_started', 'compensation_started')
+    BEGIN
+        INSERT INTO attempts (run_id, step_id, kind, attempt, status, started_at)
+        VALUES (NEW.run_id, NEW.step_id,
+                CASE NEW.type WHEN 'step_started' THEN 'action' ELSE 'rollback' END,
+                NEW.attempt, 'running', NEW.ts);
+        UPDATE steps SET status = 'running', attempts = NEW.attempt,
+            params = NEW.data -> '$.params', started_at = COALESCE(started_at, NEW.ts)
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id AND NEW.type = 'step_started';
+    END;
+
+    CREATE TRIGGER project_attempt_failed AFTER INSERT ON events
+    WHEN NEW.type = 'attempt_failed'
+    BEGIN
+        UPDATE attempts SET status = NEW.data ->> '$.status', finished_at = NEW.ts,
+            error = NEW.data ->> '$.error', exit_code = NEW.data ->> '$.exit_code',
+            stderr_tail = NEW.data ->> '$.stderr_tail'
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = NEW.data ->> '$.kind' AND attempt = NEW.attempt;
+        UPDATE steps SET failed_attempts = failed_attempts + 1
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id AND NEW.data ->> '$.kind' = 'action';
+    END;
+
+    CREATE TRIGGER project_step_end AFTER INSERT ON events
+    WHEN NEW.type IN ('step_succeeded', 'step_failed', 'step_skipped',
+                      'step_upstream_failed', 'step_cancelled')
+    BEGIN
+        UPDATE attempts SET status = 'succeeded', finished_at = NEW.ts
+        WHERE NEW.type = 'step_succeeded' AND run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = 'action' AND attempt = NEW.attempt;
+        UPDATE steps SET status = substr(NEW.type, 6), result = NEW.data -> '$.result',
+            error = NEW.data ->> '$.error', finished_at = NEW.ts,
+            started_at = COALESCE(started_at, NEW.ts), finished_seq = NEW.seq
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+
+    CREATE TRIGGER project_compensation AFTER INSERT ON events
+    WHEN NEW.type IN ('step_compensated', 'step_compensation_failed')
+    BEGIN
+        UPDATE attempts SET finished_at = NEW.ts, error = NEW.data ->> '$.error',
+            status = CASE NEW.type WHEN 'step_compensated' THEN 'succeeded' ELSE 'failed' END
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id AND kind = 'rollback'
+          AND attempt = NEW.attempt;
+        UPDATE steps SET status = substr(NEW.type, 6)
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+
+    -- Events are history: never changed, never removed.
+    CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    """,
+}

@@ -1,0 +1,378 @@
+"""Durable state in SQLite (WAL) through aiosqlite: runs, steps, attempts, events.
+
+Every state change is one transaction that also appends its event, so the event log and
+the tables never disagree. A step's completion is committed before the engine lets any
+dependent start. A run is driven by one process at a time: the driver holds a lease
+(owner = host:pid:process start time) that it renews; a lease whose owner died on this
+host is free at once, any other only when it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import aiosqlite
+
+from .errors import LeaseHeld, RunNotFound, StoreError
+from .migrations import MIGRATIONS
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
+                      "rollback_failed"})
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    workflow: str
+    status: str
+    params: dict[str, Any]
+    definition: dict[str, Any]
+    file: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    outputs: Any
+    error: str | None
+    lease_owner: str | None
+    lease_expires: float | None
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class StepRow:
+    run_id: str
+    step_id: str
+    position: int
+    skill: str
+    action: str
+    status: str
+    attempts: int
+    failed_attempts: int
+    params: Any
+    result: Any
+    error: str | None
+    started_at: float | None
+    finished_at: float | None
+    finished_seq: int | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    run_id: str
+    step_id: str
+    kind: str
+    attempt: int
+    status: str
+    started_at: float
+    finished_at: float | None
+    error: str | None
+    exit_code: int | None
+    stderr_tail: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    run_id: str
+    ts: float
+    type: str
+    step_id: str | None
+    attempt: int | None
+    data: dict[str, Any]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def process_identity(pid: int | None = None) -> str:
+    """host:pid:starttime, unique for a process even across pid reuse."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # Field 22 is the start time; the command name (field 2) may hold spaces.
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
+def _owner_alive(owner: str) -> bool | None:
+    """Whether the owning process lives: None if it is on another host."""
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return _start_time(int(pid)) == start != "?"
+
+
+class Store:
+    """The state database. Open with `await Store.open(path)`; close with `await close()`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path):
+        self._conn = conn
+        self.path = path
+        # One connection serves every coroutine of the process: transactions must not
+        # interleave, or a second BEGIN would land inside the first.
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Store:
+        """Open (creating if need be) and migrate the database at path.
+
+        WAL with synchronous=NORMAL survives a killed process without losing a commit;
+        a power cut may lose the last commits but never corrupts the file. Use "FULL"
+        where even that matters.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        store = cls(conn, path)
+        if sqlite3.sqlite_version_info < (3, 38):
+            await conn.close()
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the state database "
+                             "needs 3.38 or newer (JSON operators)")
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute(f"PRAGMA synchronous={synchronous}")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=10000")
+            await store._migrate()
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreError(f"cannot use state database {path}: {exc}") from exc
+        return store
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def _migrate(self) -> None:
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        rows = await self._conn.execute_fetchall("SELECT max(version) FROM schema_version")
+        current = rows[0][0] or 0
+        newest = max(MIGRATIONS)
+        if current > newest:
+            raise StoreError(f"{self.path} has schema version {current}, newer than this "
+                             f"orchestratord knows ({newest}); upgrade orchestratord")
+        for version in range(current + 1, newest + 1):
+            await self._conn.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
+                f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
+
+    async def _append(self, run_id: str, type_: str, step_id: str | None = None,
+                      attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
+        """Append an event; triggers apply it to the tables in the same transaction.
+
+        Returns its seq, the order of changes (used to compensate in reverse order).
+        """
+        async with self._write:
+            try:
+                cursor = await self._conn.execute(
+                    "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+        return cursor.lastrowid
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def create_run(self, workflow: str, definition: dict[str, Any], file: str,
+                         params: dict[str, Any], steps: list[tuple[str, str, str]]) -> str:
+        """Record a new pending run and its steps (id, skill, action); returns its id."""
+        run_id = secrets.token_hex(6)
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute(
+                    "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                     time.time()))
+                await conn.executemany(
+                    "INSERT INTO steps (run_id, step_id, position, skill, action, status) "
+                    "VALUES (?,?,?,?,?, 'pending')",
+                    [(run_id, sid, i, skill, action) for i, (sid, skill, action) in enumerate(steps)])
+                await conn.execute(
+                    "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
+                    (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: {exc}") from exc
+                raise
+        return run_id
+
+    async def get_run(self, run_id: str) -> RunRow:
+        rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = await self._conn.execute_fetchall(
+                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+            if len(rows) != 1:
+                raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
+        return _run(rows[0])
+
+    async def list_runs(self, *, workflow: str | None = None, status: str | None = None,
+                        limit: int = 50) -> list[RunRow]:
+        where, args = [], []
+        if workflow:
+            where.append("workflow = ?"), args.append(workflow)
+        if status:
+            where.append("status = ?"), args.append(status)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = await self._conn.execute_fetchall(sql + " ORDER BY created_at DESC LIMIT ?",
+                                                 (*args, limit))
+        return [_run(r) for r in rows]
+
+    async def set_run_status(self, run_id: str, status: str, event: str, *,
+                             error: str | None = None, outputs: Any = None,
+                             data: dict[str, Any] | None = None) -> int:
+        return await self._append(run_id, event, data={
+            **(data or {}), "status": status, **({"error": error} if error else {}),
+            **({"outputs": outputs} if outputs is not None else {})})
+
+    async def request_cancel(self, run_id: str) -> None:
+        await self._append(run_id, "run_cancel_requested")
+
+    async def cancel_requested(self, run_id: str) -> bool:
+        rows = await self._conn.execute_fetchall(
+            "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
+        return bool(rows and rows[0][0])
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
+        """Take the run for owner, or raise LeaseHeld naming who drives it."""
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = await conn.execute_fetchall(
+                    "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
+                if not rows:
+                    raise RunNotFound(f"no run '{run_id}'")
+                holder, expires = rows[0]
+                now = time.time()
+                if holder and holder != owner and expires > now and _owner_alive(holder) is not False:
+                    raise LeaseHeld(f"run {run_id} is being driven by {holder} "
+                                    f"(lease for {expires - now:.0f} s more)")
+                await conn.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_expires = ?, cancel_requested = 0 "
+                    "WHERE id = ?", (owner, now + ttl, run_id))
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+
+    async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend the lease; False if it was lost to another process."""
+        async with self._write:
+            cursor = await self._conn.execute(
+                "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?",
+                (time.time() + ttl, run_id, owner))
+        return cursor.rowcount == 1
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        async with self._write:
+            await self._conn.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
+                "WHERE id = ? AND lease_owner = ?", (run_id, owner))
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def steps(self, run_id: str) -> list[StepRow]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
+        return [StepRow(*r[:8], _loads(r[8]), _loads(r[9]), *r[10:]) for r in rows]
+
+    async def attempts(self, run_id: str) -> list[AttemptRow]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at", (run_id,))
+        return [AttemptRow(*r) for r in rows]
+
+    async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
+                              kind: str = "action") -> int:
+        return await self._append(run_id, "step_started" if kind == "action" else
+                                  "compensation_started", step_id, attempt, {"params": params})
+
+    async def attempt_failed(self, run_id: str, step_id: str, attempt: int, *, status: str,
+                             error: str, exit_code: int | None, stderr_tail: str,
+                             retry_in: float | None, kind: str = "action") -> int:
+        """Record a failed attempt; the step fails only through `step_finished`."""
+        return await self._append(run_id, "attempt_failed", step_id, attempt, {
+            "status": status, "error": error, "exit_code": exit_code,
+            "stderr_tail": stderr_tail, "kind": kind,
+            **({"retry_in": round(retry_in, 3)} if retry_in is not None else {})})
+
+    async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
+                            result: Any = None, error: str | None = None) -> int:
+        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
+        return await self._append(run_id, f"step_{status}", step_id, attempt, {
+            **({"result": result} if result is not None else {}),
+            **({"error": error} if error else {})})
+
+    async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
+                                    error: str | None = None) -> int:
+        return await self._append(run_id, "step_compensated" if ok else "step_compensation_failed",
+                                  step_id, attempt, {"error": error} if error else None)
+
+    async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
+        """Make a run drivable again (see the project_resume trigger).
+
+        Succeeded and skipped steps keep their results and are never run again; steps a
+        dead process left running go back to pending; with redrive (a failed, cancelled
+        or timed-out run) failed steps do too, with a fresh retry budget.
+        """
+        await self._append(run_id, "run_redrive" if redrive else "run_recovered")
+
+    # -- events -------------------------------------------------------------------------
+
+    async def record_event(self, run_id: str, type_: str, *, step_id: str | None = None,
+                           attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
+        return await self._append(run_id, type_, step_id, attempt, data)
+
+    async def events(self, run_id: str, *, after: int = 0, limit: int = 10000) -> list[Event]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after, limit))
+        return [Event(*r[:6], _loads(r[6]) or {}) for r in rows]
+
+    async def integrity_check(self) -> str:
+        rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
+        return rows[0][0]
+
+
+def _run(r: Any) -> RunRow:
+    return RunRow(r[0], r[1], r[2], _loads(r[3]), _loads(r[4]), r[5], r[6], r[7], r[8],
+                  _loads(r[9]), r[10], r[11], r[12], bool(r[13]))
