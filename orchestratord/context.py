@@ -1,0 +1,52 @@
+"""What a running action knows about where it runs: passed in, never global."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """The identity of one attempt of one step, and the services it may use.
+
+    `log` carries the structured fields (WORKFLOW, RUN_ID, STEP_ID, SKILL, ACTION,
+    ATTEMPT) so that every record an action writes can be filtered by run and step.
+    `settings` is the daemon's settings mapping; skills read their own section of it.
+    `run_view` returns the run as stored so far (statuses, results, timings), for
+    skills such as status reports; it is None where no store is attached.
+    """
+
+    run_id: str
+    workflow: str
+    step_id: str
+    skill: str
+    action: str
+    attempt: int
+    idempotency_key: str
+    log: logging.LoggerAdapter
+    skill_dir: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    run_view: Any = None
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that tell a command which step and attempt it is."""
+        env = {
+            "ORCHESTRATOR_RUN_ID": self.run_id,
+            "ORCHESTRATOR_WORKFLOW": self.workflow,
+            "ORCHESTRATOR_STEP_ID": self.step_id,
+            "ORCHESTRATOR_SKILL": self.skill,
+            "ORCHESTRATOR_ACTION": self.action,
+            "ORCHESTRATOR_ATTEMPT": str(self.attempt),
+            "ORCHESTRATOR_IDEMPOTENCY_KEY": self.idempotency_key,
+        }
+        if self.skill_dir is not None:
+            env["ORCHESTRATOR_SKILL_DIR"] = str(self.skill_dir)
+        return env
+
+
+def step_logger(name: str, **fields: Any) -> logging.LoggerAdapter:
+    """A logger adapter whose records carry journald fields in `extra`."""
+    return logging.LoggerAdapter(logging.getLogger(name), {"fields": fields})

@@ -1,0 +1,26 @@
+"""How an action runs: a command, an HTTP call or a Python callable."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+from ..context import StepContext
+from ..model import ActionSpec
+
+
+async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
+                     http_session: Callable[[], Awaitable[aiohttp.ClientSession]],
+                     kill_grace: float = 5.0) -> Any:
+    """Run one attempt of an action; returns its JSON result or raises StepFailure."""
+    if action.command is not None:
+        from .command import run_command
+        return await run_command(action.command, params, ctx, env=action.env,
+                                 cwd=ctx.skill_dir, kill_grace=kill_grace)
+    if action.http is not None:
+        from .http import run_http
+        return await run_http(action.http.url, params, ctx, session=await http_session(),
+                              method=action.http.method, headers=action.http.headers)
+    from .python import run_python
+    return await run_python(action.python, params, ctx)

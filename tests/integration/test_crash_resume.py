@@ -1,0 +1,95 @@
+"""kill -9 torture: the engine process dies at random moments and the run still ends well."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import py_command, write_skill, write_workflow
+
+STEP = py_command("""
+    import json, os, random, sys, time
+    p = json.load(sys.stdin)
+    key = os.environ["ORCHESTRATOR_IDEMPOTENCY_KEY"]
+    with open(p["ledger"], "a") as f:
+        f.write(key + "\\n")
+        f.flush()
+        os.fsync(f.fileno())
+    time.sleep(random.uniform(0.01, 0.08))
+    print(json.dumps({"key": key}))
+""")
+
+
+def ctl(state: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestratord.cli", "--state", str(state), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ORCHESTRATOR_SKILL_PATH": ""})
+
+
+def db(state: Path, sql: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(state)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_root):
+    write_skill(skill_root, "work", {"step": {"command": STEP}})
+    ledger, state = tmp_path / "ledger", tmp_path / "state.db"
+    items = []
+    for i in range(30):
+        if i % 10 == 5:  # some parallel groups, so several steps are in flight at once
+            items.append(f"  - parallel:\n      - {{id: s{i}a, skill: work, action: step, params: {{ledger: {ledger}}}}}\n"
+                         f"      - {{id: s{i}b, skill: work, action: step, params: {{ledger: {ledger}}}}}")
+        else:
+            items.append(f"  - {{id: s{i}, skill: work, action: step, params: {{ledger: {ledger}}}}}")
+    workflow = write_workflow(tmp_path, "workflow:\n name: torture\n steps:\n" + "\n".join(items) + "\n")
+    step_ids = [r for line in items for r in __import__("re").findall(r"id: (s\w+)", line)]
+
+    rng = random.Random(1234)
+    run_id = None
+    checkpoints = []  # (ledger length, steps recorded succeeded) after each kill
+    for kill in range(20):
+        if run_id is None:
+            proc = ctl(state, "run", str(workflow))
+            deadline = time.monotonic() + 30
+            while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)  # the run is recorded once its first step has started
+        else:
+            proc = ctl(state, "resume", run_id)
+            # the interpreter and imports take a good part of a second: aim past them
+            time.sleep(rng.uniform(0.1, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        runs = db(state, "SELECT id FROM runs") if state.exists() else []
+        if runs:
+            run_id = runs[0][0]
+            done = {r[0] for r in db(state, "SELECT step_id FROM steps WHERE run_id = ? AND "
+                                              "status = 'succeeded'", run_id)}
+            lines = ledger.read_text().splitlines() if ledger.exists() else []
+            checkpoints.append((len(lines), done))
+
+    final = ctl(state, "resume", run_id)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    status = db(state, "SELECT status FROM runs WHERE id = ?", run_id)[0][0]
+    assert status == "succeeded"
+
+    lines = ledger.read_text().splitlines()
+    keys = {f"{run_id}/{sid}" for sid in step_ids}
+    assert set(lines) == keys, "every step ran, each with its idempotency key"
+    for length, done in checkpoints:
+        for line in lines[length:]:
+            step = line.split("/", 1)[1]
+            assert step not in done, f"{step} ran again after it was recorded succeeded"
+    assert db(state, "PRAGMA integrity_check") == [("ok",)]
+    assert any(0 < len(done) < len(step_ids) for _, done in checkpoints), \
+        "no kill landed mid-run; the test proved nothing"
