@@ -1,0 +1,320 @@
+"""orchestratorctl: validate, draw and run workflows; inspect, resume and cancel runs.
+
+`run NAME` asks the daemon (orchestratord, on its control socket) to run a workflow it
+serves; `run FILE` runs a workflow file in this process against an embedded SQLite
+state file ($ORCHESTRATOR_STATE, else $XDG_STATE_HOME/agent-orchestrator/state.db, or
+--state). runs, show, resume and cancel talk to the daemon when its socket exists and
+no --state is given, else to the embedded state file.
+
+Exit status: 0 succeeded; 1 failed; 2 invalid input (definition, params, usage);
+3 cancelled; 4 timed out; 5 rolled back; 6 rollback failed; 7 cannot proceed (state
+database, lease held by another process, run state); 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__
+from .errors import DefinitionError, OrchestratorError, ParamsError
+
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
+        "rollback_failed": 6, "interrupted": 130}
+EXIT_INVALID, EXIT_CANNOT = 2, 7
+
+
+def default_state() -> Path:
+    if os.environ.get("ORCHESTRATOR_STATE"):
+        return Path(os.environ["ORCHESTRATOR_STATE"])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "agent-orchestrator" / "state.db"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orchestratorctl", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--version", action="version", version=f"orchestratorctl {__version__}")
+    p.add_argument("--state", type=Path, default=None, help="state database (embedded mode)")
+    p.add_argument("--socket", type=Path, default=None,
+                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET, else the default)")
+    p.add_argument("--skills", action="append", default=[], metavar="DIR",
+                   help="another directory of skills (repeatable)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("validate", help="check workflow files; exit 0 if all are valid, else 2")
+    c.add_argument("files", nargs="+", type=Path)
+    c.add_argument("--json", action="store_true", help="machine-readable problems")
+    sub.add_parser("schema", help="print the JSON Schema of the workflow format")
+    c = sub.add_parser("graph", help="draw a workflow's DAG")
+    c.add_argument("file", type=Path)
+    c.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    c = sub.add_parser("run", help="run a workflow (a file here, a name by the daemon)")
+    c.add_argument("target", help="a workflow file, or the name of a workflow the daemon serves")
+    c.add_argument("--wait", action="store_true",
+                   help="with the daemon: follow the run and exit with its outcome")
+    c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a workflow param; VALUE is read as YAML (42, [a, b], true)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c = sub.add_parser("runs", help="list recent runs")
+    c.add_argument("--workflow")
+    c.add_argument("--status")
+    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("show", help="a run with its steps")
+    c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("resume", help="continue an interrupted run or redrive a failed one")
+    c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("cancel", help="ask the process driving a run to cancel it")
+    c.add_argument("run")
+    sub.add_parser("workflows", help="the workflows the daemon serves")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except DefinitionError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except ParamsError as exc:
+        print(f"orchestratorctl: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except OrchestratorError as exc:
+        print(f"orchestratorctl: {exc}", file=sys.stderr)
+        return EXIT_CANNOT
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .loader import load_workflow
+    problems, valid = [], []
+    for file in args.files:
+        try:
+            definition = load_workflow(file, skill_paths=args.skills)
+            valid.append({"file": str(file), "workflow": definition.name,
+                          "steps": len(definition.graph.nodes)})
+        except DefinitionError as exc:
+            problems += exc.problems
+    if args.json:
+        print(json.dumps({"valid": valid, "problems": [p.as_dict() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p, file=sys.stderr)
+        for v in valid:
+            print(f"{v['file']}: workflow {v['workflow']} is valid ({v['steps']} steps)")
+    return EXIT_INVALID if problems else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .model import WorkflowDocument
+    schema = WorkflowDocument.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "title": "agent-orchestrator workflow", **schema}
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from .loader import load_workflow
+    from .render import dot, mermaid
+    definition = load_workflow(args.file, skill_paths=args.skills)
+    print(mermaid(definition.graph) if args.format == "mermaid" else dot(definition.graph))
+    return 0
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key] = value
+    return params
+
+
+async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
+    from .engine import Engine
+    from .progress import Progress
+    from .store import Store
+    store = await Store.open(args.state or default_state())
+    engine = Engine(store)
+    if not getattr(args, "json", False) or args.command in ("run", "resume"):
+        engine.listeners.append(Progress())
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work(engine)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await engine.close()
+        await store.close()
+
+
+def _finish(result: Any, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"run_id": result.run_id, "status": result.status,
+                          "outputs": result.outputs, "error": result.error}, indent=2))
+    elif result.outputs:
+        print(json.dumps(result.outputs, indent=2))
+    return EXIT[result.status]
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param)
+    if not Path(args.target).is_file():
+        from . import remote
+        return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
+    from .loader import load_workflow
+    definition = load_workflow(args.target, skill_paths=args.skills)
+    return _drive(args, lambda engine: engine.run(definition, params))
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    from .settings import default_socket
+    return args.socket or Path(os.environ.get("ORCHESTRATOR_SOCKET") or default_socket())
+
+
+def _remote(args: argparse.Namespace) -> bool:
+    """Whether runs/show/resume/cancel go to the daemon."""
+    return args.state is None and _socket(args).is_socket()
+
+
+def _resume(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import remote
+        return remote.resume(_socket(args), args.run, as_json=args.json)
+
+    async def work(engine: Any) -> Any:
+        run = await engine.store.get_run(args.run)
+        return await engine.resume(run.id, _stored_definition(run, args.skills))
+    return _drive(args, work)
+
+
+def _drive(args: argparse.Namespace, work: Any) -> int:
+    try:
+        result = asyncio.run(_with_engine(args, work))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the run can be resumed with `orchestratorctl resume RUN`",
+              file=sys.stderr)
+        return EXIT["interrupted"]
+    return _finish(result, args.json)
+
+
+def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
+    from .loader import stored_definition
+    from .skills import discover, search_path
+    registry = discover(search_path([*skill_paths, Path(run.file).parent / "skills"]))
+    return stored_definition(run.definition, run.file, registry)
+
+
+def _store_call(args: argparse.Namespace, fn: Any) -> Any:
+    from .store import Store
+
+    async def go() -> Any:
+        store = await Store.open(args.state or default_state())
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import remote
+        from urllib.parse import urlencode
+        query = urlencode({k: v for k, v in (("workflow", args.workflow), ("status", args.status),
+                                             ("limit", args.limit)) if v})
+        runs = remote.as_rows(remote.call(_socket(args), "GET", f"/runs?{query}"))
+    else:
+        runs = _store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
+                                                       limit=args.limit))
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        return 0
+    from .render import run_table
+    print(run_table(runs))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def fetch(store: Any) -> Any:
+        run = await store.get_run(args.run)
+        return run, await store.steps(run.id), await store.attempts(run.id)
+    if _remote(args):
+        from . import remote
+        data = remote.call(_socket(args), "GET", f"/runs/{args.run}")
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        run, steps, attempts = (remote.as_rows([data])[0], remote.as_rows(data["steps"]),
+                                remote.as_rows(data["attempts"]))
+    else:
+        run, steps, attempts = _store_call(args, fetch)
+    if args.json:
+        print(json.dumps({**_run_json(run), "steps": [vars(s) for s in steps],
+                          "attempts": [vars(a) for a in attempts]}, indent=2, default=str))
+        return 0
+    from .render import run_details
+    print(run_details(run, steps, attempts))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import remote
+        remote.call(_socket(args), "POST", f"/runs/{args.run}/cancel")
+        print(f"cancel requested for run {args.run}")
+        return 0
+
+    async def cancel(store: Any) -> Any:
+        run = await store.get_run(args.run)
+        if run.status not in ("running", "pending"):
+            return run, False
+        await store.request_cancel(run.id)
+        return run, True
+    run, asked = _store_call(args, cancel)
+    if not asked:
+        print(f"run {run.id} is {run.status}; nothing to cancel", file=sys.stderr)
+        return EXIT_CANNOT
+    print(f"cancel requested for run {run.id}; its driver stops it within a second")
+    return 0
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    from . import remote
+    for w in remote.call(_socket(args), "GET", "/workflows"):
+        print(f"{w['name']}\t{w['steps']} steps\t{w['file']}")
+    return 0
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(run).items() if k not in ("definition", "lease_owner")}
+
+
+COMMANDS = {"validate": _validate, "schema": _schema, "graph": _graph, "run": _run,
+            "runs": _runs, "show": _show, "resume": _resume, "cancel": _cancel,
+            "workflows": _workflows}
+
+if __name__ == "__main__":
+    sys.exit(main())

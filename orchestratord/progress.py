@@ -1,0 +1,62 @@
+"""Run progress for people: a live line on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+_MARKS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "upstream_failed": "✗",
+          "cancelled": "✗", "compensated": "↺", "compensation_failed": "✗"}
+
+
+class Progress:
+    """An engine listener that prints what a run does as it happens."""
+
+    def __init__(self, out: TextIO = sys.stderr, *, live: bool | None = None):
+        self.out = out
+        self.live = out.isatty() if live is None else live
+        self.started: dict[str, float] = {}
+        self.running: dict[str, int] = {}
+        self._line = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, step = event["type"], event.get("step_id")
+        if kind in ("step_started", "compensation_started"):
+            self.started.setdefault(step, time.monotonic())
+            self.running[step] = event.get("attempt", 1)
+            if not self.live:
+                what = "rollback" if kind == "compensation_started" else "attempt"
+                self._print(f"  … {step} ({what} {event.get('attempt', 1)})")
+        elif kind.startswith("step_") and step is not None:
+            self.running.pop(step, None)
+            took = time.monotonic() - self.started.pop(step, time.monotonic())
+            status = event.get("status", kind[5:])
+            detail = f": {event['error']}" if event.get("error") and status != "skipped" else ""
+            count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
+            self._print(f"{count}{_MARKS.get(status, '?')} {step} {status.replace('_', ' ')}"
+                        f" ({took:.1f}s){detail}")
+        elif kind in ("run_started", "run_resumed"):
+            self._print(f"run {event['run_id']} of {event['workflow']} "
+                        f"{'resumed' if kind == 'run_resumed' else 'started'}")
+        elif kind.startswith("run_") and kind != "run_created":
+            extra = f": {event['error']}" if event.get("error") else ""
+            self._print(f"run {event['run_id']} {event.get('status', kind[4:]).replace('_', ' ')}{extra}")
+        self._draw()
+
+    def _print(self, text: str) -> None:
+        if self.live and self._line:
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        self._line = ""
+
+    def _draw(self) -> None:
+        if not self.live:
+            self.out.flush()
+            return
+        line = ", ".join(f"{s}" + (f" (attempt {a})" if a > 1 else "")
+                         for s, a in list(self.running.items())[:4])
+        line = f"running: {line}" if line else ""
+        self.out.write("\r\033[K" + line[:200])
+        self._line = line
+        self.out.flush()
