@@ -1,0 +1,179 @@
+"""The control API: HTTP/JSON routes over the daemon's unix socket.
+
+Routes are plain functions of the request; the daemon object they reach through
+`request.app[DAEMON]` does the work. Every error is a JSON body {"error": "..."} with
+a 4xx status; nothing a client sends can crash the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
+                     RunStateError)
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger("orchestratord.api")
+DAEMON: web.AppKey[Any] = web.AppKey("daemon", object)
+MAX_BODY = 1024 * 1024
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Translate our errors to statuses; anything unexpected is a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not exc.text.startswith("{"):
+            return _error(exc.status, exc.reason if exc.status != 413 else
+                          f"request body larger than {MAX_BODY} bytes")
+        raise
+    except RunNotFound as exc:
+        return _error(404, str(exc))
+    except (ParamsError, DefinitionError) as exc:
+        return _error(400, str(exc))
+    except (RunStateError, LeaseHeld) as exc:
+        return _error(409, str(exc))
+    except OrchestratorError as exc:
+        return _error(500, str(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error; see the daemon's journal")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(reason="the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(reason="the body must be a JSON object")
+    return body
+
+
+def _daemon(request: web.Request) -> "Daemon":
+    return request.app[DAEMON]
+
+
+async def health(request: web.Request) -> web.Response:
+    d = _daemon(request)
+    return _json({"status": "ok", "active_runs": len(d.engine.active()),
+                  "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems)})
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    return _json([{"name": d.name, "description": d.workflow.description, "file": d.file,
+                   "steps": len(d.graph.nodes)} for d in _daemon(request).catalog.workflows.values()])
+
+
+async def get_workflow(request: web.Request) -> web.Response:
+    definition = _daemon(request).catalog.workflows.get(request.match_info["name"])
+    if definition is None:
+        raise web.HTTPNotFound(reason=f"no workflow '{request.match_info['name']}'")
+    return _json({"name": definition.name, "file": definition.file,
+                  "definition": definition.source,
+                  "steps": {n.id: list(n.deps) for n in definition.graph.nodes.values()}})
+
+
+async def list_skills(request: web.Request) -> web.Response:
+    return _json([{"name": s.name, "description": s.description, "version": s.version,
+                   "actions": sorted(s.actions), "directory": str(s.directory or "")}
+                  for s in _daemon(request).catalog.skills.skills.values()])
+
+
+async def start_run(request: web.Request) -> web.Response:
+    body = await _body(request)
+    name, params = body.get("workflow"), body.get("params", {})
+    if not isinstance(name, str) or not isinstance(params, dict):
+        raise web.HTTPBadRequest(reason='expected {"workflow": NAME, "params": {...}}')
+    run_id = await _daemon(request).start_run(name, params)
+    return _json({"run_id": run_id}, 201)
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    q = request.query
+    try:
+        limit = min(int(q.get("limit", "50")), 1000)
+    except ValueError:
+        raise web.HTTPBadRequest(reason="limit must be a number") from None
+    runs = await _daemon(request).store.list_runs(workflow=q.get("workflow"),
+                                                   status=q.get("status"), limit=limit)
+    return _json([run_json(r) for r in runs])
+
+
+async def get_run(request: web.Request) -> web.Response:
+    store = _daemon(request).store
+    run = await store.get_run(request.match_info["run"])
+    return _json({**run_json(run), "steps": [asdict(s) for s in await store.steps(run.id)],
+                  "attempts": [asdict(a) for a in await store.attempts(run.id)]})
+
+
+async def run_events(request: web.Request) -> web.StreamResponse:
+    """The run's events as NDJSON; with follow=1, streamed until the run ends."""
+    d = _daemon(request)
+    run = await d.store.get_run(request.match_info["run"])
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        raise web.HTTPBadRequest(reason="after must be a number") from None
+    follow = request.query.get("follow") in ("1", "true")
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    while True:
+        for event in await d.store.events(run.id, after=after):
+            after = event.seq
+            await response.write((json.dumps(asdict(event)) + "\n").encode())
+        if not follow or (await d.store.get_run(run.id)).status in d.FINAL and \
+                not await d.store.events(run.id, after=after):
+            break
+        await d.changed(timeout=1.0)
+    await response.write_eof()
+    return response
+
+
+async def cancel_run(request: web.Request) -> web.Response:
+    run_id = await _daemon(request).cancel_run(request.match_info["run"])
+    return _json({"run_id": run_id, "cancel_requested": True}, 202)
+
+
+async def resume_run(request: web.Request) -> web.Response:
+    run_id = await _daemon(request).resume_run(request.match_info["run"])
+    return _json({"run_id": run_id}, 202)
+
+
+def run_json(run: Any) -> dict[str, Any]:
+    return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
+
+
+def make_app(daemon: "Daemon") -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
+    app[DAEMON] = daemon
+    app.router.add_get("/health", health)
+    app.router.add_get("/workflows", list_workflows)
+    app.router.add_get("/workflows/{name}", get_workflow)
+    app.router.add_get("/skills", list_skills)
+    app.router.add_post("/runs", start_run)
+    app.router.add_get("/runs", list_runs)
+    app.router.add_get("/runs/{run}", get_run)
+    app.router.add_get("/runs/{run}/events", run_events)
+    app.router.add_post("/runs/{run}/cancel", cancel_run)
+    app.router.add_post("/runs/{run}/resume", resume_run)
+    return app

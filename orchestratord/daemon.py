@@ -1,0 +1,262 @@
+"""orchestratord: the long-running daemon around the engine.
+
+Lifecycle (systemd Type=notify): open the database, load definitions, bind the control
+socket, resume interrupted runs, then READY=1. STATUS= says what runs; WATCHDOG=1 comes
+from the event loop itself, so a blocked loop gets the daemon restarted. SIGHUP
+reloads definitions (RELOADING=1 ... READY=1); SIGTERM sends STOPPING=1, stops running
+steps and leaves their runs interrupted, to be resumed at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import grp
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import sdnotify
+from aiohttp import web
+
+from . import __version__, journal
+from .api import make_app
+from .catalog import Catalog, load_catalog
+from .engine import Engine
+from .loader import stored_definition
+from .errors import LeaseHeld, OrchestratorError, RunStateError
+from .settings import Settings, load_settings
+from .store import TERMINAL, Store
+
+log = logging.getLogger("orchestratord.daemon")
+
+
+class Daemon:
+    """One orchestratord: a store, an engine, a catalog and the control API."""
+
+    FINAL = TERMINAL | {"interrupted"}
+
+    def __init__(self, settings: Settings, *, handle_signals: bool = True):
+        self.settings = settings
+        self.handle_signals = handle_signals
+        self.notifier = sdnotify.SystemdNotifier()
+        self.catalog = Catalog()
+        self.store: Store = None  # type: ignore[assignment]
+        self.engine: Engine = None  # type: ignore[assignment]
+        self.tasks: dict[str, asyncio.Task] = {}
+        self._slots = asyncio.Semaphore(settings.max_active_runs)
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._status = ""
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def main(self) -> None:
+        """Run until SIGTERM (or `stop()`), then shut down cleanly."""
+        loop = asyncio.get_running_loop()
+        if self.handle_signals:  # before READY=1: a signal right after it must be handled
+            loop.add_signal_handler(signal.SIGTERM, self.stop)
+            loop.add_signal_handler(signal.SIGINT, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            if os.environ.get("ORCHESTRATORD_FAULT_INJECTION") == "1":
+                # Test-only: SIGUSR2 blocks the event loop, to prove the watchdog works.
+                loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(3600))
+        await self.start()
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self._stop.wait()
+        finally:
+            watchdog.cancel()
+            await self.close()
+
+    async def start(self) -> None:
+        s = self.settings
+        self.store = await Store.open(s.database_path)
+        self.engine = Engine(self.store, settings=s.engine_settings(), lease_ttl=s.lease_ttl,
+                             kill_grace=s.kill_grace, step_timeout=s.step_timeout)
+        self.engine.listeners.append(self._on_event)
+        self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
+        await self._serve()
+        await self._resume_interrupted()
+        self.notifier.notify("READY=1")
+        self._update_status(force=True)
+        log.info("orchestratord %s ready: %d workflows, socket %s", __version__,
+                 len(self.catalog.workflows), s.socket)
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self.notifier.notify("STOPPING=1")
+            log.info("stopping: running steps are stopped, their runs left resumable")
+            self._stop.set()
+
+    async def close(self) -> None:
+        """Stop runs (left interrupted), the server and the store; idempotent."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.engine is not None:
+            await self.engine.close()
+        if self.store is not None:
+            await self.store.close()
+
+    async def reload(self) -> None:
+        """Reload definitions; a broken file keeps its workflow's previous definition."""
+        self.notifier.notify("RELOADING=1")
+        catalog = load_catalog(self.settings.workflows_dir, self.settings.skill_paths,
+                               previous=self.catalog)
+        self.catalog = catalog
+        log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
+                 len(catalog.problems))
+        self.notifier.notify("READY=1")
+        self._update_status(force=True)
+
+    async def _serve(self) -> None:
+        path = self.settings.socket
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()  # left by a daemon that did not stop cleanly
+        self._runner = web.AppRunner(make_app(self), access_log=None)
+        await self._runner.setup()
+        await web.UnixSite(self._runner, str(path)).start()
+        os.chmod(path, 0o660)
+        if self.settings.socket_group:
+            os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
+
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+            return
+        while True:
+            self.notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2e6)
+
+    # -- runs ---------------------------------------------------------------------------
+
+    async def start_run(self, workflow: str, params: dict[str, Any]) -> str:
+        definition = self.catalog.workflows.get(workflow)
+        if definition is None:
+            known = ", ".join(sorted(self.catalog.workflows)) or "none"
+            raise RunStateError(f"no workflow '{workflow}' (known: {known})")
+        run_id = await self.engine.start(definition, params)
+        self._spawn(run_id, self._drive(run_id, definition))
+        return run_id
+
+    async def resume_run(self, run_id: str) -> str:
+        run = await self.store.get_run(run_id)
+        if run.id in self.tasks:
+            raise RunStateError(f"run {run.id} is running")
+        definition = stored_definition(run.definition, run.file, self.catalog.skills)
+        self._spawn(run.id, self._drive(run.id, definition, resume=True))
+        return run.id
+
+    async def cancel_run(self, run_id: str) -> str:
+        run = await self.store.get_run(run_id)
+        if run.status in TERMINAL:
+            raise RunStateError(f"run {run.id} already {run.status}")
+        if not self.engine.cancel(run.id):
+            task = self.tasks.get(run.id)
+            if task is not None:  # still waiting for a slot: never started
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await self.store.set_run_status(run.id, "cancelled", "run_cancelled",
+                                                error="cancelled before it started")
+            else:
+                await self.store.request_cancel(run.id)  # driven by another process
+        return run.id
+
+    def _spawn(self, run_id: str, work: Any) -> None:
+        task = asyncio.create_task(work, name=f"run-{run_id}")
+        self.tasks[run_id] = task
+        task.add_done_callback(lambda _: self.tasks.pop(run_id, None))
+
+    async def _drive(self, run_id: str, definition: Any, resume: bool = False) -> None:
+        async with self._slots:
+            try:
+                if resume:
+                    await self.engine.resume(run_id, definition)
+                else:
+                    await self.engine.drive(run_id, definition)
+            except LeaseHeld as exc:
+                log.warning("not driving run %s: %s", run_id, exc)
+            except OrchestratorError as exc:
+                log.error("run %s could not be driven: %s", run_id, exc)
+            except Exception:  # a bug must not take the daemon down with it
+                log.exception("run %s failed inside the engine", run_id)
+            finally:
+                self._update_status()
+
+    async def _resume_interrupted(self) -> None:
+        for status in ("running", "interrupted", "pending"):
+            for run in await self.store.list_runs(status=status, limit=10000):
+                try:
+                    definition = stored_definition(run.definition, run.file, self.catalog.skills)
+                except OrchestratorError as exc:
+                    log.error("cannot resume run %s: %s", run.id, exc)
+                    continue
+                log.info("resuming %s run %s of %s", status, run.id, run.workflow)
+                self._spawn(run.id, self._drive(run.id, definition, resume=True))
+
+    # -- observers ----------------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self._update_status()
+        asyncio.ensure_future(self._notify_changed())
+
+    async def _notify_changed(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def changed(self, timeout: float) -> None:
+        """Wait until the engine reports something, or timeout."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _update_status(self, force: bool = False) -> None:
+        active = self.engine.active() if self.engine else {}
+        if active:
+            parts = [f"{wf} {done}/{total} steps" for wf, done, total in active.values()]
+            status = f"{len(active)} run{'s' * (len(active) != 1)} active: " + ", ".join(parts[:5])
+        else:
+            status = f"idle: {len(self.catalog.workflows)} workflows"
+        if force or status != self._status:
+            self._status = status
+            self.notifier.notify(f"STATUS={status}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestratord", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"orchestratord {__version__}")
+    parser.add_argument("--settings", type=Path,
+                        default=os.environ.get("ORCHESTRATOR_SETTINGS"),
+                        help="settings file (JSON or YAML); default: built-in defaults")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr", "console"))
+    args = parser.parse_args(argv)
+    journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
+    try:
+        settings = load_settings(args.settings)
+    except OrchestratorError as exc:
+        log.critical("invalid settings: %s", exc)
+        return 78  # EX_CONFIG: systemd will not help by restarting
+    try:
+        asyncio.run(Daemon(settings).main())
+    except OrchestratorError as exc:
+        log.critical("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

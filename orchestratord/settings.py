@@ -1,0 +1,88 @@
+"""Daemon settings: one JSON or YAML file, typed known keys, skill sections free-form.
+
+The NixOS module renders `services.agent-orchestrator.settings` (RFC 42) to
+/etc/agent-orchestrator/settings.json; without it, every key has a default that works
+for an unprivileged user.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import DefinitionError
+from .model import Timeout
+from .source import load_file
+
+
+def _state_home() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "agent-orchestrator"
+
+
+def default_socket() -> Path:
+    """systemd's RuntimeDirectory, else the user's runtime dir, else /run (root)."""
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
+    return Path(base) / "agent-orchestrator" / "control.sock"
+
+
+class WebhookSink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Alerts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    webhooks: list[WebhookSink] = Field(default_factory=list)
+    commands: list[list[str]] = Field(default_factory=list,
+                                      description="argv each; the alert arrives as JSON on stdin")
+    stale_after: dict[str, Timeout] = Field(
+        default_factory=dict, description="workflow -> alert if no success for this long")
+
+
+class Settings(BaseModel):
+    """What orchestratord needs to know; `skills.<name>` sections belong to each skill."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Path = Field(default_factory=lambda: Path(
+        os.environ.get("STATE_DIRECTORY", "").split(":")[0] or _state_home()))
+    database: Path | None = Field(None, description="default: <state_dir>/state.db")
+    workflows_dir: Path | None = Field(None, description="*.yaml, *.yml, *.json workflows")
+    skill_paths: list[Path] = Field(default_factory=list)
+    socket: Path = Field(default_factory=default_socket)
+    socket_group: str | None = Field(None, description="group allowed on the control socket")
+    metrics_listen: str | None = Field(None, description="host:port serving /metrics only")
+    max_active_runs: int = Field(64, ge=1, le=10000)
+    step_timeout: Timeout | None = Field(None, description="default for steps without one")
+    kill_grace: Timeout = 5.0
+    lease_ttl: Timeout = 15.0
+    alerts: Alerts = Field(default_factory=Alerts)
+    skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.state_dir / "state.db"
+
+    def engine_settings(self) -> dict[str, Any]:
+        """What actions see as ctx.settings."""
+        return {"state_dir": str(self.state_dir), "skills": self.skills}
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from a file (None: defaults); raises DefinitionError with positions."""
+    if path is None:
+        return Settings()
+    doc = load_file(path)
+    if doc.problems:
+        raise DefinitionError(doc.problems)
+    settings, problems = doc.validate(Settings)
+    if settings is None:
+        raise DefinitionError(problems)
+    return settings
