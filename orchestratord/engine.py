@@ -437,6 +437,12 @@ class _Driver:
                                             kill_grace=self.engine.kill_grace)
             except TimeoutError:
                 raise StepTimeout(f"timed out after {timeout:g} s") from None
+            except (StepFailure, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a runner bug fails this step, not the whole run
+                log.exception("step %s: unexpected error in the %s runner", node_id, action.kind,
+                              extra={"fields": fields})
+                raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
         except StepFailure as exc:
             status = "timeout" if isinstance(exc, StepTimeout) else "failed"
             await self.store.attempt_failed(self.run_id, node_id, number, status=status,

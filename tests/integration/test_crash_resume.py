@@ -22,7 +22,7 @@ STEP = py_command("""
         f.write(key + "\\n")
         f.flush()
         os.fsync(f.fileno())
-    time.sleep(random.uniform(0.01, 0.08))
+    time.sleep(random.uniform(0.1, 0.3))
     print(json.dumps({"key": key}))
 """)
 
@@ -65,8 +65,8 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
                 time.sleep(0.005)  # the run is recorded once its first step has started
         else:
             proc = ctl(state, "resume", run_id)
-            # the interpreter and imports take a good part of a second: aim past them
-            time.sleep(rng.uniform(0.1, 1.2))
+            # the interpreter and imports take about half a second: aim past them
+            time.sleep(rng.uniform(0.3, 1.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         runs = db(state, "SELECT id FROM runs") if state.exists() else []
@@ -76,10 +76,13 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
                                               "status = 'succeeded'", run_id)}
             lines = ledger.read_text().splitlines() if ledger.exists() else []
             checkpoints.append((len(lines), done))
+            if len(done) == len(step_ids):
+                break
 
-    final = ctl(state, "resume", run_id)
-    out, err = final.communicate(timeout=120)
-    assert final.returncode == 0, err
+    if len(checkpoints[-1][1]) < len(step_ids):
+        final = ctl(state, "resume", run_id)
+        out, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err
     status = db(state, "SELECT status FROM runs WHERE id = ?", run_id)[0][0]
     assert status == "succeeded"
 
@@ -91,5 +94,5 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
             step = line.split("/", 1)[1]
             assert step not in done, f"{step} ran again after it was recorded succeeded"
     assert db(state, "PRAGMA integrity_check") == [("ok",)]
-    assert any(0 < len(done) < len(step_ids) for _, done in checkpoints), \
-        "no kill landed mid-run; the test proved nothing"
+    mid_run = sum(1 for _, done in checkpoints if len(done) < len(step_ids))
+    assert mid_run >= 15, f"only {mid_run} kills landed mid-run; the test proved too little"

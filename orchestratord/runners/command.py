@@ -1,0 +1,142 @@
+"""The command runner: argv in its own process group, JSON in on stdin, JSON out on stdout.
+
+Both pipes are drained concurrently (no deadlock on large output); stderr lines go to
+the step's log as they come. The child leads a new session, so on timeout or cancel the
+whole group gets SIGTERM, then SIGKILL after a grace period; after the leader exits, what
+is left of its group is killed too, so nothing is orphaned and the pipes reach EOF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..context import StepContext
+from ..errors import StepFailure
+
+EX_TEMPFAIL = 75  # sysexits.h: "try again later"
+TAIL_LINES = 40
+
+
+async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
+                      env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                      kill_grace: float = 5.0, max_output: int = 16 * 1024 * 1024) -> Any:
+    """Run argv once; returns its JSON result or raises StepFailure."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True,
+            env={**os.environ, **(env or {}), **ctx.env()})
+    except OSError as exc:
+        raise StepFailure(f"cannot execute {argv[0]!r}: {exc.strerror}") from None
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    try:
+        stdout, *_ = await asyncio.gather(
+            _read_all(proc.stdout, max_output), _log_lines(proc.stderr, ctx, tail),
+            _feed(proc.stdin, params), _reap_group_after_exit(proc))
+    except BaseException:
+        await _terminate(proc, kill_grace)
+        raise
+    stderr_tail = "\n".join(tail)
+    if stdout is None:
+        raise StepFailure(f"command {list(argv)!r} wrote more than {max_output} bytes to stdout",
+                          stderr_tail=stderr_tail)
+    code = proc.returncode
+    if code != 0:
+        last = f": {tail[-1]}" if tail else ""
+        how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+               else f"exited with status {code}")
+        raise StepFailure(f"command {list(argv)!r} {how}{last}", retryable=code == EX_TEMPFAIL,
+                          exit_code=code, stderr_tail=stderr_tail)
+    text = stdout.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"stdout": text}
+
+
+async def _feed(stdin: asyncio.StreamWriter, params: Any) -> None:
+    try:
+        stdin.write(json.dumps(params).encode())
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command does not read its params: its business
+    finally:
+        stdin.close()
+
+
+async def _read_all(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while chunk := await stream.read(65536):
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+    return b"".join(chunks) if size <= limit else None
+
+
+async def _log_lines(stream: asyncio.StreamReader, ctx: StepContext, tail: collections.deque) -> None:
+    while True:
+        try:
+            line = await stream.readline()
+        except ValueError:  # a line longer than the stream's limit: take what there is
+            line = await stream.read(65536)
+        if not line:
+            return
+        text = line.decode("utf-8", "replace").rstrip("\n")
+        tail.append(text)
+        ctx.log.info("%s", text)
+
+
+async def _reap_group_after_exit(proc: asyncio.subprocess.Process) -> None:
+    # asyncio's proc.wait() also waits for the pipes to close, which a grandchild that
+    # inherited stdout can postpone forever; a pidfd says when the leader itself exits.
+    await _exited(proc.pid)
+    _kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def _exited(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the group, SIGKILL it after grace, and reap the leader; never interrupted."""
+    async def stop() -> None:
+        _kill_group(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            pass
+        _kill_group(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    task = asyncio.ensure_future(stop())
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue  # a second cancel must not leave the group running
