@@ -35,7 +35,7 @@ class Client:
             async with self._session.request(method, f"http://orchestratord{path}",
                                              json=body) as response:
                 data = await response.json(content_type=None)
-        except aiohttp.ClientConnectionError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             raise DaemonError(f"cannot reach orchestratord at {self.socket}: {exc}") from None
         if response.status == 404:
             raise RunNotFound(data.get("error", "not found"))
@@ -56,5 +56,5 @@ class Client:
                 async for line in response.content:
                     if line.strip():
                         yield json.loads(line)
-        except aiohttp.ClientConnectionError as exc:
+        except aiohttp.ClientError as exc:  # refused, reset, or cut mid-stream (restart)
             raise DaemonError(f"lost orchestratord at {self.socket}: {exc}") from None

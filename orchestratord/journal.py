@@ -43,7 +43,7 @@ class JournalHandler(logging.Handler):
             fields = {k: str(v) for k, v in _fields(record).items()}
             self._send(self.format(record), PRIORITY=str(priority(record.levelno)),
                        SYSLOG_IDENTIFIER=self.identifier, LOGGER=record.name,
-                       CODE_FILE=record.pathname, CODE_LINE=str(record.lineno),
+                       CODE_FILE=record.pathname, CODE_LINE=record.lineno,
                        CODE_FUNC=record.funcName, **fields)
         except Exception:
             self.handleError(record)

@@ -163,9 +163,11 @@ class Store:
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute("PRAGMA busy_timeout=10000")
             await store._migrate()
-        except sqlite3.Error as exc:
-            await conn.close()
-            raise StoreError(f"cannot use state database {path}: {exc}") from exc
+        except BaseException as exc:
+            await conn.close()  # else its thread keeps the process alive
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot use state database {path}: {exc}") from exc
+            raise
         return store
 
     async def close(self) -> None:

@@ -96,3 +96,25 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
     assert db(state, "PRAGMA integrity_check") == [("ok",)]
     mid_run = sum(1 for _, done in checkpoints if len(done) < len(step_ids))
     assert mid_run >= 15, f"only {mid_run} kills landed mid-run; the test proved too little"
+
+
+def test_a_live_driver_keeps_its_run(tmp_path, skill_root):
+    """Two processes must never drive one run: the second is refused while the first lives."""
+    write_skill(skill_root, "work", {"step": {"command": STEP}})
+    ledger, state = tmp_path / "ledger", tmp_path / "state.db"
+    steps = "\n".join(f"  - {{id: s{i}, skill: work, action: step, params: {{ledger: {ledger}}}}}"
+                      for i in range(20))
+    workflow = write_workflow(tmp_path, f"workflow:\n name: held\n steps:\n{steps}\n")
+    first = ctl(state, "run", str(workflow))
+    try:
+        deadline = time.monotonic() + 30
+        while not ledger.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        [(run_id,)] = db(state, "SELECT id FROM runs")
+        second = ctl(state, "resume", run_id)
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 7, err
+        assert f"run {run_id} is being driven by" in err
+    finally:
+        first.kill()
+        first.wait()

@@ -348,3 +348,36 @@ async def test_event_log_is_append_only(tmp_path, store, skills):
     types = [e.type for e in await store.events(result.run_id)]
     assert types == ["run_created", "run_started", "step_started", "step_succeeded",
                      "run_succeeded"]
+
+
+async def test_skill_concurrency_limit_holds_across_runs(tmp_path, store, skill_root):
+    write_skill(skill_root, "serial", {"track": {"python": "tests.integration.actions:track"}},
+                concurrency=1)
+    d = load(tmp_path, discover([skill_root]), """
+        workflow:
+          name: serial
+          steps:
+            - parallel:
+                - {id: a, skill: serial, action: track}
+                - {id: b, skill: serial, action: track}
+                - {id: c, skill: serial, action: track}
+    """)
+    actions.LIVE.update(running=0, max=0)
+    engine = Engine(store)
+    results = await asyncio.gather(engine.run(d), engine.run(d))
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert actions.LIVE["max"] == 1
+
+
+async def test_a_newer_schema_is_refused(tmp_path):
+    """Regression: a refused database must close its connection, or its thread hangs the process."""
+    import sqlite3
+    from orchestratord.errors import StoreError
+    path = tmp_path / "state.db"
+    await (await Store.open(path)).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version VALUES (999)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="has schema version 999, newer than this orchestratord"):
+        await Store.open(path)

@@ -1,0 +1,178 @@
+"""orchestratord under real systemd: readiness, orchestrator@ units, journald, reload,
+crash and restart, cancel by stop, watchdog, load."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import textwrap
+
+import pytest
+
+from .machine import Machine
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
+
+ETC = "/etc/agent-orchestrator"
+
+# A command skill the workflows below use: appends its step id to a ledger, sleeps, and
+# fails when told to. Plain python3 of the container, stdlib only.
+STEP_PY = textwrap.dedent("""
+    import json, os, sys, time
+    p = json.load(sys.stdin)
+    with open("/var/lib/agent-orchestrator/ledger", "a") as f:
+        f.write(os.environ["ORCHESTRATOR_RUN_ID"] + " " + os.environ["ORCHESTRATOR_STEP_ID"] + "\\n")
+    print("working on " + os.environ["ORCHESTRATOR_STEP_ID"], file=sys.stderr, flush=True)
+    time.sleep(p.get("sleep", 0))
+    if p.get("fail"):
+        sys.exit("told to fail")
+    print(json.dumps({"step": os.environ["ORCHESTRATOR_STEP_ID"]}))
+""")
+
+
+def workflow(name: str, steps: int, sleep: float = 0.0, fail_at: int | None = None) -> str:
+    items = [{"id": f"s{i}", "skill": "work", "action": "step",
+              "params": {"sleep": sleep, "fail": i == fail_at}} for i in range(steps)]
+    return json.dumps({"workflow": {"name": name, "steps": items}})
+
+
+def write(machine: Machine, path: str, text: str) -> None:
+    machine.succeed(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF")
+
+
+@pytest.fixture(scope="module")
+def daemon(machine: Machine, installed_project: str) -> Machine:
+    """The project's package and unit files installed as a distribution would."""
+    venv = installed_project
+    machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
+    units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
+                            "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
+    machine.succeed(f"cp {units}/*.service /etc/systemd/system/")
+    write(machine, f"{ETC}/skills/work/SKILL.md", "---\nname: work\ndescription: test work\n---\n")
+    write(machine, f"{ETC}/skills/work/step.py", STEP_PY)
+    write(machine, f"{ETC}/skills/work/actions.yaml",
+          "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
+    write(machine, f"{ETC}/settings.json", json.dumps({
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+    write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
+    write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
+    write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
+    machine.succeed("systemctl daemon-reload")
+    return machine
+
+
+def last_run(machine: Machine, workflow: str) -> dict:
+    runs = json.loads(machine.succeed(f"orchestratorctl runs --workflow {workflow} --json"))
+    return runs[0]
+
+
+def test_active_only_once_ready(daemon: Machine) -> None:
+    # Type=notify: `systemctl start` returns when READY=1 arrived, not before.
+    daemon.succeed("systemctl start orchestratord")
+    assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
+    daemon.succeed("test -S /run/agent-orchestrator/control.sock")
+    assert "hello\t3 steps" in daemon.succeed("orchestratorctl workflows")
+    status = daemon.succeed("systemctl show -p StatusText --value orchestratord")
+    assert status.startswith("idle: 3 workflows")
+
+
+def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine) -> None:
+    daemon.succeed("systemctl start orchestrator@hello")  # oneshot: returns when the run ended
+    assert daemon.succeed("systemctl show -p Result --value orchestrator@hello").strip() == "success"
+    run = last_run(daemon, "hello")
+    assert run["status"] == "succeeded"
+
+    records = daemon.journal("-u", "orchestratord", f"RUN_ID={run['id']}")
+    assert records, "journald has the run's records"
+    assert {r["WORKFLOW"] for r in records} == {"hello"}
+    assert {r.get("STEP_ID") for r in records} >= {"s0", "s1", "s2"}
+    assert any(r.get("MESSAGE") == "working on s1" and r.get("ATTEMPT") == "1" and
+               r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
+    assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
+    # the client unit mirrors progress in its own journal
+    client = daemon.succeed("journalctl -u orchestrator@hello -o cat")
+    assert "✓ s2 succeeded" in client
+
+    daemon.fail("systemctl start orchestrator@broken")
+    daemon.succeed("systemctl is-failed orchestrator@broken")
+    assert last_run(daemon, "broken")["status"] == "failed"
+
+
+def test_reload_picks_up_changes_and_keeps_a_running_definition(daemon: Machine) -> None:
+    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 4))
+    daemon.succeed("systemctl reload orchestratord")
+    daemon.wait_until_succeeds("orchestratorctl workflows | grep -q 'hello\t4 steps'")
+    write(daemon, f"{ETC}/workflows/hello.json", '{"workflow": {"name": "hello", "steps": [{"skill": "nope"}]}}')
+    daemon.succeed("systemctl reload orchestratord")
+    daemon.wait_until_succeeds("journalctl -u orchestratord -o cat | "
+                               "grep -q 'workflow hello keeps its previous definition'")
+    assert "hello\t4 steps" in daemon.succeed("orchestratorctl workflows")
+    assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
+    daemon.succeed("systemctl start orchestrator@hello")
+    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 3))
+    daemon.succeed("systemctl reload orchestratord")
+
+
+def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed(f"kill -9 {pid}")
+    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
+                               "&& systemctl is-active orchestratord")
+    # the client unit follows the run across the restart and reports its outcome
+    daemon.wait_until_succeeds("systemctl show -p ActiveState --value orchestrator@slow "
+                               "| grep -qx inactive", timeout=90)
+    assert daemon.succeed("systemctl show -p Result --value orchestrator@slow").strip() == "success"
+    run = last_run(daemon, "slow")
+    assert run["status"] == "succeeded"
+    ledger = daemon.succeed("cat /var/lib/agent-orchestrator/ledger").split("\n")
+    ran = [line.split()[1] for line in ledger if line.startswith(run["id"])]
+    assert sorted(set(ran)) == [f"s{i}" for i in range(6)]
+    assert len(ran) - len(set(ran)) <= 1, f"only the step in flight may run twice: {ran}"
+
+
+def test_stopping_the_unit_cancels_the_run(daemon: Machine) -> None:
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("orchestratorctl runs --workflow slow --status running --json "
+                               "| grep -q running")
+    daemon.succeed("systemctl stop orchestrator@slow")
+    run = last_run(daemon, "slow")
+    assert run["status"] == "cancelled"
+    # no step process survives
+    daemon.wait_until_fails("pgrep -f '^python3 step.py'")
+
+
+def test_watchdog_restarts_a_daemon_whose_loop_is_blocked(daemon: Machine) -> None:
+    write(daemon, "/etc/systemd/system/orchestratord.service.d/watchdog.conf",
+          "[Service]\nWatchdogSec=2s\nEnvironment=ORCHESTRATORD_FAULT_INJECTION=1\n")
+    daemon.succeed("systemctl daemon-reload && systemctl restart orchestratord")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed(f"kill -USR2 {pid}")  # test-only hook: blocks the event loop
+    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
+                               "&& systemctl is-active orchestratord", timeout=30)
+    assert "Watchdog timeout" in daemon.succeed("journalctl -u orchestratord -o cat")
+    daemon.succeed("rm /etc/systemd/system/orchestratord.service.d/watchdog.conf && "
+                   "systemctl daemon-reload && systemctl restart orchestratord")
+
+
+def test_hardening_exposure(daemon: Machine) -> None:
+    out = daemon.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
+    score = float(out.split("exposure level for orchestratord.service:")[1].split()[0])
+    assert score < 3.0, out
+
+
+def test_hundred_runs_at_once(daemon: Machine) -> None:
+    write(daemon, f"{ETC}/workflows/ten.json", workflow("ten", 10))
+    daemon.succeed("systemctl reload orchestratord")
+    daemon.wait_until_succeeds("orchestratorctl workflows | grep -q ten")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    rss_before = int(daemon.succeed(f"ps -o rss= -p {pid}"))
+    daemon.succeed("for i in $(seq 100); do orchestratorctl run ten >/dev/null & done; wait", timeout=300)
+    daemon.wait_until_succeeds(
+        "test $(orchestratorctl runs --workflow ten --status succeeded --limit 1000 --json "
+        "| python3 -c 'import json,sys; print(len(json.load(sys.stdin)))') -eq 100", timeout=600)
+    rss_after = int(daemon.succeed(f"ps -o rss= -p {pid}"))
+    assert rss_after < rss_before + 80 * 1024, (rss_before, rss_after)
+    assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
