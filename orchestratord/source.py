@@ -166,7 +166,14 @@ def parse_text(text: str, file: str, *, json_only: bool = False) -> Document:
         # cannot read (tabs in odd places) keeps its data without them.
         located = parse_text(text, file)
         return located if not located.problems else Document(file, data)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        doc.problems.append(Problem(file, line, column, "", f"YAML: {exc.reason} "
+                                    f"(character {exc.character!r} is not allowed)"))
+        return doc
     try:
         node = loader.get_single_node()
         if node is not None:
