@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -57,7 +56,7 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
     rng = random.Random(1234)
     run_id = None
     checkpoints = []  # (ledger length, steps recorded succeeded) after each kill
-    for kill in range(20):
+    for _ in range(20):
         if run_id is None:
             proc = ctl(state, "run", str(workflow))
             deadline = time.monotonic() + 30

@@ -4,7 +4,6 @@ crash and restart, cancel by stop, watchdog, load."""
 from __future__ import annotations
 
 import json
-import shlex
 import textwrap
 
 import pytest
