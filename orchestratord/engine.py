@@ -264,19 +264,26 @@ class _Driver:
             else:
                 ready.append(node.id)
         tasks = self._tasks
+        # Finished tasks arrive on a queue: asyncio.wait() over every running task would
+        # cost O(running) per completion, quadratic for a wide fan-out.
+        finished: asyncio.Queue[asyncio.Task] = asyncio.Queue()
         try:
             while True:
                 while ready and len(tasks) < limit and self.stop_reason is None:
                     node_id = ready.popleft()
                     decision = self._decide(node_id)
                     if decision is None:
-                        tasks[asyncio.create_task(self._run_step(node_id))] = node_id
+                        task = asyncio.create_task(self._run_step(node_id))
+                        task.add_done_callback(finished.put_nowait)
+                        tasks[task] = node_id
                     else:
                         await self._end_without_running(node_id, *decision)
                         self._release(node_id, waiting, ready)
                 if not tasks:
                     return
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
                 for task in done:
                     node_id = tasks.pop(task)
                     if task.cancelled():
