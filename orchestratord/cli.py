@@ -14,17 +14,15 @@ database, lease held by another process, run state); 130 interrupted (resumable)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+# asyncio, yaml and the engine are imported where used: a CLI that answers --version or
+# a daemon query should not pay for what it does not run.
 from . import __version__
 from .errors import DefinitionError, OrchestratorError, ParamsError
 
@@ -139,6 +137,7 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    import yaml
     params = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -152,6 +151,8 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
+    import asyncio
+    import signal
     from .engine import Engine
     from .progress import Progress
     from .store import Store
@@ -211,6 +212,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _drive(args: argparse.Namespace, work: Any) -> int:
+    import asyncio
     try:
         result = asyncio.run(_with_engine(args, work))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -228,6 +230,7 @@ def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
 
 
 def _store_call(args: argparse.Namespace, fn: Any) -> Any:
+    import asyncio
     from .store import Store
 
     async def go() -> Any:
