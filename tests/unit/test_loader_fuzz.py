@@ -78,7 +78,7 @@ def _load(registry, text: str) -> None:
             assert problem.file == "fuzz.yaml" and problem.line >= 1 and problem.column >= 1
 
 
-FUZZ = settings(max_examples=1500, deadline=2000,
+FUZZ = settings(max_examples=1500, deadline=5000,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 
