@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -351,8 +352,7 @@ class _Driver:
         reason = "workflow timeout expired" if self.stop_reason == "timed_out" else "cancelled"
         if attempt is not None:
             await self.store.attempt_failed(self.run_id, node_id, attempt, status="cancelled",
-                                            error=reason, exit_code=None, stderr_tail="",
-                                            retry_in=None)
+                                            error=reason, exit_code=None, stderr_tail="")
         await self.store.step_finished(self.run_id, node_id, "cancelled", attempt=attempt,
                                        error=reason)
         self._ended(node_id, "cancelled", None, reason)
@@ -420,10 +420,11 @@ class _Driver:
     async def _attempt(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
                        timeout: float | None, limit: asyncio.Semaphore | None,
                        fields: dict[str, Any], kind: str = "action") -> Any:
-        if limit is not None:
-            async with limit:
-                return await self._attempt(node_id, skill, action, params, timeout, None,
-                                           fields, kind)
+        async with limit or contextlib.nullcontext():
+            return await self._attempt_now(node_id, skill, action, params, timeout, fields, kind)
+
+    async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
+                           timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
         number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
         await self.store.attempt_started(self.run_id, node_id, number, params, kind=kind)
         self.engine._emit({"type": "step_started" if kind == "action" else "compensation_started",
@@ -454,7 +455,7 @@ class _Driver:
             status = "timeout" if isinstance(exc, StepTimeout) else "failed"
             await self.store.attempt_failed(self.run_id, node_id, number, status=status,
                                             error=str(exc), exit_code=exc.exit_code,
-                                            stderr_tail=exc.stderr_tail, retry_in=None, kind=kind)
+                                            stderr_tail=exc.stderr_tail, kind=kind)
             log.warning("attempt %d of step %s failed: %s", number, node_id, exc,
                         extra={"fields": {**fields, "ATTEMPT": number}})
             raise

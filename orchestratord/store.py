@@ -330,12 +330,11 @@ class Store:
 
     async def attempt_failed(self, run_id: str, step_id: str, attempt: int, *, status: str,
                              error: str, exit_code: int | None, stderr_tail: str,
-                             retry_in: float | None, kind: str = "action") -> int:
+                             kind: str = "action") -> int:
         """Record a failed attempt; the step fails only through `step_finished`."""
         return await self._append(run_id, "attempt_failed", step_id, attempt, {
             "status": status, "error": error, "exit_code": exit_code,
-            "stderr_tail": stderr_tail, "kind": kind,
-            **({"retry_in": round(retry_in, 3)} if retry_in is not None else {})})
+            "stderr_tail": stderr_tail, "kind": kind})
 
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
                             result: Any = None, error: str | None = None) -> int:
