@@ -1,29 +1,90 @@
-"""A client of the daemon's control API over its unix socket."""
+"""A client of the daemon's control API over its unix socket.
+
+One-shot queries (`runs`, `show`, `cancel`, ...) use the standard library's http.client:
+importing aiohttp costs more than the whole query, and a CLI is started per command.
+Following a run's event stream is long-lived and async, so it uses aiohttp, imported
+only when a stream is opened.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket as socket_
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import aiohttp
-
 from .errors import OrchestratorError, RunNotFound, RunStateError
+
+HOST = "orchestratord"
+CONNECT_TIMEOUT = 5.0
 
 
 class DaemonError(OrchestratorError):
     """The daemon refused a request or cannot be reached."""
 
 
+def _checked(status: int, data: Any) -> Any:
+    """The response body, or the error the daemon's status code stands for."""
+    message = data.get("error") if isinstance(data, dict) else None
+    if status == 404:
+        raise RunNotFound(message or "not found")
+    if status == 409:
+        raise RunStateError(message or "conflict")
+    if status >= 400:
+        raise DaemonError(message or f"HTTP {status}")
+    return data
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float | None):
+        super().__init__(HOST, timeout=timeout)
+        self.path = str(path)
+
+    def connect(self) -> None:
+        sock = socket_.socket(socket_.AF_UNIX, socket_.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(self.timeout)
+        self.sock = sock
+
+
+def request(socket: Path, method: str, path: str, body: Any = None,
+            timeout: float | None = None) -> Any:
+    """One request to the daemon; returns the decoded JSON body."""
+    conn = _UnixConnection(socket, timeout)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        data = json.loads(raw) if raw else None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise DaemonError(f"cannot reach orchestratord at {socket}: {exc}") from None
+    finally:
+        conn.close()
+    return _checked(response.status, data)
+
+
 class Client:
+    """An async session, for following runs; requests go through aiohttp."""
+
     def __init__(self, socket: Path):
         self.socket = socket
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Any = None
 
     async def __aenter__(self) -> Client:
+        import aiohttp
+
+        self._aiohttp = aiohttp
         self._session = aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=str(self.socket)),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT))
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -32,29 +93,23 @@ class Client:
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         try:
-            async with self._session.request(method, f"http://orchestratord{path}",
+            async with self._session.request(method, f"http://{HOST}{path}",
                                              json=body) as response:
                 data = await response.json(content_type=None)
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (self._aiohttp.ClientError, ValueError) as exc:
             raise DaemonError(f"cannot reach orchestratord at {self.socket}: {exc}") from None
-        if response.status == 404:
-            raise RunNotFound(data.get("error", "not found"))
-        if response.status == 409:
-            raise RunStateError(data.get("error", "conflict"))
-        if response.status >= 400:
-            raise DaemonError(data.get("error", f"HTTP {response.status}"))
-        return data
+        return _checked(response.status, data)
 
     async def events(self, run_id: str, *, after: int = 0,
                      follow: bool = True) -> AsyncIterator[dict[str, Any]]:
         """The run's events, streamed until the run ends when follow is set."""
-        url = f"http://orchestratord/runs/{run_id}/events?after={after}&follow={int(follow)}"
+        url = f"http://{HOST}/runs/{run_id}/events?after={after}&follow={int(follow)}"
         try:
             async with self._session.get(url) as response:
                 if response.status >= 400:
-                    raise DaemonError((await response.json(content_type=None)).get("error"))
+                    _checked(response.status, await response.json(content_type=None))
                 async for line in response.content:
                     if line.strip():
                         yield json.loads(line)
-        except aiohttp.ClientError as exc:  # refused, reset, or cut mid-stream (restart)
+        except self._aiohttp.ClientError as exc:  # refused, reset, or cut mid-stream (restart)
             raise DaemonError(f"lost orchestratord at {self.socket}: {exc}") from None

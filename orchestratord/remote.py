@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .client import Client, DaemonError
+from .client import Client, DaemonError, request
 from .progress import Progress
 from .store import TERMINAL
 
@@ -47,10 +47,7 @@ def resume(socket: Path, run_id: str, *, as_json: bool) -> int:
 
 
 def call(socket: Path, method: str, path: str, body: Any = None) -> Any:
-    async def go() -> Any:
-        async with Client(socket) as client:
-            return await client.call(method, path, body)
-    return asyncio.run(go())
+    return request(socket, method, path, body)
 
 
 def as_rows(items: list[dict[str, Any]]) -> list[SimpleNamespace]:
