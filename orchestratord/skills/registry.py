@@ -15,13 +15,13 @@ from typing import Iterable, Mapping
 
 import jsonschema
 
-from .errors import DefinitionError, Problem
-from .model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from .source import Document, load_file, parse_text
+from ..errors import DefinitionError, Problem
+from ..model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
+from ..source import Document, load_file, parse_text
 
 log = logging.getLogger("orchestratord.skills")
 
-BUNDLED = Path(__file__).parent / "skills"
+BUNDLED = Path(__file__).parent  # the bundled skill packages live beside this module
 SKILL_PATH_ENV = "ORCHESTRATOR_SKILL_PATH"
 
 
