@@ -1,0 +1,1 @@
+"""nixos-deployment: write a NixOS module of packages and services, build and switch it."""
