@@ -156,8 +156,10 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     from .engine import Engine
     from .progress import Progress
     from .store import Store
-    store = await Store.open(args.state or default_state())
-    engine = Engine(store)
+    state = Path(args.state or default_state())
+    store = await Store.open(state)
+    # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
+    engine = Engine(store, settings={"state_dir": str(state.parent.resolve()), "skills": {}})
     if not getattr(args, "json", False) or args.command in ("run", "resume"):
         engine.listeners.append(Progress())
     task = asyncio.current_task()

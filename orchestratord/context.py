@@ -31,6 +31,19 @@ class StepContext:
     settings: Mapping[str, Any] = field(default_factory=dict)
     run_view: Any = None
 
+    @property
+    def workspace(self) -> Path | None:
+        """The run's workspace: <state_dir>/workspaces/<run_id>, shared by its steps.
+
+        One step leaves files there (a clone, a build) for the next to use, the way a CI
+        job's steps share a checkout, so no workflow has to thread paths through params.
+        Retries and resumes of the run see the same directory. It is not created here:
+        most steps never use it, and a skill that writes to it creates it.
+        None where the settings name no state directory.
+        """
+        state_dir = (self.settings or {}).get("state_dir")
+        return Path(state_dir) / "workspaces" / self.run_id if state_dir else None
+
     def env(self) -> dict[str, str]:
         """Environment variables that tell a command which step and attempt it is."""
         env = {
@@ -44,6 +57,8 @@ class StepContext:
         }
         if self.skill_dir is not None:
             env["ORCHESTRATOR_SKILL_DIR"] = str(self.skill_dir)
+        if self.workspace is not None:
+            env["ORCHESTRATOR_WORKSPACE"] = str(self.workspace)
         return env
 
 
