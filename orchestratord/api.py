@@ -17,12 +17,14 @@ from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError)
+from .redact import RunRedactor, redact_definition
 
 if TYPE_CHECKING:
     from .daemon import Daemon
 
 log = logging.getLogger("orchestratord.api")
 DAEMON: web.AppKey[Any] = web.AppKey("daemon", object)
+METRICS: web.AppKey[Any] = web.AppKey("metrics", object)
 MAX_BODY = 1024 * 1024
 
 
@@ -89,7 +91,7 @@ async def get_workflow(request: web.Request) -> web.Response:
     if definition is None:
         raise web.HTTPNotFound(reason=f"no workflow '{request.match_info['name']}'")
     return _json({"name": definition.name, "file": definition.file,
-                  "definition": definition.source,
+                  "definition": redact_definition(definition.source),
                   "steps": {n.id: list(n.deps) for n in definition.graph.nodes.values()}})
 
 
@@ -116,14 +118,33 @@ async def list_runs(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(reason="limit must be a number") from None
     runs = await _daemon(request).store.list_runs(workflow=q.get("workflow"),
                                                    status=q.get("status"), limit=limit)
-    return _json([run_json(r) for r in runs])
+    return _json([run_json(RunRedactor.for_run(r).rows(r)[0]) for r in runs])
 
 
 async def get_run(request: web.Request) -> web.Response:
     store = _daemon(request).store
     run = await store.get_run(request.match_info["run"])
-    return _json({**run_json(run), "steps": [asdict(s) for s in await store.steps(run.id)],
-                  "attempts": [asdict(a) for a in await store.attempts(run.id)]})
+    # Secrets are masked on the way out; the store keeps what resume needs.
+    run, steps, attempts = RunRedactor.for_run(run).rows(run, await store.steps(run.id),
+                                                         await store.attempts(run.id))
+    return _json({**run_json(run), "steps": [asdict(s) for s in steps],
+                  "attempts": [asdict(a) for a in attempts]})
+
+
+REPORT_TYPES = {"md": "text/markdown", "json": "application/json", "html": "text/html"}
+
+
+async def run_report(request: web.Request) -> web.Response:
+    """The run's execution report; ?format=md|json|html (default json), secrets redacted."""
+    from .report import build_report, render
+    fmt = request.query.get("format", "json")
+    if fmt not in REPORT_TYPES:
+        raise web.HTTPBadRequest(reason=f"format: expected one of {', '.join(REPORT_TYPES)}, "
+                                        f"got {fmt!r}")
+    model = await build_report(_daemon(request).store, request.match_info["run"])
+    if fmt == "json":
+        return _json(model)
+    return web.Response(text=render(model, fmt), content_type=REPORT_TYPES[fmt], charset="utf-8")
 
 
 async def run_events(request: web.Request) -> web.StreamResponse:
@@ -135,12 +156,13 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise web.HTTPBadRequest(reason="after must be a number") from None
     follow = request.query.get("follow") in ("1", "true")
+    redacted = RunRedactor.for_run(run)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     while True:
         for event in await d.store.events(run.id, after=after):
             after = event.seq
-            await response.write((json.dumps(asdict(event)) + "\n").encode())
+            await response.write((json.dumps(redacted(asdict(event))) + "\n").encode())
         if not follow or (await d.store.get_run(run.id)).status in d.FINAL and \
                 not await d.store.events(run.id, after=after):
             break

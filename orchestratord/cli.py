@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
                         format="%(levelname)s %(name)s: %(message)s")
+    from .journal import quiet_libraries
+    quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except DefinitionError as exc:
@@ -252,8 +254,10 @@ def _runs(args: argparse.Namespace) -> int:
                                              ("limit", args.limit)) if v})
         runs = remote.as_rows(remote.call(_socket(args), "GET", f"/runs?{query}"))
     else:
+        from .redact import RunRedactor
         runs = _store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
                                                        limit=args.limit))
+        runs = [RunRedactor.for_run(r).rows(r)[0] for r in runs]
     if args.json:
         print(json.dumps([_run_json(r) for r in runs], indent=2))
         return 0
@@ -264,8 +268,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     async def fetch(store: Any) -> Any:
+        from .redact import RunRedactor
         run = await store.get_run(args.run)
-        return run, await store.steps(run.id), await store.attempts(run.id)
+        return RunRedactor.for_run(run).rows(run, await store.steps(run.id),
+                                             await store.attempts(run.id))
     if _remote(args):
         from . import remote
         data = remote.call(_socket(args), "GET", f"/runs/{args.run}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import aiohttp
 import jsonschema
 import tenacity
 
-from . import expr, retry
+from . import expr, redact, retry
 from .context import StepContext, step_logger
 from .errors import ExpressionError, RunStateError, StepFailure, StepTimeout
 from .loader import Definition, bind_params
@@ -73,6 +74,9 @@ class Engine:
         self.step_timeout = step_timeout
         self.sleep = sleep  # retry back-off; injectable so tests need not wait
         self.listeners: list[Listener] = []
+        # Secrets of the runs driven now: scrubbed from log records and emitted events.
+        self.secrets = redact.SecretRegistry()
+        self.secrets.install("orchestratord.engine", "orchestratord.step")
         self._skill_limits: dict[str, asyncio.Semaphore] = {}
         self._drivers: dict[str, _Driver] = {}
         self._http: aiohttp.ClientSession | None = None
@@ -126,6 +130,7 @@ class Engine:
                 for rid, d in self._drivers.items()}
 
     async def close(self) -> None:
+        self.secrets.uninstall()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -141,6 +146,7 @@ class Engine:
         return self._skill_limits.setdefault(name, asyncio.Semaphore(limit))
 
     def _emit(self, event: dict[str, Any]) -> None:
+        event = self.secrets.scrub(event.get("run_id"), event)
         for listener in self.listeners:
             try:
                 listener(event)
@@ -173,6 +179,7 @@ class _Driver:
     async def drive(self, resumed: bool) -> RunResult:
         engine, workflow = self.engine, self.definition.workflow
         await self.store.acquire_lease(self.run_id, engine.owner, engine.lease_ttl)
+        engine.secrets.add(self.run_id, redact.workflow_param_secrets(self.params, workflow.params))
         keeper = asyncio.create_task(self._keep_lease())
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
@@ -208,6 +215,7 @@ class _Driver:
                 timer.cancel()
             keeper.cancel()
             await asyncio.shield(self.store.release_lease(self.run_id, engine.owner))
+            engine.secrets.discard(self.run_id)
 
     def stop(self, reason: str) -> None:
         """Stop launching steps and cancel the running ones (cancelled, timed_out)."""
@@ -231,7 +239,7 @@ class _Driver:
                                         data={"workflow": self.definition.name}, **kw)
         self.engine._emit({"type": event, "run_id": self.run_id,
                            "workflow": self.definition.name, "status": status,
-                           "error": kw.get("error")})
+                           "error": kw.get("error"), "stop_reason": self.stop_reason})
 
     def _log(self, level: int, message_id: str, msg: str, *args: Any) -> None:
         self.log.logger.log(level, msg, *args, extra={"fields": {
@@ -362,8 +370,11 @@ class _Driver:
         row = self.rows[node_id]
         self.views[node_id] = _view(status, result, error, self.current_attempt.get(node_id, row.attempts),
                                     None)
+        step = self.graph.nodes[node_id].step
         self.engine._emit({"type": f"step_{status}", "run_id": self.run_id,
                            "workflow": self.definition.name, "step_id": node_id,
+                           "skill": step.skill, "action": step.action,
+                           "attempt": self.current_attempt.get(node_id),
                            "status": status, "error": error,
                            "ended": self.ended + 1, "total": len(self.graph.nodes)})
 
@@ -426,10 +437,12 @@ class _Driver:
     async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
                            timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
         number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
-        await self.store.attempt_started(self.run_id, node_id, number, params, kind=kind)
+        await self.store.attempt_started(self.run_id, node_id, number,
+                                         self._redacted(params, action), kind=kind)
         self.engine._emit({"type": "step_started" if kind == "action" else "compensation_started",
                            "run_id": self.run_id, "workflow": self.definition.name,
-                           "step_id": node_id, "attempt": number})
+                           "step_id": node_id, "attempt": number,
+                           "skill": fields["SKILL"], "action": fields["ACTION"]})
         ctx = StepContext(
             run_id=self.run_id, workflow=self.definition.name, step_id=node_id,
             skill=skill.name, action=self.graph.nodes[node_id].step.action if kind == "action"
@@ -452,6 +465,7 @@ class _Driver:
                               extra={"fields": fields})
                 raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
         except StepFailure as exc:
+            self._scrub_failure(exc)
             status = "timeout" if isinstance(exc, StepTimeout) else "failed"
             await self.store.attempt_failed(self.run_id, node_id, number, status=status,
                                             error=str(exc), exit_code=exc.exit_code,
@@ -461,23 +475,36 @@ class _Driver:
             raise
 
     async def _run_view(self) -> dict[str, Any]:
-        """The run as stored so far, for skills that report on it."""
-        return {"run": await self.store.get_run(self.run_id),
-                "steps": await self.store.steps(self.run_id)}
+        """The run as stored so far, for skills that report on it (secrets redacted)."""
+        run = await self.store.get_run(self.run_id)
+        run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await self.store.steps(run.id))
+        return {"run": run, "steps": steps}
 
     def _render(self, params: dict[str, Any], action: ActionSpec) -> Any:
         try:
             compiled = expr.compile_value(params)
             rendered = params if compiled.is_static else compiled.render(self._scope(compiled.step_refs))
         except ExpressionError as exc:
-            raise StepFailure(f"params: {exc}") from None
+            raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
+        self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
         if action.params is not None:
             error = jsonschema.exceptions.best_match(
                 jsonschema.validators.validator_for(action.params)(action.params).iter_errors(rendered))
             if error is not None:
                 where = "".join(f"[{p!r}]" for p in error.absolute_path)
-                raise StepFailure(f"params{where}: {error.message}")
+                raise StepFailure(self.engine.secrets.scrub(self.run_id,
+                                                            f"params{where}: {error.message}"))
         return rendered
+
+    def _redacted(self, params: Any, action: ActionSpec) -> Any:
+        """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
+        return self.engine.secrets.scrub(self.run_id, redact.redact(params, action.params))
+
+    def _scrub_failure(self, exc: StepFailure) -> None:
+        """Scrub a failure's message, stderr tail and result of this run's secrets."""
+        scrub = functools.partial(self.engine.secrets.scrub, self.run_id)
+        exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
+        exc.stderr_tail, exc.result = scrub(exc.stderr_tail), scrub(exc.result)
 
     # -- rollback -----------------------------------------------------------------------
 
@@ -500,7 +527,9 @@ class _Driver:
                       "ACTION": spec.action}
             self.current_attempt[row.step_id] = 0
             try:
-                params = row.params if spec.params is None else self._render(spec.params, action)
+                # The stored params are redacted: render the step's own params again.
+                params = self._render(node.step.params, own) if spec.params is None \
+                    else self._render(spec.params, action)
                 policy = action.retry or NO_RETRY
                 async for attempt in retry.retrying(policy, failed_before=0, sleep=self.engine.sleep,
                                                     before_sleep=_nothing):

@@ -68,6 +68,12 @@ def _stderr_is_journal() -> bool:
     return stream == f"{st.st_dev}:{st.st_ino}"
 
 
+def quiet_libraries() -> None:
+    """aiosqlite logs every statement with its arguments at DEBUG: run params, results,
+    secrets. That is neither for operators nor safe, whatever our own level is."""
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+
+
 def configure(level: int = logging.INFO, *, target: str = "auto",
               identifier: str = "orchestratord") -> str:
     """Install one handler on the root logger; returns which: journal, stderr or console.
@@ -79,6 +85,7 @@ def configure(level: int = logging.INFO, *, target: str = "auto",
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(level)
+    quiet_libraries()
     if target == "auto":
         target = "journal" if _stderr_is_journal() else \
             "console" if sys.stderr.isatty() else "stderr"

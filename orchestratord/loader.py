@@ -19,6 +19,7 @@ from . import expr
 from .errors import DefinitionError, ExpressionError, ParamsError, Problem
 from .graph import Graph, build, did_you_mean
 from .model import UNION_TAGS, Workflow, WorkflowDocument
+from .redact import is_secret_name
 from .runners.python import resolve
 from .skills import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
@@ -207,7 +208,8 @@ def bind_params(workflow: Workflow, given: dict[str, Any]) -> dict[str, Any]:
         expected = _PARAM_TYPES.get(spec.type or "")
         if expected and value is not None and (not isinstance(value, expected) or
                                                (spec.type != "boolean" and isinstance(value, bool))):
-            problems.append(f"param '{name}' must be of type {spec.type} (got {value!r})")
+            got = "a secret" if spec.secret or is_secret_name(name) else repr(value)
+            problems.append(f"param '{name}' must be of type {spec.type} (got {got})")
         bound[name] = value
     if problems:
         raise ParamsError("; ".join(problems))

@@ -1,0 +1,359 @@
+"""Keeping secrets out of what people and machines read: logs, events, the API, reports.
+
+A value is secret when the action's params JSON Schema says so (`"secret": true`,
+`"writeOnly": true` or `"format": "password"`), when a workflow param is declared
+`secret: true`, or when its key looks like one (password, token, api_key, ...) at any
+depth. Two tools follow from that:
+
+- `redact(value, schema)` masks secret values where the structure says where they are;
+- `Scrubber` replaces the secret *strings* wherever they turn up in free text: an error
+  message quoting a param, a stderr line, a result echoing its input, a templated
+  header such as "Bearer {{ params.api_token }}".
+
+What the engine needs to run stays as given (a run's params and the step results, so
+that resume can render the same params again); everything on the way out is redacted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from typing import Any, Iterable, Mapping
+
+MASK = "***"
+SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|private[_-]?key",
+                         re.IGNORECASE)
+MIN_SCRUB_LENGTH = 4
+"""Shorter strings are masked where they stand but not hunted in free text: replacing
+every "ab" in every message would hide more than it protects."""
+
+
+def is_secret_name(name: Any) -> bool:
+    return isinstance(name, str) and SECRET_NAME.search(name) is not None
+
+
+def is_secret_schema(schema: Any) -> bool:
+    return isinstance(schema, Mapping) and (
+        schema.get("secret") is True or schema.get("writeOnly") is True
+        or schema.get("format") == "password")
+
+
+def _secret_by_name(name: Any, value: Any) -> bool:
+    # Numbers and flags under such names are counts and switches (max_tokens: 4096,
+    # use_token: true), not credentials; strings, lists and mappings may be.
+    return is_secret_name(name) and value is not None and not isinstance(value, (bool, int, float))
+
+
+# -- JSON Schema navigation -----------------------------------------------------------------
+
+def _resolve(schema: Any, root: Any) -> Any:
+    """Follow a local $ref (#/$defs/x, #/definitions/x); anything else as is."""
+    seen = 0
+    while isinstance(schema, Mapping) and isinstance(schema.get("$ref"), str) and seen < 32:
+        ref, seen = schema["$ref"], seen + 1
+        if not ref.startswith("#/"):
+            return schema
+        target: Any = root
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(part) if isinstance(target, Mapping) else None
+        if target is None:
+            return schema
+        schema = target
+    return schema
+
+
+def _branches(schema: Any, root: Any, depth: int = 0) -> list[Mapping[str, Any]]:
+    """The schema and the members of its allOf/anyOf/oneOf: any of them may mark a key."""
+    schema = _resolve(schema, root)
+    if not isinstance(schema, Mapping) or depth > 8:
+        return []
+    out = [schema]
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        for member in schema.get(combinator) or ():
+            out += _branches(member, root, depth + 1)
+    return out
+
+
+def _property_schemas(schema: Any, key: str, root: Any) -> list[Any]:
+    out = []
+    for branch in _branches(schema, root):
+        props = branch.get("properties")
+        if isinstance(props, Mapping) and key in props:
+            out.append(_resolve(props[key], root))
+            continue
+        matched = False
+        for pattern, sub in (branch.get("patternProperties") or {}).items():
+            try:
+                if re.search(pattern, key):
+                    out.append(_resolve(sub, root))
+                    matched = True
+            except re.error:
+                continue
+        extra = branch.get("additionalProperties")
+        if not matched and isinstance(extra, Mapping):
+            out.append(_resolve(extra, root))
+    return out
+
+
+def _item_schemas(schema: Any, index: int, root: Any) -> list[Any]:
+    out = []
+    for branch in _branches(schema, root):
+        prefix, items = branch.get("prefixItems"), branch.get("items")
+        if isinstance(prefix, list) and index < len(prefix):
+            out.append(_resolve(prefix[index], root))
+        elif isinstance(items, list):  # draft 4-7 tuple form
+            if index < len(items):
+                out.append(_resolve(items[index], root))
+        elif isinstance(items, Mapping):
+            out.append(_resolve(items, root))
+    return out
+
+
+def _one(schemas: list[Any]) -> Any:
+    """Several candidate schemas for one value: walk them as an allOf."""
+    return schemas[0] if len(schemas) == 1 else {"allOf": schemas} if schemas else None
+
+
+# -- structural redaction -------------------------------------------------------------------
+
+def _walk(value: Any, schema: Any, root: Any, found: set[str] | None) -> Any:
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            subs = _property_schemas(schema, key, root) if schema is not None else []
+            if any(is_secret_schema(s) for s in subs) or _secret_by_name(key, item):
+                out[key] = _mask(item, found)
+            else:
+                out[key] = _walk(item, _one(subs), root, found)
+        return out
+    if isinstance(value, list):
+        out_list = []
+        for index, item in enumerate(value):
+            subs = _item_schemas(schema, index, root) if schema is not None else []
+            out_list.append(_mask(item, found) if any(is_secret_schema(s) for s in subs)
+                            else _walk(item, _one(subs), root, found))
+        return out_list
+    return value
+
+
+def _mask(value: Any, found: set[str] | None) -> Any:
+    if found is not None:
+        found.update(_strings(value))
+    return None if value is None else MASK
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def redact(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
+    """A copy of value with secret values replaced by "***" (None stays None).
+
+    schema is the action's params JSON Schema, if it has one; keys whose names look
+    secret are masked with or without it, at any depth.
+    """
+    if is_secret_schema(schema):
+        return _mask(value, None)
+    return _walk(value, schema, schema, None)
+
+
+def secret_values(value: Any, schema: Mapping[str, Any] | None = None) -> set[str]:
+    """The strings `redact` would hide: what to hunt for in free text."""
+    found: set[str] = set()
+    if is_secret_schema(schema):
+        found.update(_strings(value))
+    else:
+        _walk(value, schema, schema, found)
+    return {s for s in found if len(s) >= MIN_SCRUB_LENGTH and "{{" not in s}
+
+
+def _spec_is_secret(spec: Any) -> bool:
+    """A ParamSpec, or its JSON form as stored with a run (shorthand values are not)."""
+    if isinstance(spec, Mapping):
+        return spec.get("secret") is True
+    return getattr(spec, "secret", False) is True
+
+
+def redact_workflow_params(params: Mapping[str, Any] | None,
+                           specs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's params with those declared `secret: true` (or named like secrets) masked.
+
+    specs maps param names to ParamSpec models or their stored JSON (a run's
+    definition["workflow"]["params"]).
+    """
+    specs = specs or {}
+    return {name: _mask(value, None) if _spec_is_secret(specs.get(name)) else
+            redact({name: value})[name] for name, value in (params or {}).items()}
+
+
+def workflow_param_secrets(params: Mapping[str, Any] | None,
+                           specs: Mapping[str, Any] | None) -> set[str]:
+    specs, found = specs or {}, set()
+    for name, value in (params or {}).items():
+        found |= (secret_values(value, {"secret": True}) if _spec_is_secret(specs.get(name))
+                  else secret_values({name: value}))
+    return found
+
+
+# -- free-text scrubbing --------------------------------------------------------------------
+
+class Scrubber:
+    """Replaces known secret strings, wherever they occur, in text and JSON-like values."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets = frozenset(s for s in secrets if isinstance(s, str)
+                                 and len(s) >= MIN_SCRUB_LENGTH)
+        # Longest first, so a secret that contains another is replaced whole.
+        self._pattern = re.compile("|".join(re.escape(s) for s in sorted(
+            self.secrets, key=len, reverse=True))) if self.secrets else None
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern and text else text
+
+    def __call__(self, value: Any) -> Any:
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self(v) for v in value]
+        return value
+
+
+class RunRedactor:
+    """Everything about one run, made fit to show: params masked, secrets scrubbed.
+
+    Built from what the store keeps of the run (its params as given and the definition
+    it started with), so the API, the CLI, reports and alerts redact alike without the
+    skills at hand. Step params are stored redacted by the engine already.
+    """
+
+    def __init__(self, params: Mapping[str, Any] | None, definition: Mapping[str, Any] | None):
+        definition = definition or {}
+        workflow = definition.get("workflow") or {}
+        self.param_specs: Mapping[str, Any] = workflow.get("params") or {}
+        secrets = workflow_param_secrets(params, self.param_specs)
+        for spec in self.param_specs.values():  # a secret default, even if not used
+            if isinstance(spec, Mapping) and _spec_is_secret(spec):
+                secrets |= secret_values(spec.get("default"), {"secret": True})
+        skills = definition.get("skills") or {}
+        for step in _steps(workflow.get("steps") or []):
+            action = ((skills.get(step.get("skill")) or {}).get("actions") or {}).get(step.get("action"))
+            schema = (action or {}).get("params")
+            secrets |= secret_values(step.get("params") or {}, schema)
+        self.scrub = Scrubber(secrets)
+
+    @classmethod
+    def for_run(cls, run: Any) -> RunRedactor:
+        """From a RunRow or its JSON form (needs its params and definition)."""
+        get = run.get if isinstance(run, Mapping) else lambda k: getattr(run, k, None)
+        return cls(get("params"), get("definition"))
+
+    def params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The run's own params, masked by their specs and names."""
+        return self.scrub(redact_workflow_params(params, self.param_specs))
+
+    def __call__(self, value: Any) -> Any:
+        """Any JSON-like value about the run (results, errors, events): names masked,
+        known secrets scrubbed."""
+        return self.scrub(redact(value))
+
+    def definition(self, source: Mapping[str, Any]) -> dict[str, Any]:
+        """The workflow document: secret param defaults and secret step params masked."""
+        doc = self(source)
+        params = ((doc.get("workflow") or {}).get("params")) or {}
+        for name, spec in params.items():
+            if isinstance(spec, dict) and _spec_is_secret(spec) and "default" in spec:
+                spec["default"] = _mask(spec["default"], None)
+        return doc
+
+    def rows(self, run: Any, steps: Iterable[Any] = (), attempts: Iterable[Any] = ()
+             ) -> tuple[Any, list[Any], list[Any]]:
+        """Store rows (RunRow, StepRow, AttemptRow dataclasses) with every field redacted."""
+        run = dataclasses.replace(run, params=self.params(run.params), outputs=self(run.outputs),
+                                  error=self.scrub(run.error),
+                                  definition=self.definition(run.definition or {}))
+        steps = [dataclasses.replace(s, params=self(s.params), result=self(s.result),
+                                     error=self.scrub(s.error)) for s in steps]
+        attempts = [dataclasses.replace(a, error=self.scrub(a.error),
+                                        stderr_tail=self.scrub(a.stderr_tail)) for a in attempts]
+        return run, steps, attempts
+
+
+def _steps(items: Iterable[Any]) -> Iterable[Mapping[str, Any]]:
+    for item in items:
+        if isinstance(item, Mapping):
+            if isinstance(item.get("parallel"), list):
+                yield from _steps(item["parallel"])
+            else:
+                yield item
+
+
+def redact_definition(source: Mapping[str, Any]) -> dict[str, Any]:
+    """A workflow document fit to show, without a run (e.g. GET /workflows/NAME)."""
+    return RunRedactor(None, source).definition(source)
+
+
+# -- the engine's side ----------------------------------------------------------------------
+
+class SecretRegistry(logging.Filter):
+    """The secrets of the runs an engine drives, and a log filter that scrubs them.
+
+    Installed on the engine's and the steps' loggers, it rewrites any record carrying
+    a RUN_ID field before a handler sees it: a stderr line or an error quoting a
+    secret reaches neither the journal nor stderr.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: dict[str, set[str]] = {}
+        self._scrubbers: dict[str, Scrubber] = {}
+        self._installed: list[logging.Logger] = []
+
+    def add(self, run_id: str, values: Iterable[str]) -> None:
+        known = self._secrets.setdefault(run_id, set())
+        new = {v for v in values if len(v) >= MIN_SCRUB_LENGTH} - known
+        if new:
+            known |= new
+            self._scrubbers[run_id] = Scrubber(known)
+
+    def discard(self, run_id: str) -> None:
+        self._secrets.pop(run_id, None)
+        self._scrubbers.pop(run_id, None)
+
+    def scrub(self, run_id: str | None, value: Any) -> Any:
+        scrubber = self._scrubbers.get(run_id) if run_id else None
+        return scrubber(value) if scrubber else value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None) or {}
+        scrubber = self._scrubbers.get(fields.get("RUN_ID")) if self._scrubbers else None
+        if scrubber is not None:
+            record.msg, record.args = scrubber.text(record.getMessage()), None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = scrubber.text(record.exc_text)
+        return True
+
+    def install(self, *names: str) -> None:
+        for name in names:
+            logger = logging.getLogger(name)
+            logger.addFilter(self)
+            self._installed.append(logger)
+
+    def uninstall(self) -> None:
+        for logger in self._installed:
+            logger.removeFilter(self)
+        self._installed.clear()
