@@ -78,7 +78,26 @@ def _daemon(request: web.Request) -> "Daemon":
 async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
     return _json({"status": "ok", "active_runs": len(d.engine.active()),
-                  "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems)})
+                  "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
+                  "metrics_listen": d.metrics_address})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics in the text exposition format."""
+    from .metrics import CONTENT_TYPE
+    return web.Response(body=request.app[METRICS].exposition(),
+                        headers={"Content-Type": CONTENT_TYPE})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """Per skill/action statistics; ?workflow=W&since=T (ISO time or a duration: 7d)."""
+    from . import stats
+    q = request.query
+    since = stats.parse_since(q["since"]) if q.get("since") else None
+    # A read of the whole history: in a thread with its own connection, off the loop.
+    result = await asyncio.to_thread(stats.compute, _daemon(request).store.path,
+                                     workflow=q.get("workflow") or None, since=since)
+    return _json([s.as_dict() for s in result])
 
 
 async def list_workflows(request: web.Request) -> web.Response:
@@ -188,7 +207,10 @@ def run_json(run: Any) -> dict[str, Any]:
 def make_app(daemon: "Daemon") -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
     app[DAEMON] = daemon
+    app[METRICS] = daemon.metrics
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/stats", get_stats)
     app.router.add_get("/workflows", list_workflows)
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
@@ -196,6 +218,16 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/runs", list_runs)
     app.router.add_get("/runs/{run}", get_run)
     app.router.add_get("/runs/{run}/events", run_events)
+    app.router.add_get("/runs/{run}/report", run_report)
     app.router.add_post("/runs/{run}/cancel", cancel_run)
     app.router.add_post("/runs/{run}/resume", resume_run)
+    return app
+
+
+def make_metrics_app(source: Any) -> web.Application:
+    """The app of the optional TCP listener: /metrics and nothing else, since TCP
+    reaches past the control socket's file permissions."""
+    app = web.Application(middlewares=[errors])
+    app[METRICS] = source  # orchestratord.metrics.Metrics
+    app.router.add_get("/metrics", metrics)
     return app

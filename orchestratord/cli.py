@@ -3,8 +3,8 @@
 `run NAME` asks the daemon (orchestratord, on its control socket) to run a workflow it
 serves; `run FILE` runs a workflow file in this process against an embedded SQLite
 state file ($ORCHESTRATOR_STATE, else $XDG_STATE_HOME/agent-orchestrator/state.db, or
---state). runs, show, resume and cancel talk to the daemon when its socket exists and
-no --state is given, else to the embedded state file.
+--state). runs, show, report, stats, resume and cancel talk to the daemon when its socket
+exists and no --state is given, else to the embedded state file.
 
 Exit status: 0 succeeded; 1 failed; 2 invalid input (definition, params, usage);
 3 cancelled; 4 timed out; 5 rolled back; 6 rollback failed; 7 cannot proceed (state
@@ -75,6 +75,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("resume", help="continue an interrupted run or redrive a failed one")
     c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("report", help="an execution report of a run (Markdown, JSON, HTML)")
+    c.add_argument("run")
+    c.add_argument("--format", choices=("md", "json", "html"), default="md")
+    c.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout")
+    c = sub.add_parser("stats", help="per skill/action: count, success rate, p50/p95/max "
+                                     "duration, retries per run")
+    c.add_argument("--workflow", help="only the steps of this workflow's runs")
+    c.add_argument("--since", metavar="T",
+                   help="only steps started since T: an ISO date/time (2024-05-01, "
+                        "2024-05-01T10:00Z) or a duration back from now (7d, 12h, 30m)")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("cancel", help="ask the process driving a run to cancel it")
     c.add_argument("run")
@@ -155,15 +166,19 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     import asyncio
     import signal
+    from .alerts import AlertManager
     from .engine import Engine
     from .progress import Progress
     from .store import Store
+    alert_config = _alert_config()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state())
     store = await Store.open(state)
     # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
     engine = Engine(store, settings={"state_dir": str(state.parent.resolve()), "skills": {}})
     if not getattr(args, "json", False) or args.command in ("run", "resume"):
         engine.listeners.append(Progress())
+    alerts = AlertManager(store, alert_config)
+    engine.listeners.append(alerts)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
@@ -171,8 +186,17 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
         return await work(engine)
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+        await alerts.close(grace=30.0)  # a webhook being retried gets its chance
         await engine.close()
         await store.close()
+
+
+def _alert_config() -> Any:
+    """Embedded runs alert as the daemon does: the crit record always, and the sinks of
+    the daemon's settings file when $ORCHESTRATOR_SETTINGS names one."""
+    from .settings import load_settings
+    path = os.environ.get("ORCHESTRATOR_SETTINGS")
+    return load_settings(path).alerts if path else None
 
 
 def _finish(result: Any, as_json: bool) -> int:
@@ -291,6 +315,54 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import build_report, render
+    if _remote(args):
+        # The daemon builds (and redacts) the model; any format renders from it here.
+        from urllib.parse import quote
+        from . import remote
+        model = remote.call(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
+                                                  "?format=json")
+    else:
+        model = _store_call(args, lambda store: build_report(store, args.run))
+    text = render(model, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"orchestratorctl: cannot write the report to {args.output}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_CANNOT
+    print(f"report of run {model['run']['id']} ({model['run']['status']}) written to "
+          f"{args.output}", file=sys.stderr)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from . import stats
+    since = stats.parse_since(args.since) if args.since else None  # bad input: exit 2, here
+    if _remote(args):
+        from urllib.parse import urlencode
+        from . import remote
+        query = urlencode({k: v for k, v in (("workflow", args.workflow),
+                                             ("since", args.since)) if v})
+        rows = [stats.ActionStats(**item)
+                for item in remote.call(_socket(args), "GET", f"/stats?{query}")]
+    else:
+        import asyncio
+        # The store opens (and migrates) the database; the statistics read it on their own.
+        rows = _store_call(args, lambda store: asyncio.to_thread(
+            stats.compute, store.path, workflow=args.workflow, since=since))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    from .render import stats_table
+    print(stats_table(rows))
+    return 0
+
+
 def _cancel(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
@@ -324,8 +396,8 @@ def _run_json(run: Any) -> dict[str, Any]:
 
 
 COMMANDS = {"validate": _validate, "schema": _schema, "graph": _graph, "run": _run,
-            "runs": _runs, "show": _show, "resume": _resume, "cancel": _cancel,
-            "workflows": _workflows}
+            "runs": _runs, "show": _show, "report": _report, "stats": _stats, "resume": _resume,
+            "cancel": _cancel, "workflows": _workflows}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,11 +23,13 @@ from typing import Any
 import sdnotify
 from aiohttp import web
 
-from . import __version__, journal
-from .api import make_app
+from . import __version__, journal, stats
+from .alerts import AlertManager
+from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
 from .engine import Engine
 from .loader import stored_definition
+from .metrics import Metrics
 from .errors import LeaseHeld, OrchestratorError, RunStateError
 from .settings import Settings, load_settings
 from .store import TERMINAL, Store
@@ -47,12 +49,17 @@ class Daemon:
         self.catalog = Catalog()
         self.store: Store = None  # type: ignore[assignment]
         self.engine: Engine = None  # type: ignore[assignment]
+        self.alerts: AlertManager | None = None
+        self._stale_watch: asyncio.Task | None = None
         self.tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._stop = asyncio.Event()
         self._changed = asyncio.Condition()
         self._status = ""
         self._runner: web.AppRunner | None = None
+        self.metrics = Metrics()
+        self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
+        self._metrics_runner: web.AppRunner | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -66,7 +73,11 @@ class Daemon:
             if os.environ.get("ORCHESTRATORD_FAULT_INJECTION") == "1":
                 # Test-only: SIGUSR2 blocks the event loop, to prove the watchdog works.
                 loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(3600))
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # else the store's thread keeps a daemon that failed alive
+            raise
         watchdog = asyncio.create_task(self._watchdog())
         try:
             await self._stop.wait()
@@ -80,6 +91,15 @@ class Daemon:
         self.engine = Engine(self.store, settings=s.engine_settings(), lease_ttl=s.lease_ttl,
                              kill_grace=s.kill_grace, step_timeout=s.step_timeout)
         self.engine.listeners.append(self._on_event)
+        self.engine.listeners.append(self.metrics)
+        # Counters restart from zero with the process; the last success must not.
+        self.metrics.load_last_success(
+            await asyncio.to_thread(stats.last_successes, self.store.path))
+        self.alerts = AlertManager(self.store, s.alerts)
+        self.engine.listeners.append(self.alerts)
+        if s.alerts.stale_after:
+            self._stale_watch = asyncio.create_task(
+                self.alerts.watch_stale(self.alerts.stale_interval()))
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
         await self._serve()
         await self._resume_interrupted()
@@ -99,9 +119,19 @@ class Daemon:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self._stale_watch is not None:
+            self._stale_watch.cancel()
+            await asyncio.gather(self._stale_watch, return_exceptions=True)
+            self._stale_watch = None
+        if self.alerts is not None:
+            await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
+            self.alerts = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         if self.engine is not None:
             await self.engine.close()
         if self.store is not None:
@@ -129,6 +159,23 @@ class Daemon:
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
+        if self.settings.metrics_listen:
+            await self._serve_metrics(self.settings.metrics_listen)
+
+    async def _serve_metrics(self, listen: str) -> None:
+        """/metrics alone on TCP, for a Prometheus that cannot reach the unix socket."""
+        host, _, port = listen.rpartition(":")
+        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
+        await self._metrics_runner.setup()
+        try:
+            await web.TCPSite(self._metrics_runner, host.strip("[]"), int(port)).start()
+        except (OSError, OverflowError) as exc:  # in use, no such address, port > 65535
+            raise OrchestratorError(f"metrics_listen {listen}: cannot listen: "
+                                    f"{getattr(exc, 'strerror', None) or exc}") from exc
+        bound = self._metrics_runner.addresses[0]
+        self.metrics_address = (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0]
+                                else f"{bound[0]}:{bound[1]}")
+        log.info("metrics on http://%s/metrics", self.metrics_address)
 
     async def _watchdog(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)

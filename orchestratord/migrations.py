@@ -162,4 +162,43 @@ MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     """,
+    2: """
+    -- Alerts already sent, so that a second notification or a restart sends none again.
+    -- subject: a run id, or for a stale workflow "<workflow>@<last success run id|never>".
+    CREATE TABLE alerts_sent (
+        subject  TEXT NOT NULL,
+        kind     TEXT NOT NULL,              -- run_failed | rollback_failed | run_timed_out | workflow_stale
+        workflow TEXT NOT NULL,
+        sent_at  REAL NOT NULL,
+        PRIMARY KEY (subject, kind)
+    ) WITHOUT ROWID;
+    """,
+    3: """
+    -- Performance statistics (`orchestratorctl stats`) per skill/action, answered from
+    -- covering indexes rather than by scanning and sorting every step of the history.
+    -- A step's duration is kept as a column (an index on an expression cannot cover a
+    -- query in SQLite before 3.41), and its run's workflow is copied onto it.
+    ALTER TABLE steps ADD COLUMN workflow TEXT;
+    ALTER TABLE steps ADD COLUMN duration REAL;   -- finished_at - started_at, seconds
+    UPDATE steps SET duration = finished_at - started_at,
+        workflow = (SELECT workflow FROM runs WHERE runs.id = steps.run_id);
+
+    CREATE TRIGGER project_step_duration AFTER UPDATE OF finished_at ON steps
+    WHEN NEW.finished_at IS NOT OLD.finished_at
+    BEGIN
+        UPDATE steps SET duration = NEW.finished_at - NEW.started_at
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+
+    -- Steps that ran an attempt and ended, in duration order within each skill/action:
+    -- counts in one index scan, percentiles by seeking to a rank (LIMIT 1 OFFSET k).
+    CREATE INDEX steps_stats ON steps (skill, action, duration, started_at, status, attempts)
+    WHERE attempts > 0 AND duration IS NOT NULL;
+    CREATE INDEX steps_stats_by_workflow
+    ON steps (workflow, skill, action, duration, started_at, status, attempts)
+    WHERE attempts > 0 AND duration IS NOT NULL;
+
+    -- The last success of each workflow (metrics at start-up, staleness alerts).
+    CREATE INDEX runs_last_success ON runs (workflow, finished_at) WHERE status = 'succeeded';
+    """,
 }

@@ -83,3 +83,20 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
     failures = [f"  {a.step_id} {a.kind} attempt {a.attempt}: {a.status}: {a.error}"
                 for s in steps for a in tries.get(s.step_id, []) if a.status not in ("succeeded", "running")]
     return "\n".join(head + ["", table] + (["", "failed attempts:"] + failures if failures else []))
+
+
+def stats_table(stats: list[Any]) -> str:
+    """Per skill/action statistics (orchestratord.stats.ActionStats) as a table."""
+    if not stats:
+        return "no steps ran in this period"
+    return _table(["SKILL.ACTION", "COUNT", "SUCCESS", "P50", "P95", "MAX", "RETRIES/RUN"],
+                  ([f"{s.skill}.{s.action}", s.count, f"{s.success_rate:.1%}", _seconds(s.p50),
+                    _seconds(s.p95), _seconds(s.max), f"{s.retries_per_run:.2f}"] for s in stats))
+
+
+def _seconds(value: float) -> str:
+    if value < 10:
+        return f"{value:.2f}s"
+    if value < 600:
+        return f"{value:.1f}s"
+    return f"{value / 60:.1f}m"

@@ -58,7 +58,9 @@ class Settings(BaseModel):
     skill_paths: list[Path] = Field(default_factory=list)
     socket: Path = Field(default_factory=default_socket)
     socket_group: str | None = Field(None, description="group allowed on the control socket")
-    metrics_listen: str | None = Field(None, description="host:port serving /metrics only")
+    metrics_listen: str | None = Field(
+        None, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$",
+        description="host:port serving /metrics only, e.g. 127.0.0.1:9464 or [::1]:9464")
     max_active_runs: int = Field(64, ge=1, le=10000)
     step_timeout: Timeout | None = Field(None, description="default for steps without one")
     kill_grace: Timeout = 5.0

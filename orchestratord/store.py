@@ -49,6 +49,7 @@ class RunRow:
 
 @dataclass(frozen=True)
 class StepRow:
+    # The columns in this order (the table has more, for statistics): see STEP_COLUMNS.
     run_id: str
     step_id: str
     position: int
@@ -69,6 +70,10 @@ class StepRow:
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+STEP_COLUMNS = ("run_id, step_id, position, skill, action, status, attempts, failed_attempts, "
+                "params, result, error, started_at, finished_at, finished_seq")
 
 
 @dataclass(frozen=True)
@@ -222,9 +227,10 @@ class Store:
                     (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
                      time.time()))
                 await conn.executemany(
-                    "INSERT INTO steps (run_id, step_id, position, skill, action, status) "
-                    "VALUES (?,?,?,?,?, 'pending')",
-                    [(run_id, sid, i, skill, action) for i, (sid, skill, action) in enumerate(steps)])
+                    "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
+                    "VALUES (?,?,?,?,?, 'pending', ?)",
+                    [(run_id, sid, i, skill, action, workflow)
+                     for i, (sid, skill, action) in enumerate(steps)])
                 await conn.execute(
                     "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
                     (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
@@ -315,7 +321,7 @@ class Store:
 
     async def steps(self, run_id: str) -> list[StepRow]:
         rows = await self._conn.execute_fetchall(
-            "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
+            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
         return [StepRow(*r[:8], _loads(r[8]), _loads(r[9]), *r[10:]) for r in rows]
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
@@ -368,6 +374,31 @@ class Store:
             "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after, limit))
         return [Event(*r[:6], _loads(r[6]) or {}) for r in rows]
+
+    # -- alerts -------------------------------------------------------------------------
+
+    async def claim_alert(self, subject: str, kind: str, workflow: str) -> bool:
+        """Record that an alert is being sent; False if it was already (dedup, restarts)."""
+        async with self._write:
+            try:
+                cursor = await self._conn.execute(
+                    "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
+                    "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+        return cursor.rowcount == 1
+
+    async def last_success(self, workflow: str) -> tuple[str, float] | None:
+        """(run id, finished_at) of the workflow's latest succeeded run."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, finished_at FROM runs WHERE workflow = ? AND status = 'succeeded' "
+            "ORDER BY finished_at DESC LIMIT 1", (workflow,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def first_run_at(self, workflow: str) -> float | None:
+        rows = await self._conn.execute_fetchall(
+            "SELECT min(created_at) FROM runs WHERE workflow = ?", (workflow,))
+        return rows[0][0]
 
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")

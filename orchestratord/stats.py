@@ -1,0 +1,143 @@
+"""Performance statistics from the run history: how often each skill/action runs,
+succeeds, retries, and how long it takes.
+
+Only steps that ran at least one attempt and ended count: a skipped step, or one that
+failed before its first attempt (a dependency failed, its params did not render), says
+nothing of its action. A step's duration runs from its first attempt's start to its end,
+back-off waits included; its retries are its attempts after the first. A step that was
+rolled back (compensated) had succeeded.
+
+Everything is read from the covering indexes of migration 3 in one read transaction:
+the counts in one index scan, each percentile by seeking to its rank in duration order
+(`LIMIT 1 OFFSET k`), so the cost stays near one pass over the index whatever the filter,
+tens of milliseconds for 100,000 runs (see bench/history.py). Percentiles are
+nearest-rank: the p-th percentile of n durations is the ceil(p/100 * n)-th smallest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ParamsError, StoreError
+
+SUCCEEDED = ("succeeded", "compensated", "compensation_failed")
+RAN = "attempts > 0 AND duration IS NOT NULL"  # the partial indexes' condition, verbatim
+
+
+@dataclass(frozen=True)
+class ActionStats:
+    skill: str
+    action: str
+    count: int            # steps that ran this action and ended
+    succeeded: int
+    success_rate: float   # succeeded / count
+    p50: float            # seconds
+    p95: float
+    max: float
+    retries: int          # attempts after each step's first
+    retries_per_run: float  # retries / count: how many retries a run of the step needs
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """Unix time from an ISO date/time ("2024-05-01", "2024-05-01T10:00:00Z"; local
+    time without a zone) or from a duration back from now ("7d", "12h", "1h30m")."""
+    from .model import parse_duration
+    text = text.strip()
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return moment.timestamp()  # naive: local time, as an operator types it
+    try:
+        seconds = parse_duration(text) if re.search(r"[a-z]$", text) else None
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise ParamsError(f"--since: {text!r} is neither an ISO date/time (2024-05-01, "
+                          "2024-05-01T10:00:00Z) nor a duration back from now (7d, 12h, 30m)")
+    return (time.time() if now is None else now) - seconds
+
+
+def compute(db: str | Path, *, workflow: str | None = None,
+            since: float | None = None) -> list[ActionStats]:
+    """Statistics per skill/action of the steps of `workflow` (all if None) that
+    started at or after `since` (Unix time; all if None), ordered by skill and action.
+
+    Reads through its own connection, so a daemon can run it in a thread while its
+    store writes: WAL gives this read a consistent snapshot.
+    """
+    where, args = [RAN], []
+    if workflow is not None:
+        where.insert(0, "workflow = ?")
+        args.append(workflow)
+    if since is not None:
+        where.append("started_at >= ?")
+        args.append(since)
+    condition = " AND ".join(where)
+    ok = ", ".join(f"'{s}'" for s in SUCCEEDED)
+    with _connect(db) as conn:
+        conn.execute("BEGIN")  # one snapshot for the counts and the ranks
+        try:
+            groups = conn.execute(
+                f"SELECT skill, action, count(*), count(*) FILTER (WHERE status IN ({ok})), "
+                f"total(attempts), max(duration) FROM steps WHERE {condition} "
+                "GROUP BY skill, action ORDER BY skill, action", args).fetchall()
+            rank_sql = (f"SELECT duration FROM steps WHERE {condition} AND skill = ? "
+                        "AND action = ? ORDER BY duration LIMIT 1 OFFSET ?")
+            result = []
+            for skill, action, n, succeeded, attempts, longest in groups:
+                p50, p95 = (conn.execute(rank_sql, (*args, skill, action, _rank(p, n) - 1))
+                            .fetchone()[0] for p in (50, 95))
+                retries = int(attempts) - n
+                result.append(ActionStats(skill, action, n, succeeded, succeeded / n, p50, p95,
+                                          longest, retries, retries / n))
+        finally:
+            conn.execute("COMMIT")
+    return result
+
+
+def last_successes(db: str | Path) -> dict[str, float]:
+    """workflow -> when its latest succeeded run finished (Unix time), in one query."""
+    with _connect(db) as conn:
+        return dict(conn.execute(
+            "SELECT workflow, max(finished_at) FROM runs INDEXED BY runs_last_success "
+            "WHERE status = 'succeeded' AND finished_at IS NOT NULL "
+            "GROUP BY workflow").fetchall())
+
+
+def _rank(percent: int, n: int) -> int:
+    """Nearest rank (1-based) of the percent-th percentile of n values."""
+    return max(1, math.ceil(percent * n / 100))
+
+
+class _connect:
+    """A short-lived query-only connection that turns SQLite errors into StoreError."""
+
+    def __init__(self, db: str | Path):
+        self.db = Path(db)
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.db.exists():
+            raise StoreError(f"no state database at {self.db}")
+        try:
+            self.conn = sqlite3.connect(self.db, isolation_level=None, timeout=10)
+            self.conn.execute("PRAGMA query_only = 1")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read state database {self.db}: {exc}") from exc
+        return self.conn
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot read statistics from {self.db}: {exc}") from exc
