@@ -224,7 +224,7 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def _remote(args: argparse.Namespace) -> bool:
-    """Whether runs/show/resume/cancel go to the daemon."""
+    """Whether runs/show/report/resume/cancel go to the daemon."""
     return args.state is None and _socket(args).is_socket()
 
 
