@@ -1,0 +1,1 @@
+"""ai-service-management: start, stop, restart and inspect named services (systemd units)."""

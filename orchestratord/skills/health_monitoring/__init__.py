@@ -1,0 +1,1 @@
+"""health-monitoring: systemd units, HTTP endpoints and disks, checked at once."""

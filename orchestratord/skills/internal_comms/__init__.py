@@ -1,0 +1,1 @@
+"""internal-comms: status reports of a run, as Markdown, to a file, the log and a webhook."""

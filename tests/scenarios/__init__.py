@@ -1,0 +1,42 @@
+"""End-to-end scenarios shared by the container tests and the NixOS VM tests.
+
+Each scenario file (deploy.py, health_failure.py, service_startup.py) defines
+`run(machine) -> None` and uses only the NixOS test driver's machine API (succeed,
+fail, execute, wait_for_unit, wait_until_succeeds, systemctl) and the standard library.
+It imports nothing from the project: the container tests (tests/system/test_scenarios.py)
+and the VM tests (nix/tests/) both exec the file's text, so what runs is the same.
+
+What a scenario expects of its machine is written at the top of its file. Everything a
+machine must have is here, as data both layers read:
+
+- `machine/skills.json`: the `skills` section of the daemon settings
+  (/etc/agent-orchestrator/settings.json in the container; `settings.skills` in Nix via
+  `lib.importJSON`).
+- `machine/workflows/*.json`: workflows besides the seed's, served by the daemon.
+- the seed's deploy-nixos-system steps served as workflow `deploy`
+  (Nix: `workflows.deploy`), so that `systemctl start orchestrator@deploy` runs them.
+- the unit `agent-orchestrator-example-model.service` (shipped in orchestratord/units/),
+  listening on 127.0.0.1:8088, startable by the daemon.
+
+Only the machine setup differs between the layers (paths, how files get there); the
+scenario text does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).parent
+MACHINE = HERE / "machine"
+SKILLS_SETTINGS = MACHINE / "skills.json"
+WORKFLOWS = MACHINE / "workflows"
+SCENARIOS = ("deploy", "health_failure", "service_startup")
+
+
+def load(name: str) -> Callable[[Any], None]:
+    """The `run` of a scenario, from exec'ing its file as the VM test driver does."""
+    path = HERE / f"{name}.py"
+    namespace: dict[str, Any] = {"__name__": f"scenario_{name}", "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace["run"]

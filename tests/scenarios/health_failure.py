@@ -1,0 +1,85 @@
+"""Scenario: broken variants of the deploy workflow fail clearly, with their retries on record.
+
+The machine must have (see tests/scenarios/__init__.py):
+- orchestratord.service running, `orchestratorctl` and `journalctl` on PATH;
+- daemon settings whose `skills` section is machine/skills.json;
+- workflow `deploy-missing-unit` (machine/workflows/deploy-missing-unit.json): the deploy
+  steps with a health check of a unit that does not exist and an endpoint nobody serves
+  (127.0.0.1:8099), retried 3 times 1 s apart;
+- workflow `deploy-bad-package` (machine/workflows/deploy-bad-package.json): the deploy
+  steps with a package name that would inject Nix code;
+- no unit agent-orchestrator-missing-model.service and nothing on 127.0.0.1:8099.
+
+It checks: `systemctl start orchestrator@...` fails and the unit ends failed; the run is
+failed; the health step failed after 3 attempts whose errors name every failing check,
+visible in `orchestratorctl show`; later steps did not run; a bad package name fails at
+once (a definition error is not retried) naming the bad entry.
+"""
+
+from __future__ import annotations
+
+import json
+
+MISSING_UNIT = "agent-orchestrator-missing-model.service"
+DEAD_ENDPOINT = "http://127.0.0.1:8099/health"
+
+
+def _json(text: str):
+    """The JSON document in a command's output (which may carry log lines around it)."""
+    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
+    assert starts, f"no JSON in output:\n{text}"
+    return json.JSONDecoder().raw_decode(text[min(starts):])[0]
+
+
+def _last_run(machine, workflow: str) -> dict:
+    """The newest run of workflow, with its steps and attempts."""
+    runs = _json(machine.succeed(f"orchestratorctl runs --workflow {workflow} --json"))
+    assert runs, f"no run of {workflow}"
+    return _json(machine.succeed(f"orchestratorctl show {runs[0]['id']} --json"))
+
+
+def _steps(run: dict) -> dict:
+    return {s["step_id"]: s for s in run["steps"]}
+
+
+def run(machine) -> None:
+    machine.wait_for_unit("orchestratord.service")
+
+    # A missing unit and a dead endpoint: unhealthy, retried, then failed.
+    machine.fail("systemctl start orchestrator@deploy-missing-unit")
+    machine.succeed("systemctl is-failed orchestrator@deploy-missing-unit")
+    run = _last_run(machine, "deploy-missing-unit")
+    assert run["status"] == "failed", run
+    steps = _steps(run)
+    assert steps["nixos-deployment"]["status"] == "succeeded", steps
+    health = steps["health-monitoring"]
+    assert health["status"] == "failed" and health["attempts"] == 3, health
+    assert health["error"].startswith("unhealthy: 2 of 3 checks failed"), health["error"]
+    assert f"unit {MISSING_UNIT}: not found" in health["error"], health["error"]
+    assert f"endpoint {DEAD_ENDPOINT}: cannot connect" in health["error"], health["error"]
+    assert "orchestratord.service" not in health["error"], "a healthy check is not blamed"
+    assert steps["ai-service-management"]["status"] == "upstream_failed", steps
+    tries = [a for a in run["attempts"] if a["step_id"] == "health-monitoring"]
+    assert [(a["attempt"], a["status"]) for a in tries] == [(1, "failed"), (2, "failed"),
+                                                          (3, "failed")], tries
+
+    shown = machine.succeed(f"orchestratorctl show {run['id']}")
+    assert "failed attempts:" in shown, shown
+    for attempt in (1, 2, 3):
+        assert f"health-monitoring action attempt {attempt}: failed: unhealthy" in shown, shown
+
+    # The journal of the client unit says which step failed.
+    client = machine.succeed("journalctl --no-pager -o cat -u orchestrator@deploy-missing-unit")
+    assert "health-monitoring" in client and MISSING_UNIT in client, client
+
+    # A package name that would inject Nix code: refused at once, never retried.
+    machine.fail("systemctl start orchestrator@deploy-bad-package")
+    machine.succeed("systemctl is-failed orchestrator@deploy-bad-package")
+    run = _last_run(machine, "deploy-bad-package")
+    assert run["status"] == "failed", run
+    steps = _steps(run)
+    generate = steps["nixos-deployment"]
+    assert generate["status"] == "failed" and generate["attempts"] == 1, generate
+    assert "params.packages[1]" in generate["error"], generate["error"]
+    assert "not a Nix identifier" in generate["error"], generate["error"]
+    assert steps["health-monitoring"]["status"] == "upstream_failed", steps
