@@ -1,0 +1,110 @@
+# agent-orchestrator: the daemon (orchestratord), its CLI (orchestratorctl) and the
+# systemd units that run them. Called from the flake's overlay as
+#   pkgs.agent-orchestrator = final.callPackage ./nix/package.nix { };
+{
+  lib,
+  python3Packages,
+  coreutils,
+  gitMinimal,
+}:
+
+let
+  pyproject = lib.importTOML ../pyproject.toml;
+
+  # python-systemd (journald logging with structured fields) was `systemd` in
+  # python3Packages until late 2025 and is `systemd-python` since; accept either so
+  # the package also builds against an older pin.
+  systemd-python = python3Packages.systemd-python or python3Packages.systemd;
+
+  # pyproject.toml's dependencies and its `journald` extra.
+  dependencies = with python3Packages; [
+    pydantic
+    pyyaml
+    jinja2
+    jsonschema
+    aiosqlite
+    tenacity
+    aiohttp
+    sdnotify
+    prometheus-client
+    systemd-python
+  ];
+  # pyproject.toml's `test` extra.
+  testDependencies = with python3Packages; [
+    pytest
+    pytest-asyncio
+    pytest-timeout
+    hypothesis
+  ];
+in
+python3Packages.buildPythonApplication {
+  pname = "agent-orchestrator";
+  inherit (pyproject.project) version;
+  pyproject = true;
+
+  # Only what the build and the tests read: a change to nix/ or to the docs does not
+  # rebuild the package (and re-run its tests).
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../pyproject.toml
+      ../README.md
+      ../orchestratord
+      ../tests
+      ../workflows
+    ];
+  };
+
+  build-system = [ python3Packages.setuptools ];
+  inherit dependencies;
+
+  # git: an integration test pulls a workflow's skills from a real repository.
+  nativeCheckInputs = [
+    python3Packages.pytestCheckHook
+    gitMinimal
+  ]
+  ++ testDependencies;
+
+  # The unit and integration layers run in the build sandbox (real SQLite files, real
+  # subprocesses, a real HTTP server on 127.0.0.1). The system layer boots a container
+  # with systemd-nspawn, which the sandbox cannot do; the VM tests in nix/tests/ cover
+  # that ground on NixOS.
+  enabledTestPaths = [
+    "tests/unit"
+    "tests/integration"
+  ];
+  disabledTestPaths = [ "tests/system" ];
+
+  # The unit files name their programs bare (`ExecStart=orchestratord ...`) so that the
+  # same files serve a pip install under /usr/local; systemd needs absolute paths here.
+  postInstall = ''
+    replacements=(--replace-quiet 'ExecReload=kill ' 'ExecReload=${coreutils}/bin/kill ')
+    for program in $out/bin/*; do
+      name=$(basename "$program")
+      replacements+=(--replace-quiet "ExecStart=$name " "ExecStart=$out/bin/$name ")
+    done
+    mkdir -p $out/lib/systemd/system
+    for unit in orchestratord/units/*.service; do
+      substitute "$unit" "$out/lib/systemd/system/$(basename "$unit")" "''${replacements[@]}"
+    done
+    # Fail the build if a unit still runs a program without its path.
+    if grep -E '^Exec[A-Za-z]*=[^/]' $out/lib/systemd/system/*.service; then
+      echo "a unit file above runs a program without an absolute path" >&2
+      exit 1
+    fi
+  '';
+
+  pythonImportsCheck = [ "orchestratord" ];
+
+  passthru = {
+    # A Python with every dependency and test dependency: the flake's dev shell.
+    devEnv = python3Packages.python.withPackages (_: dependencies ++ testDependencies);
+  };
+
+  meta = {
+    inherit (pyproject.project) description;
+    license = lib.licenses.mit;
+    mainProgram = "orchestratord";
+    platforms = lib.platforms.linux;
+  };
+}

@@ -1,0 +1,135 @@
+# The typed keys of services.agent-orchestrator.settings (orchestratord/settings.py's
+# Settings); everything else passes through as JSON (RFC 42) and the daemon checks it
+# when it starts.
+{
+  lib,
+  jsonType,
+  duration,
+  opt,
+  workflowsDir,
+  defaultSocket,
+}:
+
+let
+  inherit (lib) mkOption types;
+in
+{
+  freeformType = jsonType;
+  options = {
+    state_dir = mkOption {
+      type = types.str;
+      default = "/var/lib/agent-orchestrator";
+      description = "The state database and the skills' files (systemd's StateDirectory).";
+    };
+    workflows_dir = mkOption {
+      type = types.str;
+      default = workflowsDir;
+      readOnly = true;
+      description = "Where the daemon reads workflows; set by {option}`${opt}.workflows`.";
+    };
+    skill_paths = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "/var/lib/agent-skills" ];
+      description = ''
+        Directories of skill directories (SKILL.md and actions.yaml) besides the bundled
+        skills and those of {option}`${opt}.skills`.
+      '';
+    };
+    socket = mkOption {
+      type = types.str;
+      default = defaultSocket;
+      description = "The daemon's control socket.";
+    };
+    socket_group = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "wheel";
+      description = "Group whose members may use the control socket (start and inspect runs).";
+    };
+    metrics_listen = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "127.0.0.1:9464";
+      description = "host:port serving Prometheus metrics at /metrics.";
+    };
+    max_active_runs = mkOption {
+      type = types.ints.between 1 10000;
+      default = 64;
+      description = "At most this many runs at once.";
+    };
+    step_timeout = mkOption {
+      type = types.nullOr duration;
+      default = null;
+      example = "10m";
+      description = "Timeout of steps that set none.";
+    };
+    alerts = mkOption {
+      default = { };
+      description = "Where the daemon sends an alert when a run fails or a workflow goes stale.";
+      type = types.submodule {
+        options = {
+          webhooks = mkOption {
+            default = [ ];
+            description = "URLs that receive each alert as a JSON POST.";
+            type = types.listOf (
+              types.submodule {
+                options.url = mkOption {
+                  type = types.strMatching "https?://.+";
+                  description = "Webhook URL.";
+                };
+                options.headers = mkOption {
+                  type = types.attrsOf types.str;
+                  default = { };
+                  description = "Request headers (world-readable in the Nix store: no tokens).";
+                };
+              }
+            );
+          };
+          commands = mkOption {
+            type = types.listOf (types.nonEmptyListOf types.str);
+            default = [ ];
+            example = [
+              [
+                "/run/current-system/sw/bin/logger"
+                "-t"
+                "orchestrator-alert"
+              ]
+            ];
+            description = ''
+              argv of programs that receive each alert as JSON on stdin. They run with the
+              daemon's credentials: a token in {option}`${opt}.secrets` is readable at
+              `$CREDENTIALS_DIRECTORY/<name>`.
+            '';
+          };
+          stale_after = mkOption {
+            type = types.attrsOf duration;
+            default = { };
+            example = {
+              deploy = "2d";
+            };
+            description = "Alert when a workflow has not succeeded for this long.";
+          };
+        };
+      };
+    };
+    skills = mkOption {
+      type = types.attrsOf (types.attrsOf jsonType);
+      default = { };
+      example = {
+        nixos-deployment.allow_switch = false;
+        health-monitoring.units = [ "sshd.service" ];
+        internal-comms.webhook = "http://127.0.0.1:8080/status";
+      };
+      description = ''
+        Settings of each skill, by skill name. Bundled skills read:
+        `nixos-deployment`: output, allow_switch, flake, nixos_rebuild;
+        `health-monitoring`: units, endpoints ({ url, status, max_latency, unix_socket }),
+        disks ({ path, min_free });
+        `ai-service-management`: services (name -> unit; see {option}`${opt}.managedServices`),
+        start_timeout;
+        `internal-comms`: report_dir, webhook.
+      '';
+    };
+  };
+}
