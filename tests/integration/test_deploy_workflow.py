@@ -1,0 +1,57 @@
+"""The seed's deploy workflow, unchanged, as the README's first command runs it: the real
+CLI as a subprocess on a host without systemd services to manage, embedded state.
+
+Under real systemd (services to start, the orchestrator's own health) the same workflow
+runs in tests/scenarios/deploy.py, in the container and in the NixOS VM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+SEED = ROOT / "workflows" / "deploy-nixos-system.yaml"
+CTL = Path(sys.executable).parent / "orchestratorctl"
+
+
+def ctl(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_STATE_HOME": str(home / "state"), "HOME": str(home)}
+    env.pop("ORCHESTRATOR_STATE", None)
+    env.pop("ORCHESTRATOR_SOCKET", None)
+    return subprocess.run([str(CTL), *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_readme_command_deploys_the_seed_workflow(tmp_path):
+    done = ctl(tmp_path, "run", str(SEED), "--json")
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+
+    shown = ctl(tmp_path, "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    steps = {s["step_id"]: s for s in json.loads(shown.stdout)["steps"]}
+    assert [s["status"] for s in steps.values()] == ["succeeded"] * 3
+
+    config = steps["nixos-deployment"]["result"]
+    module = Path(config["path"])
+    # Embedded runs keep skill output beside the state file, under XDG_STATE_HOME.
+    assert module.parent == tmp_path / "state" / "agent-orchestrator" / "nixos-deployment"
+    assert "environment.systemPackages = with pkgs; [" in module.read_text()
+    assert [line.strip() for line in module.read_text().splitlines()
+            if line.strip() in ("vim", "git", "podman")] == ["vim", "git", "podman"]
+    assert config["changed"] is True
+
+    health = steps["health-monitoring"]["result"]
+    assert health["healthy"] is True
+    assert [c["kind"] for c in health["checks"]] == ["disk"]
+
+    # A second run finds the same module and leaves it alone.
+    again = ctl(tmp_path, "run", str(SEED), "--json")
+    assert again.returncode == 0, again.stderr
+    second = json.loads(ctl(tmp_path, "show", json.loads(again.stdout)["run_id"], "--json").stdout)
+    result = next(s for s in second["steps"] if s["step_id"] == "nixos-deployment")["result"]
+    assert result["changed"] is False and result["sha256"] == config["sha256"]
