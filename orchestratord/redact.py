@@ -17,9 +17,13 @@ that resume can render the same params again); everything on the way out is reda
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from typing import Any, Iterable, Mapping
+
+import jsonschema
+import referencing.exceptions
 
 MASK = "***"
 SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|private[_-]?key",
@@ -45,96 +49,52 @@ def _secret_by_name(name: Any, value: Any) -> bool:
     return is_secret_name(name) and value is not None and not isinstance(value, (bool, int, float))
 
 
-# -- JSON Schema navigation -----------------------------------------------------------------
+# -- where a schema marks secrets ----------------------------------------------------------
+#
+# jsonschema already knows how a schema applies to an instance ($ref, allOf/anyOf/oneOf,
+# if/then/else, items and prefixItems, patternProperties, additionalProperties, each
+# draft's own rules), so the marks are found by validating: a validator extended with a
+# keyword that reports every place a secret mark applies, as an "error" at that path.
 
-def _resolve(schema: Any, root: Any) -> Any:
-    """Follow a local $ref (#/$defs/x, #/definitions/x); anything else as is."""
-    seen = 0
-    while isinstance(schema, Mapping) and isinstance(schema.get("$ref"), str) and seen < 32:
-        ref, seen = schema["$ref"], seen + 1
-        if not ref.startswith("#/"):
-            return schema
-        target: Any = root
-        for part in ref[2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            target = target.get(part) if isinstance(target, Mapping) else None
-        if target is None:
-            return schema
-        schema = target
-    return schema
+_MARK = "secret here"
 
 
-def _branches(schema: Any, root: Any, depth: int = 0) -> list[Mapping[str, Any]]:
-    """The schema and the members of its allOf/anyOf/oneOf: any of them may mark a key."""
-    schema = _resolve(schema, root)
-    if not isinstance(schema, Mapping) or depth > 8:
-        return []
-    out = [schema]
-    for combinator in ("allOf", "anyOf", "oneOf"):
-        for member in schema.get(combinator) or ():
-            out += _branches(member, root, depth + 1)
-    return out
+def _report_secret(validator: Any, value: Any, instance: Any, schema: Any) -> Iterable[Any]:
+    if is_secret_schema(schema):
+        yield jsonschema.ValidationError(_MARK)
 
 
-def _property_schemas(schema: Any, key: str, root: Any) -> list[Any]:
-    out = []
-    for branch in _branches(schema, root):
-        props = branch.get("properties")
-        if isinstance(props, Mapping) and key in props:
-            out.append(_resolve(props[key], root))
-            continue
-        matched = False
-        for pattern, sub in (branch.get("patternProperties") or {}).items():
-            try:
-                if re.search(pattern, key):
-                    out.append(_resolve(sub, root))
-                    matched = True
-            except re.error:
-                continue
-        extra = branch.get("additionalProperties")
-        if not matched and isinstance(extra, Mapping):
-            out.append(_resolve(extra, root))
-    return out
+@functools.cache
+def _finder(base: type) -> type:
+    keywords = {k: _report_secret for k in ("secret", "writeOnly", "format")}
+    return jsonschema.validators.extend(base, keywords)
 
 
-def _item_schemas(schema: Any, index: int, root: Any) -> list[Any]:
-    out = []
-    for branch in _branches(schema, root):
-        prefix, items = branch.get("prefixItems"), branch.get("items")
-        if isinstance(prefix, list) and index < len(prefix):
-            out.append(_resolve(prefix[index], root))
-        elif isinstance(items, list):  # draft 4-7 tuple form
-            if index < len(items):
-                out.append(_resolve(items[index], root))
-        elif isinstance(items, Mapping):
-            out.append(_resolve(items, root))
-    return out
+def _marked_paths(value: Any, schema: Mapping[str, Any]) -> set[tuple]:
+    """The paths in value at which the schema marks a secret (() is value itself)."""
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        errors = list(_finder(base)(schema).iter_errors(value))
+    except referencing.exceptions.Unresolvable:
+        # A $ref that leads nowhere: where the marks are is unknown, so all is secret.
+        return {()}
+    paths = set()
+    while errors:  # marks inside anyOf/oneOf branches come back as an error's context
+        error = errors.pop()
+        if error.message == _MARK:
+            paths.add(tuple(error.absolute_path))
+        errors.extend(error.context or ())
+    return paths
 
 
-def _one(schemas: list[Any]) -> Any:
-    """Several candidate schemas for one value: walk them as an allOf."""
-    return schemas[0] if len(schemas) == 1 else {"allOf": schemas} if schemas else None
-
-
-# -- structural redaction -------------------------------------------------------------------
-
-def _walk(value: Any, schema: Any, root: Any, found: set[str] | None) -> Any:
+def _walk(value: Any, marked: set[tuple], path: tuple, found: set[str] | None) -> Any:
+    if path in marked:
+        return _mask(value, found)
     if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            subs = _property_schemas(schema, key, root) if schema is not None else []
-            if any(is_secret_schema(s) for s in subs) or _secret_by_name(key, item):
-                out[key] = _mask(item, found)
-            else:
-                out[key] = _walk(item, _one(subs), root, found)
-        return out
+        return {key: _mask(item, found) if _secret_by_name(key, item)
+                else _walk(item, marked, path + (key,), found) for key, item in value.items()}
     if isinstance(value, list):
-        out_list = []
-        for index, item in enumerate(value):
-            subs = _item_schemas(schema, index, root) if schema is not None else []
-            out_list.append(_mask(item, found) if any(is_secret_schema(s) for s in subs)
-                            else _walk(item, _one(subs), root, found))
-        return out_list
+        return [_walk(item, marked, path + (i,), found) for i, item in enumerate(value)]
     return value
 
 
@@ -161,18 +121,14 @@ def redact(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
     schema is the action's params JSON Schema, if it has one; keys whose names look
     secret are masked with or without it, at any depth.
     """
-    if is_secret_schema(schema):
-        return _mask(value, None)
-    return _walk(value, schema, schema, None)
+    marked = _marked_paths(value, schema) if schema else set()
+    return _walk(value, marked, (), None)
 
 
 def secret_values(value: Any, schema: Mapping[str, Any] | None = None) -> set[str]:
     """The strings `redact` would hide: what to hunt for in free text."""
     found: set[str] = set()
-    if is_secret_schema(schema):
-        found.update(_strings(value))
-    else:
-        _walk(value, schema, schema, found)
+    _walk(value, _marked_paths(value, schema) if schema else set(), (), found)
     return {s for s in found if len(s) >= MIN_SCRUB_LENGTH and "{{" not in s}
 
 

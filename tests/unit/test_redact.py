@@ -56,6 +56,20 @@ def test_schema_marks_nested_items_refs_and_combinators():
     assert secret_values(value, schema) == {"abcd", "efgh"}  # short ones are masked, not hunted
 
 
+def test_marks_inside_conditional_branches_and_tuples():
+    schema = {"properties": {
+        "auth": {"anyOf": [{"type": "string", "secret": True}, {"type": "null"}]},
+        "pair": {"prefixItems": [{}, {"writeOnly": True}]},
+        "mode": {"if": {"const": "key"}, "then": {"secret": True}}}}
+    value = {"auth": "s3cr3t", "pair": ["user", "pa55"], "mode": "plain"}
+    assert redact(value, schema) == {"auth": MASK, "pair": ["user", MASK], "mode": "plain"}
+
+
+def test_an_unresolvable_ref_hides_everything_its_schema_covers():
+    schema = {"properties": {"login": {"$ref": "#/$defs/missing"}}}
+    assert redact({"login": "alice", "note": "n"}, schema) == MASK
+
+
 def test_redact_returns_a_copy():
     value = {"password": "hunter22", "nested": {"token": "abcdef"}}
     redact(value)
