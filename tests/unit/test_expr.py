@@ -7,8 +7,8 @@ import time
 import pytest
 
 from orchestratord.errors import ExpressionError
-from orchestratord.expr import (MAX_RANGE, MAX_SOURCE_CHARS, CompiledValue, Expression,
-                                compile_value)
+from orchestratord.expr import MAX_SOURCE_CHARS, CompiledValue, Expression, compile_value
+from orchestratord.sandbox import MAX_RANGE
 
 
 @pytest.fixture
