@@ -25,17 +25,11 @@ from typing import Any
 # a daemon query should not pay for what it does not run.
 from . import __version__
 from .errors import DefinitionError, OrchestratorError, ParamsError
+from .paths import default_socket, default_state_file
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
         "rollback_failed": 6, "interrupted": 130}
 EXIT_INVALID, EXIT_CANNOT = 2, 7
-
-
-def default_state() -> Path:
-    if os.environ.get("ORCHESTRATOR_STATE"):
-        return Path(os.environ["ORCHESTRATOR_STATE"])
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "agent-orchestrator" / "state.db"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -171,7 +165,7 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     from .progress import Progress
     from .store import Store
     alert_config = _alert_config()  # before the store opens: a bad file must not leak it
-    state = Path(args.state or default_state())
+    state = Path(args.state or default_state_file())
     store = await Store.open(state)
     # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
     engine = Engine(store, settings={"state_dir": str(state.parent.resolve()), "skills": {}})
@@ -219,7 +213,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    from .settings import default_socket
     return args.socket or Path(os.environ.get("ORCHESTRATOR_SOCKET") or default_socket())
 
 
@@ -262,7 +255,7 @@ def _store_call(args: argparse.Namespace, fn: Any) -> Any:
     from .store import Store
 
     async def go() -> Any:
-        store = await Store.open(args.state or default_state())
+        store = await Store.open(args.state or default_state_file())
         try:
             return await fn(store)
         finally:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from .graph import Graph
+if TYPE_CHECKING:  # run tables are printed by daemon queries, which need no models
+    from .graph import Graph
 
 
 def mermaid(graph: Graph) -> str:

@@ -15,20 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import DefinitionError
 from .model import Timeout
+from .paths import default_socket, state_home
 from .source import load_file
-
-
-def _state_home() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "agent-orchestrator"
-
-
-def default_socket() -> Path:
-    """systemd's RuntimeDirectory, else the user's runtime dir, else /run (root)."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
-    return Path(base) / "agent-orchestrator" / "control.sock"
 
 
 class WebhookSink(BaseModel):
@@ -52,7 +40,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state_dir: Path = Field(default_factory=lambda: Path(
-        os.environ.get("STATE_DIRECTORY", "").split(":")[0] or _state_home()))
+        os.environ.get("STATE_DIRECTORY", "").split(":")[0] or state_home()))
     database: Path | None = Field(None, description="default: <state_dir>/state.db")
     workflows_dir: Path | None = Field(None, description="*.yaml, *.yml, *.json workflows")
     skill_paths: list[Path] = Field(default_factory=list)
