@@ -30,10 +30,15 @@ class Catalog:
 
 def load_catalog(workflows_dir: Path | None, skill_paths: list[Path],
                  previous: Catalog | None = None) -> Catalog:
-    """Load every workflow file of workflows_dir against the skills of skill_paths."""
+    """Load every workflow file of workflows_dir against the skills of skill_paths.
+
+    As for a workflow file run by the CLI, a `skills/` directory beside the workflows
+    is searched too, so a directory of workflows loads the same under the daemon.
+    """
     catalog = Catalog()
+    beside = [workflows_dir / "skills"] if workflows_dir else []
     try:
-        catalog.skills = discover(search_path(skill_paths))
+        catalog.skills = discover(search_path([*skill_paths, *beside]))
     except DefinitionError as exc:
         catalog.problems += exc.problems
         catalog.skills = previous.skills if previous else Registry()
