@@ -50,6 +50,9 @@ MASKED_UNITS = (
 MARKER = ".agent-orchestrator-testbed"
 RECIPE = f"layout=1\nsuite={SUITE}\npackages={','.join(PACKAGES)}\nmasked={','.join(MASKED_UNITS)}\n"
 VENV = "/opt/agent-orchestrator"
+PACKAGE = "orchestratord"
+# The test extra too: the tests that need systemd as PID 1 run inside a container.
+EXTRAS = "journald,test"
 
 
 def rootfs_path() -> Path:
@@ -179,18 +182,17 @@ def missing_requirements(rootfs: Path | None = None) -> list[str]:
 
 
 def _project_files(project_root: Path) -> list[Path]:
-    # What a wheel is built from: the build metadata and the top-level packages (not tests).
+    # What a wheel is built from: the build metadata and the package (bench/ and tests/
+    # are not shipped, and bench/ may hold a whole virtualenv of peer orchestrators).
     names = ("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "README.md", "LICENSE")
     files = [project_root / n for n in names if (project_root / n).is_file()]
-    for pkg in sorted(project_root.iterdir()):
-        if pkg.name != "tests" and (pkg / "__init__.py").is_file():
-            files += sorted(p for p in pkg.rglob("*") if p.is_file()
-                            and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    files += sorted(p for p in (project_root / PACKAGE).rglob("*") if p.is_file()
+                    and "__pycache__" not in p.parts and p.suffix != ".pyc")
     return files
 
 
-def _digest(paths: list[Path], root: Path) -> str:
-    h = hashlib.sha256(f"python{sys.version_info[0]}.{sys.version_info[1]}".encode())
+def _digest(paths: list[Path], root: Path, salt: str = "") -> str:
+    h = hashlib.sha256(f"python{sys.version_info[0]}.{sys.version_info[1]}{salt}".encode())
     for path in paths:
         h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
@@ -218,7 +220,7 @@ def _pip_wheel(staged: Path, out_dir: Path, deps: bool) -> None:
     # Built into a temporary sibling and renamed, like the rootfs, so a cache entry is complete.
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     remove_tree(tmp)
-    requirement = f"{staged}[journald]" if deps else str(staged)
+    requirement = f"{staged}[{EXTRAS}]" if deps else str(staged)
     cmd = [sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--wheel-dir", str(tmp),
            *(() if deps else ("--no-deps",)), requirement]
     log.info("building wheels: %s", shlex.join(cmd))
@@ -236,7 +238,7 @@ def _pip_wheel(staged: Path, out_dir: Path, deps: bool) -> None:
 
 
 def build_wheels(project_root: Path, cache_dir: Path | None = None) -> list[Path]:
-    """Wheels of the project and of its dependencies (with the journald extra), cached on the host.
+    """Wheels of the project and of its dependencies (journald and test extras), cached on the host.
 
     Dependencies are keyed by pyproject.toml, the project wheel by pyproject.toml plus the package
     sources, so a source change rebuilds one small wheel. Returns the directories to install from.
@@ -244,7 +246,7 @@ def build_wheels(project_root: Path, cache_dir: Path | None = None) -> list[Path
     project_root = Path(project_root).resolve()
     cache_dir = Path(cache_dir) if cache_dir else rootfs_path().parent / "wheels"
     files = _project_files(project_root)
-    deps_dir = cache_dir / f"deps-{_digest([project_root / 'pyproject.toml'], project_root)}"
+    deps_dir = cache_dir / f"deps-{_digest([project_root / 'pyproject.toml'], project_root, EXTRAS)}"
     project_dir = cache_dir / f"project-{_digest(files, project_root)}"
     with cache_lock(cache_dir / ".lock"):
         if deps_dir.is_dir() and project_dir.is_dir():
