@@ -93,13 +93,6 @@ async def webhook():
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "state.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def registry(skill_root):
     write_skill(skill_root, "t", {
         "noop": {"python": "tests.integration.actions:noop", "rollback": {"action": "fail"}},

@@ -3,107 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
-
-from tests.conftest import py_command
-
-SLOW = py_command("""
-    import json, os, sys, time
-    p = json.load(sys.stdin)
-    with open(p["ledger"], "a") as f:
-        f.write(os.environ["ORCHESTRATOR_STEP_ID"] + "\\n")
-    time.sleep(p.get("sleep", 0))
-    print(json.dumps({"ok": True}))
-""")
-
-
-def workflow(name: str, ledger: Path, steps: int = 3, sleep: float = 0.0) -> str:
-    items = "\n".join(f"    - {{id: s{i}, skill: local, action: work, params: "
-                      f"{{ledger: {ledger}, sleep: {sleep}}}}}" for i in range(steps))
-    argv = json.dumps(SLOW)
-    return (f"workflow:\n  name: {name}\n  steps:\n{items}\n"
-            f"skills:\n  local:\n    actions:\n      work: {{command: {argv}}}\n")
-
-
-class Notifications:
-    """A NOTIFY_SOCKET the daemon reports to, as systemd's would be."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.seen: list[str] = []
-
-    def wait_for(self, prefix: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
-        for line in self.seen:
-            if line.startswith(prefix):
-                self.seen.remove(line)
-                return line
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                break
-            for line in data.splitlines():
-                if line.startswith(prefix):
-                    return line
-                self.seen.append(line)
-        raise AssertionError(f"no {prefix} notification within {timeout}s; saw {self.seen}")
-
-
-@pytest.fixture
-def env(tmp_path):
-    (tmp_path / "workflows").mkdir()
-    settings = {"state_dir": str(tmp_path / "state"), "workflows_dir": str(tmp_path / "workflows"),
-                "socket": str(tmp_path / "run" / "control.sock"), "kill_grace": 1}
-    (tmp_path / "settings.json").write_text(json.dumps(settings))
-    return tmp_path
-
-
-class Daemon:
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None):
-        self.root = root
-        self.notify = Notifications(root / f"notify-{time.monotonic_ns()}")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestratord.daemon", "--settings", str(root / "settings.json"),
-             "--log-target", "stderr"],
-            env={**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(extra_env or {})},
-            stderr=open(root / "daemon.log", "ab"))
-
-    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "orchestratord.cli", "--socket",
-                               str(self.root / "run" / "control.sock"), *args],
-                              capture_output=True, text=True, timeout=timeout)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def daemon(env):
-    started = []
-
-    def start(**extra_env: str) -> Daemon:
-        d = Daemon(env, extra_env)
-        started.append(d)
-        return d
-    yield start
-    for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+from .daemon_process import workflow
 
 
 def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
@@ -180,7 +84,7 @@ def test_sigterm_mid_run_leaves_it_resumable_and_restart_finishes_it(env, daemon
         time.sleep(0.02)
     assert d.stop() == 0
     d.notify.wait_for("STOPPING=1")
-    runs = json.loads(Daemon.ctl(d, "--state", str(env / "state" / "state.db"), "runs", "--json").stdout)
+    runs = json.loads(d.ctl("--state", str(env / "state" / "state.db"), "runs", "--json").stdout)
     assert runs[0]["status"] == "interrupted"
 
     d2 = daemon()

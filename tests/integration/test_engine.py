@@ -60,13 +60,6 @@ LEDGER = py_command("""
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "state.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def skills(skill_root):
     write_skill(skill_root, "t", {
         "peer": {"command": WAIT_FOR_PEER},

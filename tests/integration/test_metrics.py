@@ -24,7 +24,7 @@ from orchestratord.metrics import CONTENT_TYPE, Metrics
 from orchestratord.skills import discover
 from orchestratord.store import Store
 from tests.conftest import ECHO, py_command, write_skill, write_workflow
-from tests.integration.test_daemon import Daemon, workflow
+from tests.integration.daemon_process import Daemon, workflow
 
 FLAKY = py_command("""
     import json, sys

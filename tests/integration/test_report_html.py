@@ -178,7 +178,7 @@ async def test_html_report_in_chromium(tmp_path, chromium):
 
 async def test_report_through_the_daemon(tmp_path, chromium):
     """`orchestratorctl report` against a running orchestratord: the same report, any format."""
-    from tests.integration.test_daemon import Daemon
+    from tests.integration.daemon_process import Daemon
     (tmp_path / "workflows").mkdir()
     (tmp_path / "settings.json").write_text(json.dumps({
         "state_dir": str(tmp_path / "state"), "workflows_dir": str(tmp_path / "workflows"),

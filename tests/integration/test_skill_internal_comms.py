@@ -71,13 +71,6 @@ async def hook():
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "state.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def registry(skill_root):
     write_skill(skill_root, "t", {"flaky": {"command": FLAKY}, "broken": {"command": BROKEN},
                                   "say": {"command": SAY}})

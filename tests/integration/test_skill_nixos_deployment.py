@@ -29,13 +29,6 @@ SKILL = "nixos-deployment"
 
 
 @pytest.fixture
-async def store(tmp_path):
-    s = await Store.open(tmp_path / "state.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def state(tmp_path) -> Path:
     path = tmp_path / "state"
     path.mkdir()

@@ -22,7 +22,7 @@ from orchestratord.migrations import MIGRATIONS
 from orchestratord.skills import discover
 from orchestratord.store import Store
 from tests.conftest import ECHO, write_skill, write_workflow
-from tests.integration.test_daemon import daemon, env, workflow  # noqa: F401 (fixtures)
+from tests.integration.daemon_process import workflow
 from tests.integration.test_metrics import FLAKY
 
 T0 = 1_700_000_000.0
