@@ -16,6 +16,8 @@
     start_all()
     machine.wait_for_unit("orchestratord.service")
 
+    import sys
+    sys.path.insert(0, "${../../tests/scenarios}")  # for `import scenario_common`
     scenario: dict = {}
     exec(open("${../../tests/scenarios/service_startup.py}").read(), scenario)
     scenario["run"](machine)

@@ -3,8 +3,10 @@
 Each scenario file (deploy.py, health_failure.py, service_startup.py) defines
 `run(machine) -> None` and uses only the NixOS test driver's machine API (succeed,
 fail, execute, wait_for_unit, wait_until_succeeds, systemctl) and the standard library.
-It imports nothing from the project: the container tests (tests/system/test_scenarios.py)
-and the VM tests (nix/tests/) both exec the file's text, so what runs is the same.
+It imports nothing from the project but `scenario_common` (this directory's helpers for
+asking orchestratorctl about runs): the container tests (tests/system/test_scenarios.py)
+and the VM tests (nix/tests/) both put this directory on sys.path and exec the file's
+text, so what runs is the same.
 
 What a scenario expects of its machine is written at the top of its file. Everything a
 machine must have is here, as data both layers read:
@@ -24,6 +26,7 @@ scenario text does not.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +40,8 @@ SCENARIOS = ("deploy", "health_failure", "service_startup")
 def load(name: str) -> Callable[[Any], None]:
     """The `run` of a scenario, from exec'ing its file as the VM test driver does."""
     path = HERE / f"{name}.py"
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # for `import scenario_common`, as the VM test does
     namespace: dict[str, Any] = {"__name__": f"scenario_{name}", "__file__": str(path)}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     return namespace["run"]

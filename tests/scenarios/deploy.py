@@ -23,27 +23,11 @@ import json
 import re
 import shlex
 
+from scenario_common import last_run, steps_of
+
 MODEL_UNIT = "agent-orchestrator-example-model.service"
 CONTROL_SOCKET = "/run/agent-orchestrator/control.sock"
 MODEL_HEALTH = "http://127.0.0.1:8088/health"
-
-
-def _json(text: str):
-    """The JSON document in a command's output (which may carry log lines around it)."""
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    assert starts, f"no JSON in output:\n{text}"
-    return json.JSONDecoder().raw_decode(text[min(starts):])[0]
-
-
-def _last_run(machine, workflow: str) -> dict:
-    """The newest run of workflow, with its steps and attempts."""
-    runs = _json(machine.succeed(f"orchestratorctl runs --workflow {workflow} --json"))
-    assert runs, f"no run of {workflow}"
-    return _json(machine.succeed(f"orchestratorctl show {runs[0]['id']} --json"))
-
-
-def _steps(run: dict) -> dict:
-    return {s["step_id"]: s for s in run["steps"]}
 
 
 def run(machine) -> None:
@@ -54,9 +38,9 @@ def run(machine) -> None:
     # oneshot: returns when the run has ended, and fails if the run failed.
     machine.succeed("systemctl start orchestrator@deploy")
     assert machine.succeed("systemctl show -p Result --value orchestrator@deploy").strip() == "success"
-    run = _last_run(machine, "deploy")
+    run = last_run(machine, "deploy")
     assert run["status"] == "succeeded", run
-    steps = _steps(run)
+    steps = steps_of(run)
     assert set(steps) == {"nixos-deployment", "health-monitoring", "ai-service-management"}, steps
     assert all(s["status"] == "succeeded" for s in steps.values()), steps
 
@@ -92,7 +76,7 @@ def run(machine) -> None:
 
     # And health-monitoring now sees the model answer.
     machine.succeed("systemctl start orchestrator@model-health")
-    check = _last_run(machine, "model-health")
+    check = last_run(machine, "model-health")
     assert check["status"] == "succeeded", check
     (outcome,) = [c for c in check["steps"][0]["result"]["checks"] if c["kind"] == "endpoint"]
     assert outcome["target"] == MODEL_HEALTH and outcome["ok"], outcome

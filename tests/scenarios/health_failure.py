@@ -18,28 +18,10 @@ once (a definition error is not retried) naming the bad entry.
 
 from __future__ import annotations
 
-import json
+from scenario_common import last_run, steps_of
 
 MISSING_UNIT = "agent-orchestrator-missing-model.service"
 DEAD_ENDPOINT = "http://127.0.0.1:8099/health"
-
-
-def _json(text: str):
-    """The JSON document in a command's output (which may carry log lines around it)."""
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    assert starts, f"no JSON in output:\n{text}"
-    return json.JSONDecoder().raw_decode(text[min(starts):])[0]
-
-
-def _last_run(machine, workflow: str) -> dict:
-    """The newest run of workflow, with its steps and attempts."""
-    runs = _json(machine.succeed(f"orchestratorctl runs --workflow {workflow} --json"))
-    assert runs, f"no run of {workflow}"
-    return _json(machine.succeed(f"orchestratorctl show {runs[0]['id']} --json"))
-
-
-def _steps(run: dict) -> dict:
-    return {s["step_id"]: s for s in run["steps"]}
 
 
 def run(machine) -> None:
@@ -48,9 +30,9 @@ def run(machine) -> None:
     # A missing unit and a dead endpoint: unhealthy, retried, then failed.
     machine.fail("systemctl start orchestrator@deploy-missing-unit")
     machine.succeed("systemctl is-failed orchestrator@deploy-missing-unit")
-    run = _last_run(machine, "deploy-missing-unit")
+    run = last_run(machine, "deploy-missing-unit")
     assert run["status"] == "failed", run
-    steps = _steps(run)
+    steps = steps_of(run)
     assert steps["nixos-deployment"]["status"] == "succeeded", steps
     health = steps["health-monitoring"]
     assert health["status"] == "failed" and health["attempts"] == 3, health
@@ -75,9 +57,9 @@ def run(machine) -> None:
     # A package name that would inject Nix code: refused at once, never retried.
     machine.fail("systemctl start orchestrator@deploy-bad-package")
     machine.succeed("systemctl is-failed orchestrator@deploy-bad-package")
-    run = _last_run(machine, "deploy-bad-package")
+    run = last_run(machine, "deploy-bad-package")
     assert run["status"] == "failed", run
-    steps = _steps(run)
+    steps = steps_of(run)
     generate = steps["nixos-deployment"]
     assert generate["status"] == "failed" and generate["attempts"] == 1, generate
     assert "params.packages[1]" in generate["error"], generate["error"]

@@ -16,31 +16,12 @@ and no step that had finished before the kill runs again.
 
 from __future__ import annotations
 
-import json
 import time
+
+from scenario_common import runs, show, steps_of
 
 MODEL_UNIT = "agent-orchestrator-example-model.service"
 MODEL_HEALTH = "http://127.0.0.1:8088/health"
-
-
-def _json(text: str):
-    """The JSON document in a command's output (which may carry log lines around it)."""
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    assert starts, f"no JSON in output:\n{text}"
-    return json.JSONDecoder().raw_decode(text[min(starts):])[0]
-
-
-def _runs(machine, workflow: str, status: str = "") -> list:
-    flag = f" --status {status}" if status else ""
-    return _json(machine.succeed(f"orchestratorctl runs --workflow {workflow}{flag} --json"))
-
-
-def _show(machine, run_id: str) -> dict:
-    return _json(machine.succeed(f"orchestratorctl show {run_id} --json"))
-
-
-def _steps(run: dict) -> dict:
-    return {s["step_id"]: s for s in run["steps"]}
 
 
 def _main_pid(machine) -> str:
@@ -66,9 +47,9 @@ def run(machine) -> None:
     machine.succeed(f"systemctl stop {MODEL_UNIT}")
     machine.fail(f"systemctl is-active {MODEL_UNIT}")
     machine.succeed("systemctl start orchestrator@model-startup")
-    run = _show(machine, _runs(machine, "model-startup")[0]["id"])
+    run = show(machine, runs(machine, "model-startup")[0]["id"])
     assert run["status"] == "succeeded", run
-    steps = _steps(run)
+    steps = steps_of(run)
     started = steps["ai-service-management"]["result"]["services"]
     assert [(s["name"], s["state"]) for s in started] == [("model", "active")], started
     (check,) = steps["health-monitoring"]["result"]["checks"]
@@ -76,18 +57,18 @@ def run(machine) -> None:
     machine.succeed(f"systemctl is-active {MODEL_UNIT}")
 
     # 2. Kill the daemon mid-run; systemd restarts it and the run completes.
-    before = {r["id"] for r in _runs(machine, "slow-rollout")}
+    before = {r["id"] for r in runs(machine, "slow-rollout")}
     machine.succeed("systemctl start --no-block orchestrator@slow-rollout")
 
     def run_between_steps():
-        fresh = [r for r in _runs(machine, "slow-rollout", "running") if r["id"] not in before]
+        fresh = [r for r in runs(machine, "slow-rollout", "running") if r["id"] not in before]
         if not fresh:
             return None
-        shown = _show(machine, fresh[0]["id"])
-        return shown if _steps(shown)["wait-1"]["status"] == "succeeded" else None
+        shown = show(machine, fresh[0]["id"])
+        return shown if steps_of(shown)["wait-1"]["status"] == "succeeded" else None
 
     mid = _poll("slow-rollout to be running with wait-1 done", run_between_steps)
-    done_before = {sid for sid, s in _steps(mid).items() if s["status"] == "succeeded"}
+    done_before = {sid for sid, s in steps_of(mid).items() if s["status"] == "succeeded"}
     pid = _main_pid(machine)
     machine.succeed(f"kill -9 {pid}")
     _poll("systemd to restart orchestratord",
@@ -100,10 +81,10 @@ def run(machine) -> None:
                                   "orchestrator@slow-rollout").strip() in ("inactive", "failed"),
           timeout=120)
     result = machine.succeed("systemctl show -p Result --value orchestrator@slow-rollout").strip()
-    final = _show(machine, mid["id"])
+    final = show(machine, mid["id"])
     assert result == "success", (result, final)
     assert final["status"] == "succeeded", final
-    steps = _steps(final)
+    steps = steps_of(final)
     assert all(s["status"] == "succeeded" for s in steps.values()), steps
     for sid in done_before:
         assert steps[sid]["attempts"] == 1, f"{sid} finished before the kill and ran again: {steps[sid]}"
