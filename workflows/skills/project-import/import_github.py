@@ -52,6 +52,7 @@ def fail(message: str, *, retryable: bool = False) -> NoReturn:
 
 
 def read_params() -> dict[str, Any]:
+    # Their types and ranges are checked before this runs, against actions.yaml's schema.
     text = sys.stdin.read().strip()
     try:
         params = json.loads(text) if text else {}
@@ -59,11 +60,6 @@ def read_params() -> dict[str, Any]:
         fail(f"params: not JSON: {exc}")
     if not isinstance(params, dict):
         fail("params: expected an object")
-    for key in ("repo", "ref", "workspace"):
-        if params.get(key) is not None and not isinstance(params[key], str):
-            fail(f"params.{key}: expected a string")
-    if not params.get("repo"):
-        fail("params.repo: required (a URL, an absolute local path, or owner/repo)")
     return params
 
 

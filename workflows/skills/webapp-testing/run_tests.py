@@ -55,6 +55,7 @@ def fail(message: str, *, retryable: bool = False) -> NoReturn:
 
 
 def read_params() -> dict[str, Any]:
+    # Their types and ranges are checked before this runs, against actions.yaml's schema.
     text = sys.stdin.read().strip()
     try:
         params = json.loads(text) if text else {}
@@ -62,13 +63,6 @@ def read_params() -> dict[str, Any]:
         fail(f"params: not JSON: {exc}")
     if not isinstance(params, dict):
         fail("params: expected an object")
-    command = params.get("command")
-    if command is not None and (not isinstance(command, list) or not command
-                                or not all(isinstance(a, str) and a for a in command)):
-        fail("params.command: expected argv, a non-empty list of strings")
-    timeout = params.get("timeout", 900)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        fail("params.timeout: expected a positive number of seconds")
     return params
 
 
