@@ -321,8 +321,10 @@ class RunDriver:
                     result = await self._attempt(node_id, skill, action, params, timeout,
                                                  limit, fields)
         except StepFailure as exc:
+            # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
-                                           attempt=self.current_attempt[node_id], error=str(exc))
+                                           attempt=self.current_attempt[node_id], error=str(exc),
+                                           result=exc.result)
             return self._finish_failed(node_id, exc)
         await self.store.step_finished(self.run_id, node_id, "succeeded",
                                        attempt=self.current_attempt[node_id], result=result)

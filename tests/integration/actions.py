@@ -34,4 +34,5 @@ def echo(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 def fail(params: dict[str, Any], ctx: Any) -> None:
-    raise StepFailure(params.get("message", "told to fail"), retryable=params.get("retryable", False))
+    raise StepFailure(params.get("message", "told to fail"), retryable=params.get("retryable", False),
+                      result=params.get("result"))

@@ -222,6 +222,27 @@ async def test_failure_stops_only_its_dependents(tmp_path, store, skills):
     assert result.status == "failed" and result.error == "failed steps: broken"
 
 
+async def test_a_failed_step_keeps_its_result_for_later_steps_and_the_record(
+        tmp_path, store, skills):
+    # A health check fails with the list of what it checked: that list is the diagnosis.
+    d = load(tmp_path, skills, """
+        workflow:
+          name: diagnosis
+          steps:
+            - id: check
+              skill: t
+              action: fail
+              params: {message: unhealthy, result: {healthy: false, failing: [disk]}}
+              continue_on_error: true
+            - {id: report, skill: t, action: echo, params: {failing: "{{ steps.check.result.failing }}"}}
+    """)
+    result = await Engine(store).run(d)
+    steps = {s.step_id: s for s in await store.steps(result.run_id)}
+    assert steps["check"].status == "failed" and steps["check"].error == "unhealthy"
+    assert steps["check"].result == {"healthy": False, "failing": ["disk"]}
+    assert steps["report"].result["params"] == {"failing": ["disk"]}
+
+
 async def test_rollback_compensates_in_reverse_completion_order(tmp_path, store, skills):
     ledger = tmp_path / "ledger"
     steps = "\n".join(

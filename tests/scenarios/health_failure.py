@@ -40,6 +40,11 @@ def run(machine) -> None:
     assert f"unit {MISSING_UNIT}: not found" in health["error"], health["error"]
     assert f"endpoint {DEAD_ENDPOINT}: cannot connect" in health["error"], health["error"]
     assert "orchestratord.service" not in health["error"], "a healthy check is not blamed"
+    # The failed step keeps its result: every check, with what each found.
+    verdicts = {c["target"]: c["ok"] for c in health["result"]["checks"]}
+    assert health["result"]["healthy"] is False, health["result"]
+    assert verdicts[MISSING_UNIT] is False and verdicts[DEAD_ENDPOINT] is False, verdicts
+    assert verdicts["orchestratord.service"] is True, verdicts
     assert steps["ai-service-management"]["status"] == "upstream_failed", steps
     tries = [a for a in run["attempts"] if a["step_id"] == "health-monitoring"]
     assert [(a["attempt"], a["status"]) for a in tries] == [(1, "failed"), (2, "failed"),
