@@ -41,10 +41,26 @@ let
   skillsDir = "${etcDir}/skills";
   defaultSocket = "/run/agent-orchestrator/control.sock";
 
-  # Unset optional keys (null) are left out: the daemon's defaults apply.
-  settingsFile = jsonFormat.generate "agent-orchestrator-settings.json" (
-    lib.filterAttrs (_: v: v != null) cfg.settings
-  );
+  # Unset optional keys (null) are left out: the daemon's defaults apply. The file is
+  # checked by the daemon itself while the system is built, so a wrong value fails
+  # `nixos-rebuild build` with the daemon's message (file:line:column: field: why).
+  settingsFile =
+    pkgs.runCommand "agent-orchestrator-settings.json"
+      {
+        settings = jsonFormat.generate "agent-orchestrator-settings.json" (
+          lib.filterAttrs (_: v: v != null) cfg.settings
+        );
+        nativeBuildInputs = [ cfg.package ];
+        preferLocalBuild = true;
+      }
+      ''
+        cp "$settings" settings.json
+        if ! orchestratord --check --settings settings.json; then
+          echo "${opt}.settings is not valid (see above)." >&2
+          exit 1
+        fi
+        cp "$settings" "$out"
+      '';
 
   # One directory per skill declared in Nix: SKILL.md (what an agent reads) and
   # actions.yaml (what the daemon runs), as the daemon finds them on its skill path.

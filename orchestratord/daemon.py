@@ -35,6 +35,7 @@ from .settings import Settings, load_settings
 from .store import TERMINAL, Store
 
 log = logging.getLogger("orchestratord.daemon")
+EX_CONFIG = 78  # sysexits.h: a configuration error
 
 
 class Daemon:
@@ -290,18 +291,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr", "console"))
+    parser.add_argument("--check", action="store_true",
+                        help="check the settings file and exit: 0 if valid, 78 if not "
+                             "(what a NixOS build runs on the settings it renders)")
     args = parser.parse_args(argv)
+    if args.check:
+        return _check(args.settings)
     journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
     try:
         settings = load_settings(args.settings)
     except OrchestratorError as exc:
         log.critical("invalid settings: %s", exc)
-        return 78  # EX_CONFIG: systemd will not help by restarting
+        return EX_CONFIG  # systemd will not help by restarting
     try:
         asyncio.run(Daemon(settings).main())
     except OrchestratorError as exc:
         log.critical("%s", exc)
         return 1
+    return 0
+
+
+def _check(path: Path | None) -> int:
+    """Validate a settings file as the daemon would read it, saying where it is wrong."""
+    try:
+        load_settings(path)
+    except OrchestratorError as exc:
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{path or 'built-in defaults'}: valid settings")
     return 0
 
 

@@ -66,6 +66,15 @@ def rendered_workflow(out: dict[str, Any], name: str) -> dict[str, Any]:
     return entry["inputs"]["workflow"]["json"]
 
 
+def rendered_settings(out: dict[str, Any]) -> dict[str, Any]:
+    """The settings JSON the module renders, taken from the build step that checks it."""
+    entry = out["etc"][SETTINGS]
+    assert entry["kind"] == "runCommand", "settings must be checked at build time"
+    assert "orchestratord --check --settings settings.json" in entry["script"]
+    assert entry["nativeBuildInputs"] == ["agent-orchestrator-0.1.0"]
+    return entry["inputs"]["settings"]["json"]
+
+
 def validate(tmp_path: Path, doc: dict[str, Any], name: str,
              skills: Path | None = None) -> subprocess.CompletedProcess[str]:
     path = tmp_path / f"{name}.json"
@@ -117,7 +126,7 @@ def test_the_vm_tests_machine_serves_the_scenario_workflows_unchanged(tmp_path: 
     out = nix_eval("{ imports = [ ./nix/tests/scenario-machine.nix ]; }")
     assert out["failedAssertions"] == []
     machine = ROOT / "tests" / "scenarios" / "machine"
-    settings = out["etc"][SETTINGS]["json"]
+    settings = rendered_settings(out)
     assert settings["skills"] == {
         **json.loads((machine / "skills.json").read_text()),
         "nixos-deployment": {"nixos_rebuild": "/run/current-system/sw/bin/nixos-rebuild"}}
@@ -138,7 +147,7 @@ def test_the_vm_tests_machine_serves_the_scenario_workflows_unchanged(tmp_path: 
         assert done.returncode == 0, done.stderr
 
 
-def test_settings_file_and_unit_drop_ins() -> None:
+def test_settings_file_and_unit_drop_ins(tmp_path: Path) -> None:
     out = nix_eval(module("""
         workflows.deploy = import ./nix/tests/deploy-workflow.nix // { startAt = "daily"; };
         managedServices.model = {
@@ -153,7 +162,7 @@ def test_settings_file_and_unit_drop_ins() -> None:
     """))
     assert out["failedAssertions"] == [] and out["warnings"] == []
 
-    settings = out["etc"][SETTINGS]["json"]
+    settings = rendered_settings(out)
     assert settings["workflows_dir"] == "/etc/agent-orchestrator/workflows"
     assert settings["state_dir"] == "/var/lib/agent-orchestrator"
     assert settings["socket"] == "/run/agent-orchestrator/control.sock"
@@ -165,9 +174,12 @@ def test_settings_file_and_unit_drop_ins() -> None:
     }
     assert settings["alerts"]["webhooks"] == [{"url": "http://127.0.0.1:9000/alert", "headers": {}}]
     assert None not in settings.values(), "unset keys are left to the daemon's defaults"
-    # The daemon itself accepts the file.
-    from orchestratord.settings import Settings
-    Settings.model_validate(settings)
+    # The daemon's own check, which the build step runs, accepts the file.
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    check = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--check",
+                            "--settings", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
 
     daemon = out["services"]["orchestratord"]
     assert daemon["wantedBy"] == ["multi-user.target"]
@@ -222,7 +234,7 @@ def test_skills_declared_in_nix_and_a_workflow_using_them(tmp_path: Path) -> Non
         };
     """))
     assert out["failedAssertions"] == []
-    assert out["etc"][SETTINGS]["json"]["skill_paths"] == ["/etc/agent-orchestrator/skills"]
+    assert rendered_settings(out)["skill_paths"] == ["/etc/agent-orchestrator/skills"]
 
     skills = materialise_skills(out, tmp_path / "skills")
     assert (skills / "facts" / "SKILL.md").read_text().startswith(
@@ -294,7 +306,7 @@ def test_allow_switch_lifts_the_sandbox_and_webhook_tokens_warn() -> None:
     """))
     config = out["services"]["orchestratord"]["serviceConfig"]
     assert config["ProtectSystem"] is False and config["CapabilityBoundingSet"] == ["~"]
-    assert out["etc"][SETTINGS]["json"]["skills"]["nixos-deployment"] == {
+    assert rendered_settings(out)["skills"]["nixos-deployment"] == {
         "allow_switch": True, "nixos_rebuild": "/run/current-system/sw/bin/nixos-rebuild"}
     assert any("Authorization header" in w for w in out["warnings"])
 
