@@ -35,6 +35,7 @@ let
     pytest-asyncio
     pytest-timeout
     hypothesis
+    pyflakes # the code-review skill's linter, whose findings the pipeline test asserts
   ];
 in
 python3Packages.buildPythonApplication {
@@ -52,6 +53,7 @@ python3Packages.buildPythonApplication {
       ../orchestratord
       ../tests
       ../workflows
+      ../bench # tests/integration imports its history generator and runs it at tiny sizes
     ];
   };
 
@@ -87,6 +89,11 @@ python3Packages.buildPythonApplication {
     for unit in orchestratord/units/*.service; do
       substitute "$unit" "$out/lib/systemd/system/$(basename "$unit")" "''${replacements[@]}"
     done
+    # The example workflows and their command skills (project-import, code-review,
+    # webapp-testing), for settings.skill_paths; they need git and python3 on the
+    # daemon's path.
+    mkdir -p $out/share/agent-orchestrator
+    cp -r workflows $out/share/agent-orchestrator/workflows
     # Fail the build if a unit still runs a program without its path.
     if grep -E '^Exec[A-Za-z]*=[^/]' $out/lib/systemd/system/*.service; then
       echo "a unit file above runs a program without an absolute path" >&2
