@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .workspaces import workspace_dir
+
 
 @dataclass(frozen=True)
 class StepContext:
@@ -37,12 +39,13 @@ class StepContext:
 
         One step leaves files there (a clone, a build) for the next to use, the way a CI
         job's steps share a checkout, so no workflow has to thread paths through params.
-        Retries and resumes of the run see the same directory. It is not created here:
+        Retries and resumes of the run see the same directory; the daemon removes it
+        `workspace_retention` after the run ended (workspaces.py). It is not created here:
         most steps never use it, and a skill that writes to it creates it.
         None where the settings name no state directory.
         """
         state_dir = (self.settings or {}).get("state_dir")
-        return Path(state_dir) / "workspaces" / self.run_id if state_dir else None
+        return workspace_dir(state_dir, self.run_id) if state_dir else None
 
     def env(self) -> dict[str, str]:
         """Environment variables that tell a command which step and attempt it is."""

@@ -23,7 +23,7 @@ from typing import Any
 import sdnotify
 from aiohttp import web
 
-from . import __version__, journal, stats
+from . import __version__, journal, stats, workspaces
 from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
@@ -51,7 +51,7 @@ class Daemon:
         self.store: Store = None  # type: ignore[assignment]
         self.engine: Engine = None  # type: ignore[assignment]
         self.alerts: AlertManager | None = None
-        self._stale_watch: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []  # periodic chores, for the daemon's life
         self.tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._stop = asyncio.Event()
@@ -99,8 +99,12 @@ class Daemon:
         self.alerts = AlertManager(self.store, s.alerts)
         self.engine.listeners.append(self.alerts)
         if s.alerts.stale_after:
-            self._stale_watch = asyncio.create_task(
-                self.alerts.watch_stale(self.alerts.stale_interval()))
+            self._background.append(asyncio.create_task(
+                self.alerts.watch_stale(self.alerts.stale_interval())))
+        if s.workspace_retention is not None:
+            self._background.append(asyncio.create_task(workspaces.prune_periodically(
+                self.store, s.state_dir, s.workspace_retention,
+                interval=min(3600.0, s.workspace_retention / 10))))
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
         await self._serve()
         await self._resume_interrupted()
@@ -120,10 +124,10 @@ class Daemon:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        if self._stale_watch is not None:
-            self._stale_watch.cancel()
-            await asyncio.gather(self._stale_watch, return_exceptions=True)
-            self._stale_watch = None
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None

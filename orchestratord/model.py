@@ -43,6 +43,7 @@ def _duration(lo: float, hi: float) -> Any:
 
 Timeout = _duration(0.001, 30 * 86400)
 Delay = _duration(0, 86400)
+Retention = _duration(60, 3650 * 86400)
 Version = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 """Skill, action, step and workflow names: usable in expressions, unit names and paths."""

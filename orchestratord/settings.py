@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import DefinitionError
-from .model import Timeout
+from .model import Retention, Timeout
 from .paths import default_socket, state_home
 from .source import load_file
 
@@ -53,6 +53,9 @@ class Settings(BaseModel):
     step_timeout: Timeout | None = Field(None, description="default for steps without one")
     kill_grace: Timeout = 5.0
     lease_ttl: Timeout = 15.0
+    workspace_retention: Retention | None = Field(
+        7 * 86400, description="remove a run's workspace this long after the run ended "
+                               "(null: keep them all)")
     alerts: Alerts = Field(default_factory=Alerts)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
