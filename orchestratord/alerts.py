@@ -38,6 +38,9 @@ RUN_ALERTS = {"run_failed": "run_failed", "run_timed_out": "run_timed_out",
               "run_rollback_failed": "rollback_failed", "run_rolled_back": "run_failed"}
 """Engine event type -> alert kind. A rolled-back run failed (its compensation worked)."""
 
+CATCH_UP_WINDOW = 86400.0
+"""At start, runs that ended unalerted this recently are alerted (a crash lost them)."""
+
 FAILED_STEP_STATUSES = ("failed", "compensation_failed", "cancelled")
 
 
@@ -118,6 +121,22 @@ class AlertManager:
             return None
         await self.send(alert)
         return alert
+
+    async def catch_up(self, window: float = CATCH_UP_WINDOW) -> list[dict[str, Any]]:
+        """Alert the runs that failed in the last `window` seconds without an alert.
+
+        The engine's events reach the manager only while a process drives the run; one
+        that dies between committing a failure and claiming its alert would lose it.
+        A status is all that is left of such a run, so a rolled-back run that had
+        timed out is alerted as failed.
+        """
+        statuses = {event.removeprefix("run_"): kind for event, kind in RUN_ALERTS.items()}
+        sent = []
+        for run in await self.store.unalerted_runs(statuses, self.clock() - window):
+            alert = await self.alert_run(run.id, statuses[run.status])
+            if alert is not None:
+                sent.append(alert)
+        return sent
 
     async def _run_alert(self, run: Any, kind: str) -> dict[str, Any]:
         steps = await self.store.steps(run.id)

@@ -98,6 +98,7 @@ class Daemon:
             await asyncio.to_thread(stats.last_successes, self.store.path))
         self.alerts = AlertManager(self.store, s.alerts)
         self.engine.listeners.append(self.alerts)
+        await self.alerts.catch_up()  # what a crash between a failure and its alert lost
         if s.alerts.stale_after:
             self._background.append(asyncio.create_task(
                 self.alerts.watch_stale(self.alerts.stale_interval())))

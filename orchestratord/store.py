@@ -18,7 +18,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import aiosqlite
 
@@ -387,6 +387,17 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: {exc}") from exc
         return cursor.rowcount == 1
+
+    async def unalerted_runs(self, statuses: Iterable[str], since: float) -> list[RunRow]:
+        """Runs that ended with one of statuses at or after since and have no alert on
+        record: what a process that died between a run's end and its alert left."""
+        statuses = list(statuses)
+        rows = await self._conn.execute_fetchall(
+            f"SELECT * FROM runs WHERE status IN ({','.join('?' * len(statuses))}) "
+            "AND finished_at >= ? AND NOT EXISTS "
+            "(SELECT 1 FROM alerts_sent WHERE subject = runs.id) ORDER BY finished_at",
+            (*statuses, since))
+        return [_run(r) for r in rows]
 
     async def last_success(self, workflow: str) -> tuple[str, float] | None:
         """(run id, finished_at) of the workflow's latest succeeded run."""

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,27 @@ async def test_the_journal_record_is_crit_with_a_fixed_message_id(tmp_path, stor
     assert record.fields["ALERT_KIND"] == "run_failed"
     assert f"run {result.run_id} of workflow deploy failed" in record.getMessage()
     assert SECRET not in record.getMessage()
+
+
+async def test_a_failure_a_crash_left_unalerted_is_alerted_once_at_start(
+        tmp_path, store, registry, caplog):
+    # The runs end while no manager listens, as when the process died before alerting.
+    engine = Engine(store)
+    failed = await engine.run(load(tmp_path, registry, FAILING))
+    await engine.close()
+    assert failed.status == "failed" and alert_records(caplog) == []
+
+    two_days_later = AlertManager(store, clock=lambda: time.time() + 2 * 86400)
+    assert await two_days_later.catch_up() == []  # older than the window: history, not news
+
+    manager = AlertManager(store)
+    [alert] = await manager.catch_up()
+    assert (alert["run_id"], alert["kind"]) == (failed.run_id, "run_failed")
+    assert SECRET not in json.dumps(alert)
+    assert await manager.catch_up() == []  # claimed: once
+    await manager.close()
+    [record] = alert_records(caplog)
+    assert record.fields["RUN_ID"] == failed.run_id
 
 
 async def test_a_workflow_without_recent_success_alerts_once_per_stretch(
