@@ -21,10 +21,11 @@
   # The scenario is exec'd into a namespace of its own: the driver type-checks this
   # script, and `run` is only known once the file has been read.
   testScript = ''
+    import sys
+
     start_all()
     machine.wait_for_unit("orchestratord.service")
 
-    import sys
     sys.path.insert(0, "${../../tests/scenarios}")  # for `import scenario_common`
     scenario: dict = {}
     exec(open("${../../tests/scenarios/deploy.py}").read(), scenario)

@@ -40,11 +40,11 @@
 
   testScript = ''
     import json
+    import sys
 
     start_all()
     machine.wait_for_unit("orchestratord.service")
 
-    import sys
     sys.path.insert(0, "${../../tests/scenarios}")  # for `import scenario_common`
     scenario: dict = {}
     exec(open("${../../tests/scenarios/health_failure.py}").read(), scenario)

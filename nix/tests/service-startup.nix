@@ -13,10 +13,11 @@
   };
 
   testScript = ''
+    import sys
+
     start_all()
     machine.wait_for_unit("orchestratord.service")
 
-    import sys
     sys.path.insert(0, "${../../tests/scenarios}")  # for `import scenario_common`
     scenario: dict = {}
     exec(open("${../../tests/scenarios/service_startup.py}").read(), scenario)
