@@ -13,7 +13,8 @@ The machine must have (see tests/scenarios/__init__.py):
 It checks: `systemctl start orchestrator@...` fails and the unit ends failed; the run is
 failed; the health step failed after 3 attempts whose errors name every failing check,
 visible in `orchestratorctl show`; later steps did not run; a bad package name fails at
-once (a definition error is not retried) naming the bad entry.
+once (a definition error is not retried) naming the bad entry; each failed run has the
+daemon's alert record (priority crit, its MESSAGE_ID) in the journal.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scenario_common import last_run, steps_of
 
 MISSING_UNIT = "agent-orchestrator-missing-model.service"
 DEAD_ENDPOINT = "http://127.0.0.1:8099/health"
+ALERT_MESSAGE_ID = "5727368a5d3a4fbf89115e249386565f"  # orchestratord.alerts, stable
 
 
 def run(machine) -> None:
@@ -70,3 +72,9 @@ def run(machine) -> None:
     assert "params.packages[1]" in generate["error"], generate["error"]
     assert "not a Nix identifier" in generate["error"], generate["error"]
     assert steps["health-monitoring"]["status"] == "upstream_failed", steps
+
+    # The daemon's own alert: a journald record at priority crit per failed run.
+    for name in ("deploy-missing-unit", "deploy-bad-package"):
+        machine.wait_until_succeeds(
+            f"journalctl --sync && journalctl --no-pager -o json MESSAGE_ID={ALERT_MESSAGE_ID} "
+            f"WORKFLOW={name} PRIORITY=2 | grep -q '\"ALERT_KIND\":\"run_failed\"'")
