@@ -160,18 +160,20 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     import asyncio
     import signal
+    from . import workspaces
     from .alerts import AlertManager
     from .engine import Engine
     from .progress import Progress
     from .store import Store
-    alert_config = _alert_config()  # before the store opens: a bad file must not leak it
+    settings = _embedded_settings()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state_file())
+    state_dir = state.parent.resolve()
     store = await Store.open(state)
     # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
-    engine = Engine(store, settings={"state_dir": str(state.parent.resolve()), "skills": {}})
+    engine = Engine(store, settings={"state_dir": str(state_dir), "skills": settings.skills})
     if not getattr(args, "json", False) or args.command in ("run", "resume"):
         engine.listeners.append(Progress())
-    alerts = AlertManager(store, alert_config)
+    alerts = AlertManager(store, settings.alerts)
     engine.listeners.append(alerts)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -181,16 +183,22 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         await alerts.close(grace=30.0)  # a webhook being retried gets its chance
+        if settings.workspace_retention is not None:
+            try:  # housekeeping: its failure must not hide the run's outcome
+                await workspaces.prune(store, state_dir, settings.workspace_retention)
+            except Exception as exc:
+                logging.getLogger("orchestratord.workspaces").warning(
+                    "pruning run workspaces failed: %s", exc)
         await engine.close()
         await store.close()
 
 
-def _alert_config() -> Any:
-    """Embedded runs alert as the daemon does: the crit record always, and the sinks of
-    the daemon's settings file when $ORCHESTRATOR_SETTINGS names one."""
+def _embedded_settings() -> Any:
+    """Embedded runs use the daemon's settings file when $ORCHESTRATOR_SETTINGS names one
+    (skill sections, alert sinks, workspace retention), else the defaults; their state
+    stays in the embedded state file. Alerts write the crit record in any case."""
     from .settings import load_settings
-    path = os.environ.get("ORCHESTRATOR_SETTINGS")
-    return load_settings(path).alerts if path else None
+    return load_settings(os.environ.get("ORCHESTRATOR_SETTINGS") or None)
 
 
 def _finish(result: Any, as_json: bool) -> int:

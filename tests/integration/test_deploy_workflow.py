@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -18,10 +19,11 @@ SEED = ROOT / "workflows" / "deploy-nixos-system.yaml"
 CTL = Path(sys.executable).parent / "orchestratorctl"
 
 
-def ctl(home: Path, *args: str) -> subprocess.CompletedProcess:
+def ctl(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "XDG_STATE_HOME": str(home / "state"), "HOME": str(home)}
-    env.pop("ORCHESTRATOR_STATE", None)
-    env.pop("ORCHESTRATOR_SOCKET", None)
+    for name in ("ORCHESTRATOR_STATE", "ORCHESTRATOR_SOCKET", "ORCHESTRATOR_SETTINGS"):
+        env.pop(name, None)
+    env.update(extra_env)
     return subprocess.run([str(CTL), *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -55,3 +57,22 @@ def test_the_readme_command_deploys_the_seed_workflow(tmp_path):
     second = json.loads(ctl(tmp_path, "show", json.loads(again.stdout)["run_id"], "--json").stdout)
     result = next(s for s in second["steps"] if s["step_id"] == "nixos-deployment")["result"]
     assert result["changed"] is False and result["sha256"] == config["sha256"]
+
+
+def test_an_embedded_run_uses_the_settings_file_it_is_given(tmp_path):
+    """$ORCHESTRATOR_SETTINGS: its skill sections apply, and its workspace retention."""
+    custom = tmp_path / "etc" / "packages.nix"
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({
+        "skills": {"nixos-deployment": {"output": str(custom)}},
+        "workspace_retention": "1h"}))
+    workspaces = tmp_path / "state" / "agent-orchestrator" / "workspaces"
+    stale = workspaces / "0123456789ab"  # a workspace no run claims, two hours old
+    stale.mkdir(parents=True)
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    done = ctl(tmp_path, "run", str(SEED), "--json", ORCHESTRATOR_SETTINGS=str(settings))
+    assert done.returncode == 0, done.stderr
+    assert "podman" in custom.read_text()
+    assert not stale.exists()
