@@ -50,7 +50,7 @@ def skill_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def seed_skills(skill_root: Path) -> Path:
-    """Small real command skills with the names and actions the seed workflows use."""
+    """Small real command skills with the names and actions the example workflows use."""
     for skill, actions in {
         "nixos-deployment": ["generate_config"], "health-monitoring": ["check"],
         "ai-service-management": ["start", "stop"], "project-import": ["import_github"],

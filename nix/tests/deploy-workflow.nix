@@ -1,4 +1,4 @@
-# The seed's deploy-nixos-system workflow (workflows/deploy-nixos-system.yaml) declared
+# The example deploy-nixos-system workflow (workflows/deploy-nixos-system.yaml) declared
 # in Nix, step for step. The deployment VM test runs it as `orchestrator@deploy`, and
 # tests/unit/test_nix_module.py checks that the module renders it into a file that
 # `orchestratorctl validate` accepts.

@@ -1,4 +1,4 @@
-# NixOS VM test 1, deployment: the seed's deploy-nixos-system workflow, declared in Nix
+# NixOS VM test 1, deployment: the example deploy-nixos-system workflow, declared in Nix
 # as workflows.deploy, runs through `systemctl start orchestrator@deploy`; the generated
 # NixOS module holds the packages; journald holds the run's structured fields.
 #

@@ -3,7 +3,7 @@
 # the same machine from the same files by hand.
 #
 # - settings.skills is tests/scenarios/machine/skills.json;
-# - workflow `deploy` is the seed's deploy-nixos-system, declared in Nix
+# - workflow `deploy` is the example deploy-nixos-system, declared in Nix
 #   (./deploy-workflow.nix);
 # - each tests/scenarios/machine/workflows/*.json becomes workflows.<its name>: the
 #   file format and the module's options have the same keys, so a file's `workflow`

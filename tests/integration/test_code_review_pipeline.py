@@ -1,6 +1,6 @@
-"""The seed's code-review pipeline, unchanged, end to end against a local repository.
+"""The example code-review pipeline, unchanged, end to end against a local repository.
 
-`repo: user/repo` in the seed means https://github.com/user/repo; git's own URL rewriting
+`repo: user/repo` in the example means https://github.com/user/repo; git's own URL rewriting
 (url.<dir>/.insteadOf, given through GIT_CONFIG_* variables) sends that to a repository
 made here, so the run is real and offline. The CLI runs as a subprocess, as a user runs it.
 """
@@ -74,7 +74,7 @@ def environment(github: Path) -> dict[str, str]:
 
 
 def ctl(tmp_path: Path, github: Path, *args: str) -> subprocess.CompletedProcess:
-    # --skills: the workflows made here use the skills beside the seed workflows.
+    # --skills: the workflows made here use the skills beside the example workflows.
     return subprocess.run([str(CTL), "--state", str(tmp_path / "state" / "state.db"),
                            "--skills", str(SKILLS), *args],
                           cwd=tmp_path, env=environment(github), capture_output=True, text=True,
@@ -91,7 +91,7 @@ def run_and_show(tmp_path: Path, github: Path, *args: str) -> tuple[dict, dict[s
     return result, {s["step_id"]: s for s in json.loads(shown.stdout)["steps"]}
 
 
-def test_the_seed_pipeline_imports_reviews_tests_and_reports(tmp_path: Path, github: Path) -> None:
+def test_the_example_pipeline_imports_reviews_tests_and_reports(tmp_path: Path, github: Path) -> None:
     commits = make_repo(github / "user" / "repo")
 
     result, steps = run_and_show(tmp_path, github, str(SEED))

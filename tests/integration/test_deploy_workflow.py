@@ -1,4 +1,4 @@
-"""The seed's deploy workflow, unchanged, as the README's first command runs it: the real
+"""The example deploy workflow, unchanged, as the README's first command runs it: the real
 CLI as a subprocess on a host without systemd services to manage, embedded state.
 
 Under real systemd (services to start, the orchestrator's own health) the same workflow
@@ -28,7 +28,7 @@ def ctl(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess
                           timeout=120)
 
 
-def test_the_readme_command_deploys_the_seed_workflow(tmp_path):
+def test_the_readme_command_deploys_the_example_workflow(tmp_path):
     done = ctl(tmp_path, "run", str(SEED), "--json")
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]

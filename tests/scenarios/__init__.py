@@ -14,8 +14,8 @@ machine must have is here, as data both layers read:
 - `machine/skills.json`: the `skills` section of the daemon settings
   (/etc/agent-orchestrator/settings.json in the container; `settings.skills` in Nix via
   `lib.importJSON`).
-- `machine/workflows/*.json`: workflows besides the seed's, served by the daemon.
-- the seed's deploy-nixos-system steps served as workflow `deploy`
+- `machine/workflows/*.json`: workflows besides the example, served by the daemon.
+- the example deploy-nixos-system steps served as workflow `deploy`
   (Nix: `workflows.deploy`), so that `systemctl start orchestrator@deploy` runs them.
 - the unit `agent-orchestrator-example-model.service` (shipped in orchestratord/units/),
   listening on 127.0.0.1:8088, startable by the daemon.

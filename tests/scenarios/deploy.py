@@ -1,4 +1,4 @@
-"""Scenario: the seed's deploy workflow under real systemd, via `systemctl start orchestrator@deploy`.
+"""Scenario: the example deploy workflow under real systemd, via `systemctl start orchestrator@deploy`.
 
 The machine must have (see tests/scenarios/__init__.py):
 - orchestratord.service running (Type=notify), control socket /run/agent-orchestrator/control.sock,
@@ -6,7 +6,7 @@ The machine must have (see tests/scenarios/__init__.py):
 - daemon settings whose `skills` section is machine/skills.json: health-monitoring defaults
   checking orchestratord.service, the control socket's /health and the state disk;
   ai-service-management service `model` = agent-orchestrator-example-model.service;
-- workflow `deploy`: the steps of the seed's workflows/deploy-nixos-system.yaml, unchanged
+- workflow `deploy`: the steps of the example workflows/deploy-nixos-system.yaml, unchanged
   (generate_config of vim git podman -> check -> start all);
 - workflow `model-health` (machine/workflows/model-health.json);
 - agent-orchestrator-example-model.service installed (answers GET 127.0.0.1:8088/health).

@@ -2,7 +2,7 @@
 
 The container is set up as tests/scenarios/__init__.py says a scenario machine must be:
 the project installed with its units, the daemon settings' skills section from
-tests/scenarios/machine/skills.json, the seed's deploy workflow (copied unchanged, and
+tests/scenarios/machine/skills.json, the example deploy workflow (copied unchanged, and
 served once more under the name `deploy`, as the NixOS module's `workflows.deploy` would),
 the scenario workflows, and the example model service. Then each scenario's `run(machine)`
 runs exactly as the NixOS VM tests run it.
@@ -43,7 +43,7 @@ def settings() -> dict:
 
 
 def deploy_alias() -> str:
-    """The seed's deploy workflow, served as `deploy`: its steps unchanged, only the name.
+    """The example deploy workflow, served as `deploy`: its steps unchanged, only the name.
 
     The daemon names a workflow by its `workflow.name`; `orchestrator@deploy` needs one
     named deploy. The NixOS module names a workflow by its attribute (workflows.deploy).
@@ -85,7 +85,7 @@ def test_machine_serves_what_the_scenarios_expect(scenario_machine: Machine) -> 
                 *(json.loads(p.read_text())["workflow"]["name"]
                   for p in scenarios.WORKFLOWS.glob("*.json"))}
     assert expected <= names, served
-    # The seed file is served byte for byte as written.
+    # The example file is served byte for byte as written.
     copied = scenario_machine.succeed(f"cat {ETC}/workflows/{SEED.name}")
     assert copied == SEED.read_text()
 
@@ -95,7 +95,7 @@ def test_scenario(scenario_machine: Machine, name: str) -> None:
     scenarios.load(name)(scenario_machine)
 
 
-def test_seed_deploy_workflow_runs_unchanged_by_its_own_name(scenario_machine: Machine) -> None:
+def test_example_deploy_workflow_runs_unchanged_by_its_own_name(scenario_machine: Machine) -> None:
     scenario_machine.succeed("systemctl start orchestrator@deploy-nixos-system")
     runs = json.loads(scenario_machine.succeed(
         "orchestratorctl runs --workflow deploy-nixos-system --json"))

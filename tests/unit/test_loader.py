@@ -22,12 +22,12 @@ def problems(path: Path, skill_root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["deploy-nixos-system.yaml", "code-review-pipeline.yaml"])
-def test_seed_workflows_load_as_written(tmp_path, seed_skills, name):
+def test_example_workflows_load_as_written(tmp_path, seed_skills, name):
     definition = load_workflow(WORKFLOWS / name, registry=discover([seed_skills]))
     assert definition.graph.nodes
 
 
-def test_seed_deploy_is_a_chain(seed_skills):
+def test_example_deploy_is_a_chain(seed_skills):
     graph = load_workflow(WORKFLOWS / "deploy-nixos-system.yaml",
                           registry=discover([seed_skills])).graph
     assert {n: graph.nodes[n].deps for n in graph.nodes} == {
@@ -35,7 +35,7 @@ def test_seed_deploy_is_a_chain(seed_skills):
         "ai-service-management": ("health-monitoring",)}
 
 
-def test_seed_review_pipeline_runs_members_side_by_side(seed_skills):
+def test_example_review_pipeline_runs_members_side_by_side(seed_skills):
     graph = load_workflow(WORKFLOWS / "code-review-pipeline.yaml",
                           registry=discover([seed_skills])).graph
     assert graph.groups == {"parallel-1": ("code-review", "webapp-testing")}

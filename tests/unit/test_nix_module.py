@@ -96,7 +96,7 @@ def materialise_skills(out: dict[str, Any], into: Path) -> Path:
     return into
 
 
-def test_seed_deploy_workflow_renders_as_written_and_passes_the_validator(tmp_path: Path) -> None:
+def test_example_deploy_workflow_renders_as_written_and_passes_the_validator(tmp_path: Path) -> None:
     out = nix_eval(module("workflows.deploy = import ./nix/tests/deploy-workflow.nix;"))
     assert out["failedAssertions"] == []
     doc = rendered_workflow(out, "deploy")
