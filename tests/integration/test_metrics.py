@@ -203,30 +203,21 @@ async def test_gauges_show_what_runs_now(tmp_path, skills, engine):
 # -- the daemon -------------------------------------------------------------------------
 
 @pytest.fixture
-def metrics_env(tmp_path):
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "hello.yaml").write_text(workflow("hello", tmp_path / "ledger", 2))
-    settings = {"state_dir": str(tmp_path / "state"), "workflows_dir": str(tmp_path / "workflows"),
-                "socket": str(tmp_path / "run" / "control.sock"), "kill_grace": 1,
-                "metrics_listen": "127.0.0.1:0"}
-    (tmp_path / "settings.json").write_text(json.dumps(settings))
-    return tmp_path
+def metrics_env(env):
+    """The daemon environment (conftest's env) with a workflow and a TCP metrics port."""
+    (env / "workflows" / "hello.yaml").write_text(workflow("hello", env / "ledger", 2))
+    settings = json.loads((env / "settings.json").read_text())
+    (env / "settings.json").write_text(json.dumps({**settings, "metrics_listen": "127.0.0.1:0"}))
+    return env
 
 
 @pytest.fixture
-def start_daemon(metrics_env):
-    started: list[Daemon] = []
-
+def start_daemon(metrics_env, daemon):
     def start() -> Daemon:
-        d = Daemon(metrics_env)
-        started.append(d)
+        d = daemon()
         d.notify.wait_for("READY=1")
         return d
-    yield start
-    for d in started:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
+    return start
 
 
 async def get_unix(socket: Path, path: str) -> tuple[int, str, str]:
