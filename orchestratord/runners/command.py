@@ -47,12 +47,20 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
         raise StepFailure(f"command {list(argv)!r} wrote more than {max_output} bytes to stdout",
                           stderr_tail=stderr_tail)
     code = proc.returncode
+    result = _result(stdout)
     if code != 0:
         last = f": {tail[-1]}" if tail else ""
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0
                else f"exited with status {code}")
+        # A failing command may still say what it found (the counts of failed tests):
+        # its stdout is the failed step's result.
         raise StepFailure(f"command {list(argv)!r} {how}{last}", retryable=code == EX_TEMPFAIL,
-                          exit_code=code, stderr_tail=stderr_tail)
+                          exit_code=code, stderr_tail=stderr_tail, result=result)
+    return result
+
+
+def _result(stdout: bytes) -> Any:
+    """stdout as JSON; text that is not JSON as {"stdout": text}; nothing as None."""
     text = stdout.decode("utf-8", "replace").strip()
     if not text:
         return None

@@ -160,3 +160,5 @@ def test_failing_tests_fail_the_step_with_their_counts(tmp_path: Path, github: P
     assert step["status"] == "failed" and step["attempts"] == 1
     assert "tests failed: 1 passed, 1 failed" in step["error"]
     assert "-m pytest -q" in step["error"]
+    assert (step["result"]["ok"], step["result"]["passed"], step["result"]["failed"]) == (
+        False, 1, 1)

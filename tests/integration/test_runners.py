@@ -69,6 +69,14 @@ async def test_exit_75_is_retryable_and_others_are_not():
     with pytest.raises(StepFailure) as fail:
         await run_command(py_command("import sys; sys.exit(3)"), {}, ctx())
     assert not fail.value.retryable and fail.value.exit_code == 3
+    assert fail.value.result is None
+
+
+async def test_a_failing_command_can_still_give_its_result():
+    with pytest.raises(StepFailure) as fail:
+        await run_command(py_command("import json, sys; print(json.dumps({'failed': 2})); "
+                                     "sys.exit(1)"), {}, ctx())
+    assert fail.value.result == {"failed": 2}
 
 
 async def test_killed_by_signal_is_named():

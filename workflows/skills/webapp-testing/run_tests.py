@@ -265,14 +265,16 @@ def main() -> None:
     if pytest_run and status == PYTEST_NO_TESTS:
         skip(repo, "pytest collected no tests", shown, status)
         return
-    if status != 0:
-        fail(f"tests failed: {describe(found)} (exit status {status}: {shown})")
-    # The telling keys first: reports show a result's first fields.
-    json.dump({"ok": True, "passed": found["passed"], "failed": found["failed"],
+    # The telling keys first: reports show a result's first fields. Failed tests keep
+    # it too: a failing command's stdout is its failed step's result.
+    json.dump({"ok": status == 0, "passed": found["passed"], "failed": found["failed"],
                "errors": found["errors"], "skipped_tests": found["skipped"],
                "summary": summary_line or f"exit status {status}", "command": shown,
                "skipped": False, "exit_code": status, "detected_by": why, "path": str(repo),
                "duration": round(time.monotonic() - started, 3)}, sys.stdout)
+    if status != 0:
+        sys.stdout.flush()
+        fail(f"tests failed: {describe(found)} (exit status {status}: {shown})")
 
 
 if __name__ == "__main__":
