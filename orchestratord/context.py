@@ -17,8 +17,8 @@ class StepContext:
     `log` carries the structured fields (WORKFLOW, RUN_ID, STEP_ID, SKILL, ACTION,
     ATTEMPT) so that every record an action writes can be filtered by run and step.
     `settings` is the daemon's settings mapping; skills read their own section of it.
-    `run_view` returns the run as stored so far (statuses, results, timings), for
-    skills such as status reports; it is None where no store is attached.
+    `run_view` returns the run as stored so far (statuses, results, timings), its
+    secrets masked, for skills such as status reports; it is None where no store is attached.
     """
 
     run_id: str

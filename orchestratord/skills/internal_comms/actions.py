@@ -11,7 +11,6 @@ import aiohttp
 
 from ...context import StepContext
 from ...errors import StepFailure
-from ...redact import RunRedactor
 from .. import atomic_write, section, state_dir
 from .markdown import FAILED, render_report
 
@@ -25,10 +24,10 @@ async def status_report(params: Mapping[str, Any], ctx: StepContext) -> dict[str
         raise StepFailure("status_report needs the run's stored state, and this step runs "
                           "without a state store (run it through the engine)")
     settings = section(ctx, SKILL)
+    # The report leaves the state database (a file, the log, a webhook): the run view
+    # comes with the run's secrets masked, as every rendering of a run does.
     view = await ctx.run_view()
-    # The report leaves the state database (a file, the log, a webhook): secrets of the
-    # run are masked first, as every other rendering of a run does.
-    run, steps, _ = RunRedactor.for_run(view["run"]).rows(view["run"], view["steps"])
+    run, steps = view["run"], view["steps"]
     markdown = render_report(run, steps, title=params.get("title"), now=time.time())
     data = markdown.encode()
     path = report_path(params.get("path"), settings.get("report_dir"), state_dir(ctx), run.id)
