@@ -18,6 +18,7 @@ import aiohttp
 
 from . import redact
 from .errors import RunStateError
+from .evaluator import Evaluator
 from .loader import Definition, bind_params
 from .run import RunDriver, RunResult
 from .store import TERMINAL, Store, process_identity
@@ -50,6 +51,7 @@ class Engine:
         self._skill_limits: dict[str, asyncio.Semaphore] = {}
         self._drivers: dict[str, RunDriver] = {}
         self._http: aiohttp.ClientSession | None = None
+        self.evaluator = Evaluator()  # `when` and `{{ }}`, bounded, off the event loop
 
     async def start(self, definition: Definition, params: Mapping[str, Any] | None = None) -> str:
         """Record a new run of definition (params checked); returns its id."""
@@ -101,6 +103,7 @@ class Engine:
 
     async def close(self) -> None:
         self.secrets.uninstall()
+        await self.evaluator.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

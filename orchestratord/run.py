@@ -100,7 +100,8 @@ class RunDriver:
             status, error, outputs = self._outcome()
             if status == "succeeded":
                 try:
-                    outputs = expr.compile_value(workflow.outputs).render(self._scope(None))
+                    outputs = await engine.evaluator.render(expr.compile_value(workflow.outputs),
+                                                            self._scope(None))
                 except ExpressionError as exc:
                     status, error = "failed", f"outputs: {exc}"
             if status != "succeeded" and workflow.on_failure == "rollback":
@@ -187,7 +188,7 @@ class RunDriver:
             while True:
                 while ready and len(tasks) < limit and self.stop_reason is None:
                     node_id = ready.popleft()
-                    decision = self._decide(node_id)
+                    decision = await self._decide(node_id)
                     if decision is None:
                         task = asyncio.create_task(self._run_step(node_id))
                         task.add_done_callback(finished.put_nowait)
@@ -222,7 +223,7 @@ class RunDriver:
                     del waiting[dependent]
                     ready.append(dependent)
 
-    def _decide(self, node_id: str) -> tuple[str, str] | None:
+    async def _decide(self, node_id: str) -> tuple[str, str] | None:
         """None to run the step, else (status, reason) it ends with unrun."""
         node = self.graph.nodes[node_id]
         deps = {d: self.status[d] for d in node.deps}
@@ -238,7 +239,8 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not compiled.truthy(self._scope(compiled.step_refs)):
+                if not await self.engine.evaluator.truthy(compiled,
+                                                          self._scope(compiled.step_refs)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
@@ -296,7 +298,7 @@ class RunDriver:
         timeout = step.timeout or action.timeout or self.engine.step_timeout
         started = time.monotonic()
         try:
-            params = self._render(step.params, action)
+            params = await self._render(step.params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -389,10 +391,11 @@ class RunDriver:
         run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await self.store.steps(run.id))
         return {"run": run, "steps": steps}
 
-    def _render(self, params: dict[str, Any], action: ActionSpec) -> Any:
+    async def _render(self, params: dict[str, Any], action: ActionSpec) -> Any:
         try:
             compiled = expr.compile_value(params)
-            rendered = params if compiled.is_static else compiled.render(self._scope(compiled.step_refs))
+            rendered = params if compiled.is_static else await self.engine.evaluator.render(
+                compiled, self._scope(compiled.step_refs))
         except ExpressionError as exc:
             raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
         self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
@@ -437,8 +440,8 @@ class RunDriver:
             self.current_attempt[row.step_id] = 0
             try:
                 # The stored params are redacted: render the step's own params again.
-                params = self._render(node.step.params, own) if spec.params is None \
-                    else self._render(spec.params, action)
+                params = await self._render(node.step.params, own) if spec.params is None \
+                    else await self._render(spec.params, action)
                 policy = action.retry or NO_RETRY
                 async for attempt in retry.retrying(policy, failed_before=0, sleep=self.engine.sleep,
                                                     before_sleep=_nothing):

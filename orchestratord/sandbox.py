@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from jinja2 import pass_context
 from jinja2.runtime import ChainableUndefined, StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from .errors import ExpressionError
 
@@ -62,11 +62,14 @@ def _spend(context: Any, size: int, what: str) -> None:
     (budget if isinstance(budget, Budget) else Budget()).charge(size, what)
 
 
-def _measure(value: Any, limit: int) -> int:
-    """Items and characters in value, nested ones included; stops counting past limit."""
+def measure(value: Any, limit: int, on_item: Callable[[Any], None] | None = None) -> int:
+    """Items and characters in value as printed, nested and shared ones counted each time
+    they appear; stops counting past limit, so its cost is bounded by limit too."""
     total, stack = 0, [value]
     while stack and total <= limit:
         item = stack.pop()
+        if on_item is not None:
+            on_item(item)
         if isinstance(item, (str, bytes)):
             total += max(len(item), 1)
         elif isinstance(item, (list, tuple)):
@@ -139,7 +142,9 @@ _FILTER_COST: dict[str, Callable[..., int]] = {
     "batch": lambda value, linecount, fill_with=None: _num(linecount),
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None,
         break_on_hyphens=True: (len(str(s)) + 1) * len(wrapstring or "\n"),
-    "tojson": lambda value, indent=None: _num(indent) * _measure(value, MAX_ITEMS),
+    "tojson": lambda value, indent=None: (1 + _num(indent)) * measure(value, MAX_ITEMS),
+    "string": lambda value: measure(value, MAX_ITEMS),
+    "pprint": lambda value: measure(value, MAX_ITEMS),
 }
 
 
@@ -180,6 +185,12 @@ def _bounded_range(*args: int) -> range:
     return rng
 
 
+def _new_dict(*args: Any, **kwargs: Any) -> dict:
+    """`dict(...)` for expressions: a new mapping, without the type's methods
+    (`dict.update(params, ...)` would change the run's data, `dict.fromkeys` is unbounded)."""
+    return dict(*args, **kwargs)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with bounded operators, filters and method calls."""
 
@@ -188,7 +199,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=_Undefined, autoescape=False)
         # lipsum, cycler, joiner and namespace are for templates, not conditions.
-        self.globals = {"range": _bounded_range, "dict": dict}
+        self.globals = {"range": _bounded_range, "dict": _new_dict}
         for name in _FILTER_COST:
             self.filters[name] = _guard_filter(name, self.filters[name])
 
@@ -207,7 +218,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif operator == "*" and (isinstance(left, int) or isinstance(right, int)):
             seq, times = (right, left) if isinstance(left, int) else (left, right)
             if isinstance(seq, (str, bytes, list, tuple)) and times > 0:
-                _spend(context, _measure(seq, MAX_ITEMS // times + 1) * times, "*")
+                _spend(context, measure(seq, MAX_ITEMS // times + 1) * times, "*")
         elif operator == "%" and isinstance(left, str):
             _spend(context, len(left) + _widths(left, printf=True), "% formatting")
         if bits > MAX_INT_BITS:
@@ -218,6 +229,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         target = getattr(obj, "__wrapped__", obj)  # str.format arrives wrapped
         owner, name = getattr(target, "__self__", None), getattr(target, "__name__", "")
+        if isinstance(owner, type) or isinstance(getattr(target, "__objclass__", None), type):
+            # `dict.update(params, ...)` would bypass the immutable sandbox's method check
+            raise SecurityError(f"{name}() called through a type is not allowed")
         if isinstance(owner, str) and name in _METHOD_COST:
             if name == "join" and args:
                 args = (list(args[0]), *args[1:])
