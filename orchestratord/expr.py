@@ -121,16 +121,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (Iterator, range)) or type(value).__name__ in (
             "dict_keys", "dict_values", "dict_items"):
         value = list(value)
-    size = measure(value, MAX_VALUE_SIZE, on_item=_defined)
+    size = measure(value, MAX_VALUE_SIZE, on_item=_check_item)
     if size > MAX_VALUE_SIZE:
         raise ExpressionError(f"its value has more than {MAX_VALUE_SIZE:,} items and "
                               "characters, the bound for one value; do such work in a step")
     return value
 
 
-def _defined(item: Any) -> None:
+def _check_item(item: Any) -> None:
     if isinstance(item, Undefined):
         item._fail_with_undefined_error()
+    if callable(item):
+        raise ExpressionError(f"its value is a {type(item).__name__}, not data: call it "
+                              "(e.g. x.keys()) or use a filter")
 
 
 def _check_nesting(source: str) -> None:

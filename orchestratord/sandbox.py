@@ -62,6 +62,9 @@ def _spend(context: Any, size: int, what: str) -> None:
     (budget if isinstance(budget, Budget) else Budget()).charge(size, what)
 
 
+_SCALARS = (int, float, type(None))
+
+
 def measure(value: Any, limit: int, on_item: Callable[[Any], None] | None = None) -> int:
     """Items and characters in value as printed, nested and shared ones counted each time
     they appear; stops counting past limit, so its cost is bounded by limit too."""
@@ -74,12 +77,13 @@ def measure(value: Any, limit: int, on_item: Callable[[Any], None] | None = None
             total += max(len(item), 1)
         elif isinstance(item, (list, tuple)):
             total += 1 + len(item)
-            if total <= limit:
-                stack.extend(item)
+            if total <= limit:  # numbers are counted already: only walk into the rest
+                stack.extend([i for i in item if not isinstance(i, _SCALARS)])
         elif isinstance(item, Mapping):
             total += 1 + 2 * len(item)
             if total <= limit:
-                stack.extend((*item.keys(), *item.values()))
+                stack.extend(item.keys())
+                stack.extend([i for i in item.values() if not isinstance(i, _SCALARS)])
         else:
             total += 1
     return total
@@ -128,8 +132,10 @@ _METHOD_COST: dict[str, Callable[..., int]] = {
     "replace": lambda s, old, new, count=-1: _replace_cost(s, old, new, count),
     "join": _join_cost,
     "translate": lambda s, table: len(s) * max([_len(v) for v in table.values()] + [1]),
-    "format": lambda s, *args, **kwargs: len(s) + _widths(s, printf=False),
-    "format_map": lambda s, mapping: len(s) + _widths(s, printf=False),
+    "format": lambda s, *args, **kwargs:
+        len(s) + _widths(s, printf=False) + measure((args, kwargs), MAX_ITEMS),
+    "format_map": lambda s, mapping:
+        len(s) + _widths(s, printf=False) + measure(mapping, MAX_ITEMS),
 }
 _FILTER_COST: dict[str, Callable[..., int]] = {
     "center": lambda value, width=80: _num(width),
@@ -137,7 +143,8 @@ _FILTER_COST: dict[str, Callable[..., int]] = {
         len(str(s)) + (str(s).count("\n") + 1) * (_num(width) or _len(width)),
     "join": lambda value, d="", attribute=None: _join_cost(d, value),
     "replace": lambda s, old, new, count=None: _replace_cost(str(s), str(old), str(new), count),
-    "format": lambda value, *args, **kwargs: len(str(value)) + _widths(str(value), printf=True),
+    "format": lambda value, *args, **kwargs: len(str(value)) + _widths(str(value), printf=True)
+        + measure((args, kwargs), MAX_ITEMS),
     "slice": lambda value, slices, fill_with=None: _num(slices),
     "batch": lambda value, linecount, fill_with=None: _num(linecount),
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None,
@@ -220,7 +227,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             if isinstance(seq, (str, bytes, list, tuple)) and times > 0:
                 _spend(context, measure(seq, MAX_ITEMS // times + 1) * times, "*")
         elif operator == "%" and isinstance(left, str):
-            _spend(context, len(left) + _widths(left, printf=True), "% formatting")
+            _spend(context, len(left) + _widths(left, printf=True) + measure(right, MAX_ITEMS),
+                   "% formatting")
         if bits > MAX_INT_BITS:
             raise _LimitError(f"{operator} would produce an integer of about {bits:,} bits; "
                               f"the limit is {MAX_INT_BITS:,}")
