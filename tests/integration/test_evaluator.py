@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -126,3 +128,41 @@ async def test_run_data_is_unchanged_by_a_remote_evaluation(evaluator):
         await evaluator.evaluate(Expression.compile("dict.update(params, {'env': 1}) ~ ''"),
                                  scope)
     assert scope["params"] == {"env": "prod"}
+
+
+def test_daemon_answers_health_while_a_step_evaluates_a_costly_condition(env, daemon):
+    """Regression: one `when` kept /health unanswered for 23 s, past WatchdogSec."""
+    from .daemon_process import SLOW
+    costly = f"{SHARED}|sum(start=[])|length > 0"
+    (env / "workflows" / "hostile.yaml").write_text(
+        "workflow:\n  name: hostile\n  steps:\n"
+        f"    - {{id: bad, skill: local, action: work, when: \"{costly}\", "
+        f"params: {{ledger: {env / 'ledger'}}}}}\n"
+        f"    - {{id: good, skill: local, action: work, depends_on: [], "
+        f"params: {{ledger: {env / 'ledger'}, sleep: 1}}}}\n"
+        f"skills:\n  local:\n    actions:\n      work: {{command: {json.dumps(SLOW)}}}\n")
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    started = d.ctl("run", "hostile", "--json")
+    assert started.returncode == 0, started.stderr
+    slowest, deadline = 0.0, time.monotonic() + 30
+    while True:
+        asked = time.monotonic()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(env / "run" / "control.sock"))
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b"".join(iter(lambda: s.recv(65536), b""))
+        slowest = max(slowest, time.monotonic() - asked)
+        assert b" 200 " in answer
+        runs = json.loads(d.ctl("runs", "--json").stdout)
+        if runs and runs[0]["status"] not in ("pending", "running"):
+            break
+        assert time.monotonic() < deadline, f"the run did not end: {runs}"
+    assert slowest < 1.0, f"/health took {slowest:.2f} s"
+    shown = json.loads(d.ctl("show", runs[0]["id"], "--json").stdout)
+    steps = {s["step_id"]: s for s in shown["steps"]}
+    assert steps["good"]["status"] == "succeeded"
+    assert steps["bad"]["status"] == "failed"
+    assert "took longer than 2 s, the bound for one evaluation" in steps["bad"]["error"]
+    assert d.proc.poll() is None
