@@ -16,10 +16,13 @@ not trust what a hostile expression may have done to the worker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import os
 import pickle
 import resource
+import signal
 import struct
 import sys
 from collections.abc import Mapping
@@ -32,6 +35,7 @@ DEADLINE = 2.0
 MEMORY_LIMIT = 512 * 2**20
 MAX_REPLY = 64 * 2**20
 _HEADER = struct.Struct(">I")
+_PR_SET_PDEATHSIG = 1
 
 
 class Evaluator:
@@ -88,7 +92,11 @@ class Evaluator:
             raise ExpressionError(
                 f"{where} took longer than {self.deadline:g} s, the bound for one "
                 "evaluation; do such work in a step") from None
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except _ReplyTooBig as exc:
+            await self._stop()
+            raise ExpressionError(f"{where} gives a value of {exc} bytes; the bound is "
+                                  f"{MAX_REPLY:,}: do such work in a step") from None
+        except (asyncio.IncompleteReadError, ConnectionError):
             code = await self._stop()
             raise ExpressionError(
                 f"{where} needs more memory than one evaluation may use "
@@ -125,10 +133,14 @@ class Evaluator:
         return await worker.wait()
 
 
+class _ReplyTooBig(Exception):
+    """The worker announced a reply over MAX_REPLY bytes (the worker checks first)."""
+
+
 async def _read_frame(stream: asyncio.StreamReader) -> bytes:
     (size,) = _HEADER.unpack(await stream.readexactly(_HEADER.size))
     if size > MAX_REPLY:
-        raise ValueError(f"a reply of {size} bytes")
+        raise _ReplyTooBig(f"{size:,}")
     return await stream.readexactly(size)
 
 
@@ -168,6 +180,8 @@ def main() -> None:
     """Serve evaluation requests on stdin/stdout until stdin closes."""
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else MEMORY_LIMIT
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with contextlib.suppress(OSError, AttributeError):  # Linux: die with the daemon
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     while (request := _read(requests)) is not None:
         source, scope = pickle.loads(request)

@@ -60,7 +60,6 @@ _CHEAP_FILTERS = frozenset({"default", "d", "length", "count", "int", "float", "
 _COSTLY_TESTS = frozenset({"lower", "upper"})  # they print their argument first
 
 
-
 def _walk(node: nodes.Node, kind: Any) -> Iterator[Any]:
     if isinstance(node, kind):
         yield node
