@@ -14,7 +14,7 @@ import socket as socket_
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .errors import OrchestratorError, RunNotFound, RunStateError
+from .errors import OrchestratorError, ParamsError, RunNotFound, RunStateError
 
 HOST = "orchestratord"
 CONNECT_TIMEOUT = 5.0
@@ -31,6 +31,8 @@ def _checked(status: int, data: Any) -> Any:
         raise RunNotFound(message or "not found")
     if status == 409:
         raise RunStateError(message or "conflict")
+    if status == 400:  # the request itself is wrong (params, definition): invalid input
+        raise ParamsError(message or "bad request")
     if status >= 400:
         raise DaemonError(message or f"HTTP {status}")
     return data
