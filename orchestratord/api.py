@@ -150,6 +150,15 @@ async def start_run(request: web.Request) -> web.Response:
     return _json({"run_id": run_id}, 201)
 
 
+async def route_request(request: web.Request) -> web.Response:
+    """Which skill and action fit {"text": ..., "limit": K}; offline, with reasons."""
+    body = await _body(request)
+    text, limit = body.get("text"), body.get("limit", 5)
+    if not isinstance(text, str) or not isinstance(limit, int) or limit < 1:
+        raise web.HTTPBadRequest(reason='expected {"text": "...", "limit": K}')
+    return _json(_daemon(request).catalog.skills.router().route(text, limit).as_dict())
+
+
 async def list_runs(request: web.Request) -> web.Response:
     q = request.query
     try:
@@ -237,6 +246,7 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/skills", list_skills)
     app.router.add_get("/skills/{name}", get_skill)
     app.router.add_post("/calls", start_call)
+    app.router.add_post("/route", route_request)
     app.router.add_post("/runs", start_run)
     app.router.add_get("/runs", list_runs)
     app.router.add_get("/runs/{run}", get_run)

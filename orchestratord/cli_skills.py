@@ -28,6 +28,7 @@ def add_commands(sub: Any) -> None:
                    help="a param of the action; VALUE is read as YAML (42, [a, b], true)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(handler=call)
+    add_route_command(sub)
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -76,3 +77,43 @@ def call(args: argparse.Namespace) -> int:
     from .calls import call_definition
     definition = call_definition(_registry(args), args.skill, args.action, params)
     return _drive(args, lambda engine: engine.run(definition))
+
+
+def add_route_command(sub: Any) -> None:
+    c = sub.add_parser("route", help="which skill and action fit a request, with reasons")
+    c.add_argument("text")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--limit", type=int, default=5, metavar="K", help="at most K candidates")
+    c.add_argument("--run", action="store_true",
+                   help="call the match if it is one and its action is not mutating")
+    c.set_defaults(handler=route)
+
+
+def route(args: argparse.Namespace) -> int:
+    """Exit 0 when matched, 1 when ambiguous or none; with --run, the run's exit status."""
+    from .cli import _remote, _socket
+    if _remote(args) and not args.skills:
+        from . import remote
+        answer = remote.call(_socket(args), "POST", "/route",
+                             {"text": args.text, "limit": args.limit})
+    else:
+        answer = _registry(args).router().route(args.text, args.limit).as_dict()
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(answer["status"])
+        for c in answer["candidates"]:
+            print(f"  {c['skill']}.{c['action']}\t{c['score']}\t{c['why']}")
+    if answer["status"] != "matched":
+        return 1
+    if not args.run:
+        return 0
+    best = answer["candidates"][0]
+    described = [a for a in _registry(args).get(best["skill"]).actions.items()
+                 if a[0] == best["action"]]
+    if described and described[0][1].mutating:
+        print(f"orchestratorctl: {best['skill']}.{best['action']} changes the system; run it "
+              f"with `orchestratorctl call {best['skill']} {best['action']}`", file=sys.stderr)
+        return 7
+    args.skill, args.action, args.param = best["skill"], best["action"], []
+    return call(args)

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import jsonschema
 
@@ -46,6 +46,7 @@ class Registry:
     """Skills by name; a name declared twice is a problem, never a silent override."""
 
     skills: dict[str, Skill] = field(default_factory=dict)
+    _router: Any = field(default=None, repr=False, compare=False)
 
     def add(self, skill: Skill) -> str | None:
         """Register skill; returns why not if the name is taken."""
@@ -53,7 +54,15 @@ class Registry:
             other = self.skills[skill.name].origin
             return f"skill '{skill.name}' is declared twice: here and in {other}"
         self.skills[skill.name] = skill
+        self._router = None
         return None
+
+    def router(self) -> Any:
+        """The routing index of these skills (skills.routing.Router), built on first use."""
+        if self._router is None:
+            from .routing import Router
+            self._router = Router(self)
+        return self._router
 
     def get(self, name: str) -> Skill | None:
         return self.skills.get(name)

@@ -1,4 +1,4 @@
-"""Calling one action: a recorded one-step run, embedded and through the daemon."""
+"""Calling one action (a recorded one-step run) and routing, embedded and by the daemon."""
 
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ def test_the_daemon_serves_skills_and_calls(env, daemon):
     run_id = json.loads(called.stdout)["id"]  # as `run NAME --wait --json` prints it
     shown = json.loads(d.ctl("show", run_id, "--json").stdout)
     assert shown["status"] == "succeeded" and shown["steps"][0]["result"] == {"params": {"x": [1, 2]}}
+    routed = json.loads(d.ctl("route", "echo what it is given", "--json").stdout)
+    assert routed["status"] == "matched" and routed["candidates"][0]["skill"] == "tool"
     bad = d.ctl("call", "tool", "nope")
     assert bad.returncode == 2, bad
     assert "has no action 'nope'" in bad.stderr
