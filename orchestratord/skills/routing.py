@@ -38,6 +38,7 @@ ACTION_COLUMNS = {"action": 3.0, "action_capabilities": 2.0, "examples": 2.0,
 SKILL_COLUMNS = {"skill": 3.0, "skill_capabilities": 2.0, "skill_description": 1.5,
                  "body": 0.3}
 ACTION_WEIGHT = 2.0
+SEARCH_DEPTH = 100  # the best this many skills and actions are combined into candidates
 
 STOPWORDS = frozenset("""
 a an and are as at be by can could do does for from get give go has have how i if in into
@@ -94,8 +95,10 @@ class Router:
                             f"action_name UNINDEXED, {', '.join(columns)}, "
                             "tokenize='porter unicode61')")
             weights = ", ".join(str(w) for w in (0.0, 0.0, *columns.values()))
-            self._queries[table] = (f"SELECT skill_name, action_name, -bm25({table}, {weights}) "
-                                    f"FROM {table} WHERE {table} MATCH ?")
+            # FTS5 ranks and cuts in C; only the best rows come back to Python.
+            self._queries[table] = (f"SELECT skill_name, action_name, -rank FROM {table} "
+                                    f"WHERE {table} MATCH ? AND rank MATCH 'bm25({weights})' "
+                                    "{where} ORDER BY rank LIMIT ?")
         self.db.executemany(f"INSERT INTO actions VALUES ({', '.join('?' * 6)})",
                             [row for s in self.skills.values() for row in _action_rows(s)])
         self.db.executemany(f"INSERT INTO skills VALUES ({', '.join('?' * 6)})",
@@ -195,13 +198,17 @@ class Router:
         if not words:
             return []
         match = " OR ".join(f'"{w}"' for w in words)
-        wanted = None if skills is None else set(skills)
-        by_skill = {name: score for name, _, score in self.db.execute(self._queries["skills"],
-                                                                       [match])
-                    if wanted is None or name in wanted}
+        where, args = "", []
+        if skills is not None:
+            args = list(skills)
+            where = f"AND skill_name IN ({', '.join('?' * len(args))})"
+
+        def ranked(table: str, depth: int) -> list[tuple[str, str, float]]:
+            return self.db.execute(self._queries[table].format(where=where),
+                                   [match, *args, depth]).fetchall()
+        by_skill = {name: score for name, _, score in ranked("skills", SEARCH_DEPTH)}
         totals = {(name, action): ACTION_WEIGHT * score + by_skill.get(name, 0.0)
-                  for name, action, score in self.db.execute(self._queries["actions"], [match])
-                  if wanted is None or name in wanted}
+                  for name, action, score in ranked("actions", SEARCH_DEPTH)}
         for name, score in by_skill.items():
             for action in self.skills[name].actions:
                 totals.setdefault((name, action), score)
