@@ -84,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="ask the process driving a run to cancel it")
     c.add_argument("run")
     sub.add_parser("workflows", help="the workflows the daemon serves")
+    from .cli_skills import add_commands
+    add_commands(sub)
     return p
 
 
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     from .journal import quiet_libraries
     quiet_libraries()
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID

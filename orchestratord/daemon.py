@@ -198,6 +198,10 @@ class Daemon:
         if definition is None:
             known = ", ".join(sorted(self.catalog.workflows)) or "none"
             raise RunStateError(f"no workflow '{workflow}' (known: {known})")
+        return await self.start_definition(definition, params)
+
+    async def start_definition(self, definition: Any, params: dict[str, Any] | None = None) -> str:
+        """Record a run of a checked definition (a served workflow, a call) and drive it."""
         run_id = await self.engine.start(definition, params)
         self._spawn(run_id, self._drive(run_id, definition))
         return run_id

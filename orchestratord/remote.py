@@ -38,6 +38,17 @@ def run(socket: Path, name: str, params: dict[str, Any], *, wait: bool, as_json:
     return asyncio.run(go())
 
 
+def run_call(socket: Path, skill: str, action: str, params: dict[str, Any], *,
+             as_json: bool) -> int:
+    """Ask the daemon to call skill.action (a recorded one-step run) and follow it."""
+    async def go() -> int:
+        async with Client(socket) as client:
+            body = {"skill": skill, "action": action, "params": params}
+            run_id = (await client.call("POST", "/calls", body))["run_id"]
+            return await _follow(client, run_id, as_json)
+    return asyncio.run(go())
+
+
 def resume(socket: Path, run_id: str, *, as_json: bool) -> int:
     async def go() -> int:
         async with Client(socket) as client:
