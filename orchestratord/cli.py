@@ -25,7 +25,7 @@ from typing import Any
 # a daemon query should not pay for what it does not run.
 from . import __version__
 from .errors import DefinitionError, OrchestratorError, ParamsError
-from .paths import default_socket, default_state_file
+from .paths import client_socket, default_state_file
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
         "rollback_failed": 6, "interrupted": 130}
@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"orchestratorctl {__version__}")
     p.add_argument("--state", type=Path, default=None, help="state database (embedded mode)")
     p.add_argument("--socket", type=Path, default=None,
-                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET, else the default)")
+                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET; else the user's own "
+                        "daemon's, else the system daemon's, when it exists)")
     p.add_argument("--skills", action="append", default=[], metavar="DIR",
                    help="another directory of skills (repeatable)")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -221,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    return args.socket or Path(os.environ.get("ORCHESTRATOR_SOCKET") or default_socket())
+    return args.socket or client_socket()
 
 
 def _remote(args: argparse.Namespace) -> bool:
