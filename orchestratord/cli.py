@@ -372,17 +372,15 @@ def _cancel(args: argparse.Namespace) -> int:
         print(f"cancel requested for run {args.run}")
         return 0
 
-    async def cancel(store: Any) -> Any:
-        run = await store.get_run(args.run)
-        if run.status not in ("running", "pending"):
-            return run, False
-        await store.request_cancel(run.id)
-        return run, True
-    run, asked = _store_call(args, cancel)
-    if not asked:
-        print(f"run {run.id} is {run.status}; nothing to cancel", file=sys.stderr)
-        return EXIT_CANNOT
-    print(f"cancel requested for run {run.id}; its driver stops it within a second")
+    async def work(engine: Any) -> Any:
+        run = await engine.store.get_run(args.run)
+        return run.id, await engine.cancel_run(run.id, _stored_definition(run, args.skills))
+    import asyncio
+    run_id, result = asyncio.run(_with_engine(args, work))
+    if result is None:
+        print(f"cancel requested for run {run_id}; its driver stops it within a second")
+    else:  # nobody drove it: it was taken over and ended here
+        print(f"run {run_id} {result.status.replace('_', ' ')}: no process was driving it")
     return 0
 
 
