@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import retry
+from . import attempts, retry
 from .errors import StepFailure
 from .model import RollbackSpec
 
@@ -79,13 +79,13 @@ async def compensate(driver: RunDriver, plan: Plan) -> str:
         driver.current_attempt[step_id] = numbered[step_id]
         try:
             # The stored params are redacted: render the step's own params again.
-            params = driver.render(node.step.params, own) if spec.params is None \
-                else driver.render(spec.params, action)
+            params = attempts.render(driver, node.step.params, own) if spec.params is None \
+                else attempts.render(driver, spec.params, action)
             async for attempt in retry.retrying(action.retry or retry.NO_RETRY,
                                                 failed_before=failures[step_id],
                                                 sleep=driver.engine.sleep, before_sleep=_nothing):
                 with attempt:
-                    await driver.attempt(step_id, skill, action, params,
+                    await attempts.run(driver, step_id, skill, action, params,
                                          action.timeout or driver.engine.step_timeout, None,
                                          fields, kind="rollback")
         except StepFailure as exc:

@@ -17,23 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import tenacity
 
-from . import compensation, expr, redact, retry
-from .context import StepContext, step_logger
-from .errors import ExpressionError, StepFailure, StepTimeout
+from . import attempts, compensation, expr, redact, retry
+from .context import step_logger
+from .errors import ExpressionError, StepFailure
 from .loader import Definition
-from .model import ActionSpec
-from .processes import process_identity
-from .runners import run_action
 from .store import StepRow
 
 if TYPE_CHECKING:
@@ -136,7 +130,7 @@ class RunDriver:
         status, error, outputs = self._outcome()
         if status == "succeeded":
             try:
-                outputs = expr.compile_value(workflow.outputs).render(self._scope(None))
+                outputs = expr.compile_value(workflow.outputs).render(self.scope(None))
             except ExpressionError as exc:
                 status, error = "failed", f"outputs: {exc}"
         if status != "succeeded" and workflow.on_failure == "rollback":
@@ -258,13 +252,13 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not compiled.truthy(self._scope(compiled.step_refs)):
+                if not compiled.truthy(self.scope(compiled.step_refs)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def _scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
+    def scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
         """What expressions see: params, the referenced steps (all if None), run."""
         names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
         steps = {}
@@ -316,7 +310,7 @@ class RunDriver:
         timeout = step.timeout or action.timeout or self.engine.step_timeout
         started = time.monotonic()
         try:
-            params = self.render(step.params, action)
+            params = attempts.render(self, step.params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -341,8 +335,8 @@ class RunDriver:
             async for attempt in retry.retrying(policy, failed_before=row.failed_attempts,
                                                 sleep=self.engine.sleep, before_sleep=before_sleep):
                 with attempt:
-                    result = await self.attempt(node_id, skill, action, params, timeout,
-                                                limit, fields)
+                    result = await attempts.run(self, node_id, skill, action, params,
+                                                timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
@@ -360,92 +354,6 @@ class RunDriver:
         if self.graph.nodes[node_id].step.continue_on_error:
             self.tolerated.add(node_id)
         self._ended(node_id, "failed", exc.result, str(exc))
-
-    async def attempt(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                      timeout: float | None, limit: asyncio.Semaphore | None,
-                      fields: dict[str, Any], kind: str = "action") -> Any:
-        """One recorded attempt of a step's action (kind "action") or of its compensating
-        action ("rollback"), numbered after current_attempt[node_id]."""
-        async with limit or contextlib.nullcontext():
-            return await self._attempt_now(node_id, skill, action, params, timeout, fields, kind)
-
-    async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                           timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
-        number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
-        await self.store.attempt_started(self.run_id, node_id, number,
-                                         self._redacted(params, action), kind=kind)
-        self.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
-                           "run_id": self.run_id, "workflow": self.definition.name,
-                           "step_id": node_id, "attempt": number,
-                           "skill": fields["SKILL"], "action": fields["ACTION"]})
-        ctx = StepContext(
-            run_id=self.run_id, workflow=self.definition.name, step_id=node_id,
-            skill=skill.name, action=self.graph.nodes[node_id].step.action if kind == "action"
-            else fields["ACTION"], attempt=number,
-            idempotency_key=f"{self.run_id}/{node_id}" + ("/rollback" if kind != "action" else ""),
-            log=step_logger("orchestratord.step", **fields, ATTEMPT=number),
-            skill_dir=skill.directory, settings=self.engine.settings, run_view=self._run_view,
-            on_spawn=functools.partial(self._spawned, node_id, number, kind))
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await run_action(action, params, ctx,
-                                            http_session=self.engine.http_session,
-                                            kill_grace=self.engine.kill_grace)
-            except TimeoutError:
-                raise StepTimeout(f"timed out after {timeout:g} s") from None
-            except (StepFailure, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a runner bug fails this step, not the whole run
-                log.exception("step %s: unexpected error in the %s runner", node_id, action.kind,
-                              extra={"fields": fields})
-                raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
-        except StepFailure as exc:
-            self._scrub_failure(exc)
-            status = "timeout" if isinstance(exc, StepTimeout) else "failed"
-            await self.store.attempt_failed(self.run_id, node_id, number, status=status,
-                                            error=str(exc), exit_code=exc.exit_code,
-                                            stderr_tail=exc.stderr_tail, kind=kind)
-            log.warning("attempt %d of step %s failed: %s", number, node_id, exc,
-                        extra={"fields": {**fields, "ATTEMPT": number}})
-            raise
-
-    async def _spawned(self, node_id: str, number: int, kind: str, pid: int) -> None:
-        await self.store.attempt_process(self.run_id, node_id, number, kind, process_identity(pid))
-
-    async def _run_view(self) -> dict[str, Any]:
-        """The run as stored so far, for skills that report on it (secrets redacted)."""
-        run = await self.store.get_run(self.run_id)
-        run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await self.store.steps(run.id))
-        return {"run": run, "steps": steps}
-
-    def render(self, params: dict[str, Any], action: ActionSpec) -> Any:
-        """A step's params rendered against the run so far and checked against the
-        action's params schema; raises StepFailure (secrets scrubbed) if they do not fit."""
-        try:
-            compiled = expr.compile_value(params)
-            rendered = params if compiled.is_static else compiled.render(self._scope(compiled.step_refs))
-        except ExpressionError as exc:
-            raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
-        self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
-        if action.params is not None:
-            error = jsonschema.exceptions.best_match(
-                jsonschema.validators.validator_for(action.params)(action.params).iter_errors(rendered))
-            if error is not None:
-                where = "".join(f"[{p!r}]" for p in error.absolute_path)
-                raise StepFailure(self.engine.secrets.scrub(self.run_id,
-                                                            f"params{where}: {error.message}"))
-        return rendered
-
-    def _redacted(self, params: Any, action: ActionSpec) -> Any:
-        """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
-        return self.engine.secrets.scrub(self.run_id, redact.redact(params, action.params))
-
-    def _scrub_failure(self, exc: StepFailure) -> None:
-        """Scrub a failure's message, stderr tail and result of this run's secrets."""
-        scrub = functools.partial(self.engine.secrets.scrub, self.run_id)
-        exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
-        exc.stderr_tail, exc.result = scrub(exc.stderr_tail), scrub(exc.result)
 
 
 def _view(status: str, result: Any, error: str | None, attempts: int,
