@@ -82,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
                    help="only steps started since T: an ISO date/time (2024-05-01, "
                         "2024-05-01T10:00Z) or a duration back from now (7d, 12h, 30m)")
     c.add_argument("--json", action="store_true")
-    c = sub.add_parser("cancel", help="ask the process driving a run to cancel it")
+    c = sub.add_parser("cancel", help="cancel a run: its live driver stops it, or it is "
+                                      "taken over and ends here now if none lives")
     c.add_argument("run")
     sub.add_parser("workflows", help="the workflows the daemon serves")
     return p
