@@ -225,8 +225,11 @@ class Daemon:
                 await asyncio.gather(task, return_exceptions=True)
                 await self.store.set_run_status(run.id, "cancelled", "run_cancelled",
                                                 error="cancelled before it started")
-            else:
-                await self.store.request_cancel(run.id)  # driven by another process
+            else:  # driven by another process, or by none since its driver died
+                await self.store.request_cancel(run.id)
+                if not await self.store.driven(run.id):  # honour it here, now
+                    definition = stored_definition(run.definition, run.file, self.catalog.skills)
+                    self._spawn(run.id, self._drive(run.id, definition, resume=True))
         return run.id
 
     def _spawn(self, run_id: str, work: Any) -> None:

@@ -165,7 +165,7 @@ class Step(Strict):
 class ParallelGroup(Strict):
     """Members run concurrently; the group is one item of the step sequence."""
 
-    id: Name | None = Field(None, description="Defaults to parallel-N (N counts groups).")
+    id: Name | None = Field(None, description="Defaults to parallel-N for the N-th group without an id.")
     parallel: list[Step] = Field(min_length=1)
     depends_on: list[str] | None = None
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import aiosqlite
 
 from .errors import LeaseHeld, RunNotFound, StoreError
 from .migrations import MIGRATIONS
+from .processes import alive
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
@@ -64,6 +63,7 @@ class StepRow:
     started_at: float | None
     finished_at: float | None
     finished_seq: int | None
+    not_before: float | None  # earliest start of the next attempt (a retry back-off)
 
     @property
     def duration(self) -> float | None:
@@ -73,7 +73,7 @@ class StepRow:
 
 
 STEP_COLUMNS = ("run_id, step_id, position, skill, action, status, attempts, failed_attempts, "
-                "params, result, error, started_at, finished_at, finished_seq")
+                "params, result, error, started_at, finished_at, finished_seq, not_before")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ class AttemptRow:
     error: str | None
     exit_code: int | None
     stderr_tail: str | None
+    process: str | None  # identity of its process group's leader (processes.py)
+
+
+ATTEMPT_COLUMNS = ("run_id, step_id, kind, attempt, status, started_at, finished_at, error, "
+                   "exit_code, stderr_tail, process")
 
 
 @dataclass(frozen=True)
@@ -107,30 +112,6 @@ def _dumps(value: Any) -> str | None:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def process_identity(pid: int | None = None) -> str:
-    """host:pid:starttime, unique for a process even across pid reuse."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
-
-
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # Field 22 is the start time; the command name (field 2) may hold spaces.
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return "?"
-
-
-def _owner_alive(owner: str) -> bool | None:
-    """Whether the owning process lives: None if it is on another host."""
-    host, _, rest = owner.partition(":")
-    pid, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    return _start_time(int(pid)) == start != "?"
 
 
 class Store:
@@ -271,6 +252,13 @@ class Store:
             **({"outputs": outputs} if outputs is not None else {})})
 
     async def request_cancel(self, run_id: str) -> None:
+        """Record that the run is to be cancelled; the request is never lost.
+
+        A live driver sees it within a second and stops the run. A run nobody drives
+        (its driver died, or the daemon that would drive it is down) keeps the request
+        until whoever takes its lease next (a resume, the daemon at start-up) honours it
+        before launching anything. It is cleared when the run ends.
+        """
         await self._append(run_id, "run_cancel_requested")
 
     async def cancel_requested(self, run_id: str) -> bool:
@@ -292,16 +280,23 @@ class Store:
                     raise RunNotFound(f"no run '{run_id}'")
                 holder, expires = rows[0]
                 now = time.time()
-                if holder and holder != owner and expires > now and _owner_alive(holder) is not False:
+                if holder != owner and _live_lease(holder, expires, now):
                     raise LeaseHeld(f"run {run_id} is being driven by {holder} "
                                     f"(lease for {expires - now:.0f} s more)")
+                # A cancel requested before stays: the new owner honours it (request_cancel).
                 await conn.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ?, cancel_requested = 0 "
-                    "WHERE id = ?", (owner, now + ttl, run_id))
+                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
+                    (owner, now + ttl, run_id))
                 await conn.execute("COMMIT")
             except BaseException:
                 await conn.execute("ROLLBACK")
                 raise
+
+    async def driven(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lease (drives it now)."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
+        return bool(rows) and _live_lease(rows[0][0], rows[0][1], time.time())
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost to another process."""
@@ -326,13 +321,34 @@ class Store:
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
-            "SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at", (run_id,))
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY started_at",
+            (run_id,))
         return [AttemptRow(*r) for r in rows]
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
         return await self._append(run_id, "step_started" if kind == "action" else
                                   "compensation_started", step_id, attempt, {"params": params})
+
+    async def attempt_process(self, run_id: str, step_id: str, attempt: int, kind: str,
+                              process: str) -> int:
+        """Record the identity of the leader of an attempt's process group, so that a
+        resume can stop it if its driver dies (processes.stop_group)."""
+        return await self._append(run_id, "attempt_process", step_id, attempt,
+                                  {"kind": kind, "process": process})
+
+    async def orphans(self, run_id: str) -> list[AttemptRow]:
+        """Attempts recorded running with a process: what a dead driver may have left."""
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? AND status = 'running' "
+            "AND process IS NOT NULL", (run_id,))
+        return [AttemptRow(*r) for r in rows]
+
+    async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
+        """Record a retry back-off: the step's next attempt starts no earlier than now +
+        delay, in this process or in one that resumes the run after a crash."""
+        return await self._append(run_id, "step_retry", step_id, attempt,
+                                  {"delay": round(delay, 3), "not_before": time.time() + delay})
 
     async def attempt_failed(self, run_id: str, step_id: str, attempt: int, *, status: str,
                              error: str, exit_code: int | None, stderr_tail: str,
@@ -353,6 +369,20 @@ class Store:
                                     error: str | None = None) -> int:
         return await self._append(run_id, "step_compensated" if ok else "step_compensation_failed",
                                   step_id, attempt, {"error": error} if error else None)
+
+    async def rollback_started(self, run_id: str, steps: list[str], outcome: str,
+                               error: str | None) -> int:
+        """Record that the run rolls back: the steps to compensate (in order) and the
+        outcome that made it roll back. From here on the run only compensates."""
+        return await self._append(run_id, "run_rolling_back",
+                                  data={"steps": steps, "outcome": outcome, "error": error})
+
+    async def rollback_plan(self, run_id: str) -> dict[str, Any] | None:
+        """What `rollback_started` recorded, or None if the run never began to roll back."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT data FROM events WHERE run_id = ? AND type = 'run_rolling_back' "
+            "ORDER BY seq DESC LIMIT 1", (run_id,))
+        return _loads(rows[0][0]) if rows else None
 
     async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
         """Make a run drivable again (see the project_resume trigger).
@@ -414,6 +444,11 @@ class Store:
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
         return rows[0][0]
+
+
+def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:
+    """A lease holds until it expires, or at once when its owner died on this host."""
+    return bool(holder) and expires > now and alive(holder) is not False
 
 
 def _run(r: Any) -> RunRow:

@@ -36,6 +36,8 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
         raise StepFailure(f"cannot execute {argv[0]!r}: {exc.strerror}") from None
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
+        if ctx.on_spawn is not None:
+            await ctx.on_spawn(proc.pid)  # the group leads with pgid == pid (new session)
         stdout, *_ = await asyncio.gather(
             _read_all(proc.stdout, max_output), _log_lines(proc.stderr, ctx, tail),
             _feed(proc.stdin, params), _reap_group_after_exit(proc))

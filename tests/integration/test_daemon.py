@@ -8,6 +8,7 @@ import socket
 import time
 
 from .daemon_process import workflow
+from .embedded import ctl, db, lines, wait_for
 
 
 def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
@@ -106,3 +107,23 @@ def test_watchdog_pings_from_the_loop(env, daemon):
     d.notify.wait_for("READY=1")
     d.notify.wait_for("WATCHDOG=1", timeout=2)
     d.notify.wait_for("WATCHDOG=1", timeout=2)
+
+
+def test_cancel_of_a_run_whose_other_driver_died(env, daemon):
+    """Regression: the daemon only recorded a cancel for a run another process drove, and
+    when that process was dead nothing ever honoured it."""
+    ledger, state = env / "ledger", env / "state" / "state.db"
+    (env / "other.yaml").write_text(workflow("other", ledger, steps=3, sleep=30))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    driver = ctl(state, "run", str(env / "other.yaml"))
+    wait_for("the first step", lambda: lines(ledger))
+    driver.kill()
+    driver.wait()
+    [(run_id,)] = db(state, "SELECT id FROM runs")
+    result = d.ctl("cancel", run_id)
+    assert result.returncode == 0, result.stderr
+    wait_for("the run to end cancelled", lambda: db(
+        state, "SELECT status FROM runs WHERE id = ?", run_id) == [("cancelled",)])
+    assert lines(ledger) == ["s0"], "nothing ran after the cancel"
+    assert d.stop() == 0
