@@ -1,8 +1,9 @@
 """nix/module.nix evaluated with nixpkgs' lib: rendered /etc files and unit drop-ins.
 
-Needs `nix-instantiate` (Debian's nix-bin is enough: nothing is built) and a checkout of
-nix-community/nixpkgs.lib named by $NIXPKGS_LIB. tests/unit/nix_module_harness.nix loads
-the module beside declarations of the NixOS options it sets and a `pkgs` whose builders
+Needs `nix-instantiate` (Debian's nix-bin is enough: nothing is built) and nixpkgs' lib:
+$NIXPKGS_LIB, else ../shared/vendor/nixpkgs-lib beside the checkout; under CI=true their
+absence fails the module. tests/unit/nix_module_harness.nix loads the module beside
+declarations of the NixOS options it sets, with NixOS's types, and a `pkgs` whose builders
 return stand-ins that remember their inputs, so these tests read exactly the JSON the
 module would write to /etc/agent-orchestrator. The rendered workflows then go through
 the real validator (`orchestratorctl validate`), as the module's build step does.
@@ -23,18 +24,32 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("nix_module_harness.nix")
-NIXPKGS_LIB = os.environ.get("NIXPKGS_LIB", "")
-# The venv's console script; in a shell without it (`nix develop`), the same entry point.
-_SCRIPT = Path(sys.executable).with_name("orchestratorctl")
-ORCHESTRATORCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [
-    sys.executable, "-c", "import sys; from orchestratord.cli import main; sys.exit(main())"]
+# nixpkgs' lib/ at a pinned commit (its VERSION file says which) lies beside every
+# checkout, CI's included; $NIXPKGS_LIB (the dev shell sets it) takes precedence.
+BESIDE_CHECKOUT = ROOT.parent / "shared" / "vendor" / "nixpkgs-lib"
+ORCHESTRATORCTL = [sys.executable, "-m", "orchestratord.cli"]
 
+
+def _nixpkgs_lib() -> Path | None:
+    for candidate in (os.environ.get("NIXPKGS_LIB"), BESIDE_CHECKOUT):
+        if candidate and (Path(candidate) / "lib" / "default.nix").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def _unavailable(reason: str) -> None:
+    """CI must evaluate the module: there a missing tool is a failure, not a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+NIXPKGS_LIB = _nixpkgs_lib()
 if not shutil.which("nix-instantiate"):
-    pytest.skip("nix-instantiate is not installed (Debian: apt-get install nix-bin)",
-                allow_module_level=True)
-if not NIXPKGS_LIB or not (Path(NIXPKGS_LIB) / "lib" / "default.nix").is_file():
-    pytest.skip("set NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib "
-                "to evaluate nix/module.nix", allow_module_level=True)
+    _unavailable("nix-instantiate is not installed (Debian: apt-get install nix-bin)")
+if NIXPKGS_LIB is None:
+    _unavailable(f"nixpkgs' lib is neither at $NIXPKGS_LIB nor at {BESIDE_CHECKOUT}; set "
+                 "NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib")
 
 WORKFLOWS = "agent-orchestrator/workflows"
 SETTINGS = "agent-orchestrator/settings.json"
@@ -42,7 +57,7 @@ SETTINGS = "agent-orchestrator/settings.json"
 
 def nix_eval(config: str) -> dict[str, Any]:
     """Evaluate the module with `config` (a Nix expression for a NixOS module)."""
-    expr = (f"import {HARNESS} {{ nixpkgsLib = {Path(NIXPKGS_LIB).resolve()}; "
+    expr = (f"import {HARNESS} {{ nixpkgsLib = {NIXPKGS_LIB}; "
             f"config = {{ pkgs, ... }}: {config}; }}")
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
