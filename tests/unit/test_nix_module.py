@@ -85,8 +85,7 @@ def rendered_settings(out: dict[str, Any]) -> dict[str, Any]:
     """The settings JSON the module renders, taken from the build step that checks it."""
     entry = out["etc"][SETTINGS]
     assert entry["kind"] == "runCommand", "settings must be checked at build time"
-    assert "orchestratord --check --settings settings.json" in entry["script"]
-    assert entry["nativeBuildInputs"] == ["agent-orchestrator-0.1.0"]
+    assert f"{out['checker']}/bin/orchestratord --check --settings settings.json" in entry["script"]
     return entry["inputs"]["settings"]["json"]
 
 
@@ -126,8 +125,8 @@ def test_example_deploy_workflow_renders_as_written_and_passes_the_validator(tmp
 
     # The build step runs the package's own validator on that same file.
     step = out["etc"][f"{WORKFLOWS}/deploy.json"]
-    assert step["nativeBuildInputs"] == ["agent-orchestrator-0.1.0"]
-    assert "orchestratorctl" in step["script"] and "validate workflows/deploy.json" in step["script"]
+    assert f"{out['checker']}/bin/orchestratorctl" in step["script"]
+    assert "validate workflows/deploy.json" in step["script"]
     # A changed workflow reloads the daemon (SIGHUP) instead of restarting it.
     daemon = out["services"]["orchestratord"]
     assert step["path"] in daemon["reloadTriggers"]
