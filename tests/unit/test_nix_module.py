@@ -55,9 +55,11 @@ WORKFLOWS = "agent-orchestrator/workflows"
 SETTINGS = "agent-orchestrator/settings.json"
 
 
-def nix_eval(config: str) -> dict[str, Any]:
-    """Evaluate the module with `config` (a Nix expression for a NixOS module)."""
-    expr = (f"import {HARNESS} {{ nixpkgsLib = {NIXPKGS_LIB}; "
+def nix_eval(config: str, **harness: bool) -> dict[str, Any]:
+    """Evaluate the module with `config` (a Nix expression for a NixOS module);
+    `harness` sets the harness's switches (cross, overlay)."""
+    switches = "".join(f" {k} = {str(v).lower()};" for k, v in harness.items())
+    expr = (f"import {HARNESS} {{ nixpkgsLib = {NIXPKGS_LIB};{switches} "
             f"config = {{ pkgs, ... }}: {config}; }}")
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
