@@ -132,6 +132,27 @@ def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine)
     assert len(ran) - len(set(ran)) <= 1, f"only the step in flight may run twice: {ran}"
 
 
+def test_a_restart_mid_run_interrupts_and_resumes_the_run(daemon: Machine) -> None:
+    """What `nixos-rebuild switch` does when settings change (restartTriggers): a
+    `systemctl restart` of the daemon. The run goes on afterwards; its client unit, which
+    a switch leaves alone (restartIfChanged = false), reports its outcome."""
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 2")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed("systemctl restart orchestratord")
+    assert daemon.succeed("systemctl show -p MainPID --value orchestratord").strip() != pid
+    daemon.wait_until_succeeds("systemctl show -p ActiveState --value orchestrator@slow "
+                               "| grep -qx inactive", timeout=90)
+    assert daemon.succeed("systemctl show -p Result --value orchestrator@slow").strip() == "success"
+    run = last_run(daemon, "slow")
+    assert run["status"] == "succeeded"
+    ledger = daemon.succeed("cat /var/lib/agent-orchestrator/ledger").split("\n")
+    ran = [line.split()[1] for line in ledger if line.startswith(run["id"])]
+    assert sorted(set(ran)) == [f"s{i}" for i in range(6)]
+    assert len(ran) - len(set(ran)) <= 1, f"only the step in flight may run twice: {ran}"
+
+
 def test_stopping_the_unit_cancels_the_run(daemon: Machine) -> None:
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("orchestratorctl runs --workflow slow --status running --json "
