@@ -16,7 +16,8 @@ let
   # the package also builds against an older pin.
   systemd-python = python3Packages.systemd-python or python3Packages.systemd;
 
-  # pyproject.toml's dependencies and its `journald` extra.
+  # pyproject.toml's dependencies and its `journald` extra (tests/unit/test_nix_module.py
+  # holds the two lists equal).
   dependencies = with python3Packages; [
     pydantic
     pyyaml
@@ -27,6 +28,8 @@ let
     aiohttp
     sdnotify
     prometheus-client
+    markupsafe
+    referencing
     systemd-python
   ];
   # pyproject.toml's `test` extra.
@@ -50,6 +53,7 @@ python3Packages.buildPythonApplication {
     fileset = lib.fileset.unions [
       ../pyproject.toml
       ../README.md
+      ../LICENSE # pyproject.toml's license-files
       ../orchestratord
       ../tests
       ../workflows
@@ -110,7 +114,8 @@ python3Packages.buildPythonApplication {
 
   meta = {
     inherit (pyproject.project) description;
-    license = lib.licenses.mit;
+    homepage = pyproject.project.urls.Homepage;
+    license = lib.licenses.mit; # pyproject.toml: license = "MIT"
     mainProgram = "orchestratord";
     platforms = lib.platforms.linux;
   };

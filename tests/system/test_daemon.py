@@ -112,15 +112,9 @@ def test_reload_picks_up_changes_and_keeps_a_running_definition(daemon: Machine)
     daemon.succeed("systemctl reload orchestratord")
 
 
-def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
-    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
-    daemon.succeed("systemctl start --no-block orchestrator@slow")
-    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
-    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
-    daemon.succeed(f"kill -9 {pid}")
-    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
-                               "&& systemctl is-active orchestratord")
-    # the client unit follows the run across the restart and reports its outcome
+def slow_run_succeeded_across_the_restart(daemon: Machine) -> None:
+    """orchestrator@slow followed its run to success; each step ran once but the one in
+    flight at the restart, which may have run twice."""
     daemon.wait_until_succeeds("systemctl show -p ActiveState --value orchestrator@slow "
                                "| grep -qx inactive", timeout=90)
     assert daemon.succeed("systemctl show -p Result --value orchestrator@slow").strip() == "success"
@@ -130,6 +124,31 @@ def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine)
     ran = [line.split()[1] for line in ledger if line.startswith(run["id"])]
     assert sorted(set(ran)) == [f"s{i}" for i in range(6)]
     assert len(ran) - len(set(ran)) <= 1, f"only the step in flight may run twice: {ran}"
+
+
+def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed(f"kill -9 {pid}")
+    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
+                               "&& systemctl is-active orchestratord")
+    # the client unit follows the run across the restart and reports its outcome
+    slow_run_succeeded_across_the_restart(daemon)
+
+
+def test_a_restart_mid_run_interrupts_and_resumes_the_run(daemon: Machine) -> None:
+    """What `nixos-rebuild switch` does when settings change (restartTriggers): a
+    `systemctl restart` of the daemon. The run goes on afterwards; its client unit, which
+    a switch leaves alone (restartIfChanged = false), reports its outcome."""
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 2")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed("systemctl restart orchestratord")
+    assert daemon.succeed("systemctl show -p MainPID --value orchestratord").strip() != pid
+    slow_run_succeeded_across_the_restart(daemon)
 
 
 def test_stopping_the_unit_cancels_the_run(daemon: Machine) -> None:
