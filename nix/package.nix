@@ -114,9 +114,10 @@ python3Packages.buildPythonApplication {
 
   meta = {
     inherit (pyproject.project) description;
-    homepage = pyproject.project.urls.Homepage;
     license = lib.licenses.mit; # pyproject.toml: license = "MIT"
     mainProgram = "orchestratord";
     platforms = lib.platforms.linux;
-  };
+  }
+  # The project's public home, once pyproject.toml names one ([project.urls] Homepage).
+  // lib.optionalAttrs (pyproject.project ? urls) { homepage = pyproject.project.urls.Homepage; };
 }
