@@ -17,7 +17,7 @@ import jsonschema
 
 from ..errors import DefinitionError, Problem
 from ..model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from ..source import Document, load_file, parse_text
+from ..source import Document, Unreadable, load_file, parse_text, read_text
 
 log = logging.getLogger("orchestratord.skills")
 
@@ -123,9 +123,9 @@ def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
 def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, list[Problem]]:
     shown = str(skill_md)
     try:
-        text = skill_md.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(shown, 1, 1, "", f"cannot read: {exc}")]
+        text = read_text(skill_md)
+    except Unreadable as exc:
+        return None, [Problem(shown, 1, 1, "", str(exc))]
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---" or "---" not in (l.strip() for l in lines[1:]):
         return None, [Problem(shown, 1, 1, "", "SKILL.md must start with YAML frontmatter "
