@@ -82,6 +82,15 @@ def search_path(extra: Iterable[Path | str] = ()) -> list[Path]:
 
 def discover(paths: Iterable[Path]) -> Registry:
     """Every skill directory found under paths; raises DefinitionError with all problems."""
+    registry, problems = discover_all(paths)
+    if problems:
+        raise DefinitionError(problems)
+    return registry
+
+
+def discover_all(paths: Iterable[Path]) -> tuple[Registry, list[Problem]]:
+    """The skills that load, and the problems of those that do not (for the daemon,
+    where one broken skill must not take the others down with it)."""
     registry, problems = Registry(), []
     for root in paths:
         for skill_md in sorted(Path(root).glob("*/SKILL.md")):
@@ -91,9 +100,7 @@ def discover(paths: Iterable[Path]) -> Registry:
                 clash = registry.add(skill)
                 if clash:
                     problems.append(Problem(str(skill_md), 1, 1, "name", clash))
-    if problems:
-        raise DefinitionError(problems)
-    return registry
+    return registry, problems
 
 
 def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
