@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover, discover_all,
-                       load_skill_dir, schema_problems, search_path)
+                       load_skill_dir, action_problems, search_path)
 
 __all__ = ["BUNDLED", "SKILL_PATH_ENV", "Registry", "Skill", "discover", "discover_all",
-           "load_skill_dir", "schema_problems", "search_path", "section", "state_dir",
+           "load_skill_dir", "action_problems", "search_path", "section", "state_dir",
            "atomic_write"]
 
 

@@ -17,6 +17,7 @@ import jsonschema
 
 from ..errors import DefinitionError, Problem
 from ..model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
+from ..runners.command import command_path
 from ..source import Document, Unreadable, load_file, parse_text, read_text
 
 log = logging.getLogger("orchestratord.skills")
@@ -59,7 +60,7 @@ class Registry:
         out = Registry(dict(self.skills))
         problems = []
         for name, spec in inline.items():
-            problems += schema_problems(doc, spec.actions, ("skills", name, "actions"))
+            problems += action_problems(doc, spec.actions, ("skills", name, "actions"), directory)
             clash = out.add(_from_spec(name, spec, directory, origin))
             if clash:
                 problems.append(doc.problem(("skills", name), clash, key=True))
@@ -120,7 +121,7 @@ def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
         if spec is None:
             return None, problems
         actions, concurrency = dict(spec.actions), spec.concurrency
-        problems = schema_problems(doc, actions, ("actions",))
+        problems = action_problems(doc, actions, ("actions",), directory)
         if problems:
             return None, problems
     return Skill(front.name, front.description, actions, directory.resolve(), str(skill_md),
@@ -146,10 +147,17 @@ def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, list[Problem]
     return front, problems
 
 
-def schema_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple) -> list[Problem]:
-    """Actions whose `params` is not a valid JSON Schema."""
+def action_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple,
+                    directory: Path | None = None) -> list[Problem]:
+    """Actions whose `params` is not a valid JSON Schema, or whose command is a relative
+    path that is not an executable file inside the skill's directory."""
     out = []
     for name, action in actions.items():
+        if action.command is not None:
+            try:
+                command_path(action.command[0], directory)
+            except ValueError as exc:
+                out.append(doc.problem(base + (name, "command", 0), f"command {exc}"))
         if action.params is None:
             continue
         try:
