@@ -38,31 +38,33 @@ class Unreadable(Exception):
 
 
 def read_text(path: str | Path) -> str:
-    """The UTF-8 text of a regular file of at most MAX_BYTES; else Unreadable says why.
-
-    The file is opened without blocking and checked on the open descriptor, so a FIFO,
-    a device (/dev/zero) or a directory, also behind a symlink or swapped in after a
-    check by name, is refused at once instead of hanging or filling memory.
-    """
+    """The UTF-8 text of a regular file of at most MAX_BYTES; else Unreadable says why."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        raw = read_regular(path, MAX_BYTES + 1)  # the size may lie (/proc) or grow meanwhile
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise Unreadable(f"is {_file_kind(mode)}, not a regular file; refusing to read it")
-    with open(fd, "rb") as file:
-        try:
-            raw = file.read(MAX_BYTES + 1)  # the size may lie (/proc) or grow meanwhile
-        except OSError as exc:
-            raise Unreadable(f"cannot read: {exc.strerror}") from None
     if len(raw) > MAX_BYTES:
         raise Unreadable(f"file is larger than {MAX_BYTES} bytes; refusing to read it")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Unreadable(f"not UTF-8 text: {exc.reason}") from None
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most limit bytes of path if it is a regular file, else Unreadable; OSError as is.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO,
+    a device (/dev/zero) or a directory, also behind a symlink or swapped in after a
+    check by name, is refused at once instead of hanging or filling memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Unreadable(f"is {_file_kind(mode)}, not a regular file; refusing to read it")
+    with open(fd, "rb") as file:
+        return file.read(limit)
 
 
 def _file_kind(mode: int) -> str:
