@@ -173,3 +173,12 @@ def test_settings_file_that_is_a_fifo_is_refused(tmp_path):
     with pytest.raises(DefinitionError, match=f"{fifo}:1:1: is a FIFO"):
         load_settings(fifo)
     assert time.monotonic() - started < 5
+
+
+def test_run_of_a_fifo_is_refused_not_sent_to_the_daemon(tmp_path):
+    fifo = _fifo(tmp_path / "wf.yaml")
+    _hold_open_for_writing(fifo)
+    proc = subprocess.run([sys.executable, "-m", "orchestratord.cli", "--state",
+                           str(tmp_path / "state.db"), "run", str(fifo)], capture_output=True,
+                          text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and f"{fifo}:1:1: is a FIFO, not a regular file" in proc.stderr
