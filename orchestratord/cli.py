@@ -217,7 +217,9 @@ def _finish(result: Any, as_json: bool) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
-    if not Path(args.target).is_file():
+    # Anything but a directory that exists is a file to run (a FIFO or a device is then
+    # refused by the loader, exit 2), never a workflow name to ask the daemon for.
+    if not os.path.lexists(args.target) or os.path.isdir(args.target):
         from . import remote
         return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
     from .loader import load_workflow

@@ -146,13 +146,18 @@ class Daemon:
     async def reload(self) -> None:
         """Reload definitions; a broken file keeps its workflow's previous definition."""
         self.notifier.notify("RELOADING=1")
-        catalog = load_catalog(self.settings.workflows_dir, self.settings.skill_paths,
-                               previous=self.catalog)
-        self.catalog = catalog
-        log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
-                 len(catalog.problems))
-        self.notifier.notify("READY=1")
-        self._update_status(force=True)
+        try:
+            catalog = load_catalog(self.settings.workflows_dir, self.settings.skill_paths,
+                                   previous=self.catalog)
+        except Exception:  # systemctl reload waits for READY=1: it must come whatever failed
+            log.exception("reload failed; the definitions loaded before stay in use")
+        else:
+            self.catalog = catalog
+            log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
+                     len(catalog.problems))
+        finally:
+            self.notifier.notify("READY=1")
+            self._update_status(force=True)
 
     async def _serve(self) -> None:
         path = self.settings.socket

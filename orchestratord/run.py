@@ -222,10 +222,10 @@ class RunDriver:
                     else:
                         task.result()  # an engine bug must surface, not vanish
                     self._release(node_id, waiting, ready)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the store failed under a step
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # none left unretrieved
             raise
 
     def _release(self, node_id: str, waiting: dict[str, int], ready: collections.deque) -> None:

@@ -10,13 +10,14 @@ host is free at once, any other only when it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import aiosqlite
 
@@ -114,11 +115,57 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def database_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError a person sees for an SQLite error: which database, and what to do."""
+    # SQLITE_CORRUPT (and its extended codes), SQLITE_NOTADB: the file cannot be read as
+    # a database, now or ever; anything else (locked, full, read-only) may pass.
+    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return StoreError(
+            f"state database {path} is damaged ({exc}): stop what uses it, move it aside "
+            f"with its -wal and -shm files (mv {path} {path}.damaged) or restore it from a "
+            "backup; a new, empty one is created at the next start")
+    return StoreError(f"state database {path}: {exc}")
+
+
+class _Connection:
+    """The aiosqlite connection with SQLite's errors translated where they enter, so a
+    damaged or unusable file is a StoreError (exit 7) everywhere, never a traceback."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path):
+        self._conn, self._path = conn, path
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise database_error(self._path, exc) from exc
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        with self._translated():
+            return await self._conn.execute(sql, args)
+
+    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Iterable[Any]:
+        with self._translated():
+            return await self._conn.execute_fetchall(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        with self._translated():
+            await self._conn.executemany(sql, rows)
+
+    async def executescript(self, script: str) -> None:
+        with self._translated():
+            await self._conn.executescript(script)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 class Store:
     """The state database. Open with `await Store.open(path)`; close with `await close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self._conn = conn
+        self._conn: _Connection | None = _Connection(conn, path)
         self.path = path
         # One connection serves every coroutine of the process: transactions must not
         # interleave, or a second BEGIN would land inside the first.
@@ -136,23 +183,23 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = await aiosqlite.connect(path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open state database {path}: {exc.strerror}") from exc
+        except sqlite3.Error as exc:
+            raise database_error(path, exc) from exc
         store = cls(conn, path)
         if sqlite3.sqlite_version_info < (3, 38):
             await conn.close()
             raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the state database "
                              "needs 3.38 or newer (JSON operators)")
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(f"PRAGMA synchronous={synchronous}")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=10000")
+            await store._conn.execute("PRAGMA journal_mode=WAL")
+            await store._conn.execute(f"PRAGMA synchronous={synchronous}")
+            await store._conn.execute("PRAGMA foreign_keys=ON")
+            await store._conn.execute("PRAGMA busy_timeout=10000")
             await store._migrate()
-        except BaseException as exc:
+        except BaseException:
             await conn.close()  # else its thread keeps the process alive
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cannot use state database {path}: {exc}") from exc
             raise
         return store
 
@@ -183,13 +230,10 @@ class Store:
         Returns its seq, the order of changes (used to compensate in reverse order).
         """
         async with self._write:
-            try:
-                cursor = await self._conn.execute(
-                    "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+            cursor = await self._conn.execute(
+                "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
         return cursor.lastrowid
 
     # -- runs ---------------------------------------------------------------------------
@@ -216,10 +260,8 @@ class Store:
                     "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
                     (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
                 await conn.execute("COMMIT")
-            except BaseException as exc:
+            except BaseException:
                 await conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: {exc}") from exc
                 raise
         return run_id
 
@@ -410,12 +452,9 @@ class Store:
     async def claim_alert(self, subject: str, kind: str, workflow: str) -> bool:
         """Record that an alert is being sent; False if it was already (dedup, restarts)."""
         async with self._write:
-            try:
-                cursor = await self._conn.execute(
-                    "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
-                    "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+            cursor = await self._conn.execute(
+                "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
+                "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
         return cursor.rowcount == 1
 
     async def unalerted_runs(self, statuses: Iterable[str], since: float) -> list[RunRow]:
