@@ -14,7 +14,7 @@ import socket as socket_
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .errors import OrchestratorError, RunNotFound, RunStateError
+from .errors import OrchestratorError, ParamsError, RunNotFound, RunStateError
 
 HOST = "orchestratord"
 CONNECT_TIMEOUT = 5.0
@@ -27,6 +27,8 @@ class DaemonError(OrchestratorError):
 def _checked(status: int, data: Any) -> Any:
     """The response body, or the error the daemon's status code stands for."""
     message = data.get("error") if isinstance(data, dict) else None
+    if status == 400:  # invalid input (unknown workflow, bad params): exit 2, as if checked here
+        raise ParamsError(message or "bad request")
     if status == 404:
         raise RunNotFound(message or "not found")
     if status == 409:
