@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     c = sub.add_parser("run", help="run a workflow (a file here, a name by the daemon)")
     c.add_argument("target", help="a workflow file, or the name of a workflow the daemon serves")
+    c.add_argument("--daemon", action="store_true",
+                   help="TARGET names a workflow the daemon serves, never a file here (what "
+                        "orchestrator@NAME.service runs: `run --daemon --wait -- NAME`)")
     c.add_argument("--wait", action="store_true",
                    help="with the daemon: follow the run and exit with its outcome")
     c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -212,7 +215,7 @@ def _finish(result: Any, as_json: bool) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
-    if not Path(args.target).is_file():
+    if args.daemon or not Path(args.target).is_file():
         from . import remote
         return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
     from .loader import load_workflow

@@ -94,6 +94,9 @@ class RunDriver:
             await self._set("running", "run_resumed" if resumed else "run_started")
             self._log(logging.INFO, "run_started", "run %s of %s %s", self.run_id,
                       workflow.name, "resumed" if resumed else "started")
+            if await self.store.cancel_requested(self.run_id):
+                # asked for while no process drove the run: honoured before any step runs
+                self.stop("cancelled")
             await self._schedule()
             if self.stop_reason == "lease_lost":
                 return RunResult(self.run_id, "interrupted", error="lost the run's lease")

@@ -295,9 +295,14 @@ class Store:
                 if holder and holder != owner and expires > now and _owner_alive(holder) is not False:
                     raise LeaseHeld(f"run {run_id} is being driven by {holder} "
                                     f"(lease for {expires - now:.0f} s more)")
+                # A cancel asked for while no process drove the run (the daemon stopped
+                # or restarting) stays for the new holder to honour; a deliberate redrive
+                # of an ended run (cancelled, failed, ...) starts without it.
                 await conn.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ?, cancel_requested = 0 "
-                    "WHERE id = ?", (owner, now + ttl, run_id))
+                    "UPDATE runs SET lease_owner = ?, lease_expires = ?, cancel_requested = "
+                    f"CASE WHEN status IN ({','.join('?' * len(TERMINAL))}) THEN 0 "
+                    "ELSE cancel_requested END WHERE id = ?",
+                    (owner, now + ttl, *sorted(TERMINAL), run_id))
                 await conn.execute("COMMIT")
             except BaseException:
                 await conn.execute("ROLLBACK")
