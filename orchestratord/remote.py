@@ -5,14 +5,14 @@ mirrors its progress to its own output (so to its unit's journal), survives a re
 of the daemon (the run is resumed there and followed again), turns SIGTERM — `systemctl
 stop orchestrator@NAME` — into a cancel of the run (but not at system shutdown: see
 stopping.py), and exits with the run's outcome so that a failed run fails the unit and
-OnFailure= fires. A stop on request ends the client by its signal: a clean stop.
+OnFailure= fires. A stop done as asked exits 128 + the signal (143): the unit's
+SuccessExitStatus=, a clean stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 from .client import Client, DaemonError, request
 from .progress import Progress
-from .stopping import StopHandler, die_by, exit_status
+from .stopping import StopHandler, exit_status
 from .store import TERMINAL
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
@@ -30,28 +30,22 @@ RECONNECT_FOR = 120.0  # seconds to wait for a restarting daemon
 
 
 def run(socket: Path, name: str, params: dict[str, Any], *, wait: bool, as_json: bool) -> int:
-    async def go() -> int | signal.Signals:
+    async def go() -> int:
         async with Client(socket) as client:
             run_id = (await client.call("POST", "/runs", {"workflow": name, "params": params}))["run_id"]
             if not wait:
                 print(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return 0
             return await _follow(client, run_id, as_json)
-    return _exit(asyncio.run(go()))
+    return asyncio.run(go())
 
 
 def resume(socket: Path, run_id: str, *, as_json: bool) -> int:
-    async def go() -> int | signal.Signals:
+    async def go() -> int:
         async with Client(socket) as client:
             run_id_ = (await client.call("POST", f"/runs/{run_id}/resume"))["run_id"]
             return await _follow(client, run_id_, as_json)
-    return _exit(asyncio.run(go()))
-
-
-def _exit(status: int | signal.Signals) -> int:
-    if isinstance(status, signal.Signals):
-        die_by(status)
-    return int(status)
+    return asyncio.run(go())
 
 
 def call(socket: Path, method: str, path: str, body: Any = None) -> Any:
@@ -62,7 +56,7 @@ def as_rows(items: list[dict[str, Any]]) -> list[SimpleNamespace]:
     return [SimpleNamespace(**item) for item in items]
 
 
-async def _follow(client: Client, run_id: str, as_json: bool) -> int | signal.Signals:
+async def _follow(client: Client, run_id: str, as_json: bool) -> int:
     follower = asyncio.create_task(_events_until_end(client, run_id, as_json))
     stop = StopHandler(client, run_id, follower)
     stop.install()

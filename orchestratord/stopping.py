@@ -143,28 +143,21 @@ async def record_cancel(run_id: str) -> str:
     return str(path)
 
 
-def die_by(sig: signal.Signals) -> None:
-    """End this process by sig, as the convention for a stop on request is: systemd
-    counts SIGTERM and SIGINT as a clean exit, and a shell sees 128 + sig."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(sig, signal.SIG_DFL)
-    os.kill(os.getpid(), sig)
-
-
 def _say(text: str) -> None:
     # stderr: the unit's journal (and the terminal) say what became of the request.
     print(f"orchestratorctl: {text}", file=sys.stderr, flush=True)
 
 
 def exit_status(handler: StopHandler | None, run: dict[str, Any] | None,
-                exit_codes: dict[str, int]) -> int | signal.Signals:
-    """The client's exit: the run's outcome, or the signal that stopped it on request."""
+                exit_codes: dict[str, int]) -> int:
+    """The client's exit: the run's outcome, or 128 + the signal that stopped it when
+    the stop was done as asked (143 for SIGTERM: the unit's SuccessExitStatus=)."""
     if handler is not None and handler.signal is not None:
+        stopped = 128 + handler.signal
         if handler.outcome in (Outcome.LEFT, Outcome.RECORDED):
-            return handler.signal
+            return stopped
         if handler.outcome is Outcome.LOST:
             return 7
         if run is not None and run["status"] == "cancelled":
-            return handler.signal  # the cancel we were asked for: a clean stop
+            return stopped  # the cancel we were asked for
     return exit_codes.get(run["status"], 1) if run is not None else 7
