@@ -38,6 +38,16 @@ def run_status(d, run_id: str, *states: str, timeout: float = 30) -> str:
         time.sleep(0.1)
 
 
+def following_slow(env: Path, daemon, steps: int = 4, sleep: float = 2):
+    """A daemon serving `slow`, and a client following a run of it that has begun."""
+    (env / "workflows" / "slow.yaml").write_text(workflow("slow", env / "ledger", steps, sleep))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    following = client(env, "slow")
+    wait_for_lines(env / "ledger", 1)
+    return d, following, only_run(d)
+
+
 def only_run(d) -> str:
     runs = json.loads(d.ctl("runs", "--json").stdout)
     assert len(runs) == 1, runs
@@ -69,26 +79,16 @@ def test_an_instance_name_is_only_ever_a_daemon_workflow(env, daemon):
 def test_a_stop_on_request_cancels_and_exits_143(env, daemon):
     """Regression: a deliberate stop exited 3, so `systemctl stop` failed the unit and
     fired OnFailure=. 143 (128 + SIGTERM) is the unit's SuccessExitStatus=."""
-    ledger = env / "ledger"
-    (env / "workflows" / "slow.yaml").write_text(workflow("slow", ledger, steps=4, sleep=2))
-    d = daemon()
-    d.notify.wait_for("READY=1")
-    following = client(env, "slow")
-    wait_for_lines(ledger, 1)
+    d, following, run_id = following_slow(env, daemon)
     following.send_signal(signal.SIGTERM)
     out, err = following.communicate(timeout=30)
     assert following.returncode == 143, (out, err)
-    assert run_status(d, only_run(d), "cancelled") == "cancelled"
+    assert run_status(d, run_id, "cancelled") == "cancelled"
 
 
 def test_a_cancel_by_someone_else_still_fails_the_client(env, daemon):
-    ledger = env / "ledger"
-    (env / "workflows" / "slow.yaml").write_text(workflow("slow", ledger, steps=4, sleep=2))
-    d = daemon()
-    d.notify.wait_for("READY=1")
-    following = client(env, "slow")
-    wait_for_lines(ledger, 1)
-    assert d.ctl("cancel", only_run(d)).returncode == 0
+    d, following, run_id = following_slow(env, daemon)
+    assert d.ctl("cancel", run_id).returncode == 0
     out, err = following.communicate(timeout=30)
     assert following.returncode == 3, (out, err)
 
@@ -96,12 +96,7 @@ def test_a_cancel_by_someone_else_still_fails_the_client(env, daemon):
 def test_a_cancel_waits_for_a_restarting_daemon(env, daemon):
     """Regression: a stop while the daemon restarted was lost; the run went on."""
     ledger = env / "ledger"
-    (env / "workflows" / "slow.yaml").write_text(workflow("slow", ledger, steps=4, sleep=2))
-    d = daemon()
-    d.notify.wait_for("READY=1")
-    following = client(env, "slow")
-    wait_for_lines(ledger, 1)
-    run_id = only_run(d)
+    d, following, run_id = following_slow(env, daemon)
     assert d.stop() == 0  # the run is left interrupted
     following.send_signal(signal.SIGTERM)
     time.sleep(1.0)  # the client is retrying now; the daemon comes back within its deadline
@@ -118,12 +113,7 @@ def test_a_cancel_the_daemon_cannot_take_is_recorded_and_honoured_at_its_start(e
     """Regression: with the daemon stopped, `systemctl stop orchestrator@X` hung until
     TimeoutStopSec and the cancel was lost: the run resumed and ran to its end."""
     ledger = env / "ledger"
-    (env / "workflows" / "slow.yaml").write_text(workflow("slow", ledger, steps=4, sleep=2))
-    d = daemon()
-    d.notify.wait_for("READY=1")
-    following = client(env, "slow")
-    wait_for_lines(ledger, 1)
-    run_id = only_run(d)
+    d, following, run_id = following_slow(env, daemon)
     assert d.stop() == 0
     started = time.monotonic()
     following.send_signal(signal.SIGTERM)
@@ -143,15 +133,9 @@ def test_a_cancel_the_daemon_cannot_take_is_recorded_and_honoured_at_its_start(e
 def test_a_redrive_of_a_cancelled_run_is_not_cancelled_again(env, daemon):
     """The recorded cancel is for the run as it was; `resume` of the cancelled run is a
     new request and runs its remaining steps."""
-    ledger = env / "ledger"
-    (env / "workflows" / "slow.yaml").write_text(workflow("slow", ledger, steps=2, sleep=1))
-    d = daemon()
-    d.notify.wait_for("READY=1")
-    following = client(env, "slow")
-    wait_for_lines(ledger, 1)
+    d, following, run_id = following_slow(env, daemon, steps=2, sleep=1)
     following.send_signal(signal.SIGTERM)
     following.communicate(timeout=30)
-    run_id = only_run(d)
     assert run_status(d, run_id, "cancelled") == "cancelled"
     # (not `resume`'s exit status: its follow may end on the old `cancelled` before the
     # daemon has recorded the redrive, a race of its own)

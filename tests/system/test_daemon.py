@@ -40,10 +40,9 @@ def write(machine: Machine, path: str, text: str) -> None:
     machine.succeed(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF")
 
 
-@pytest.fixture(scope="module")
-def daemon(machine: Machine, installed_project: str) -> Machine:
-    """The project's package and unit files installed as a distribution would."""
-    venv = installed_project
+def install(machine: Machine, venv: str) -> None:
+    """The project's package and unit files installed as a distribution would, with the
+    test skill `work` and the settings; workflows are the caller's."""
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
     units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
                             "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
@@ -54,6 +53,11 @@ def daemon(machine: Machine, installed_project: str) -> Machine:
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
         "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+
+
+@pytest.fixture(scope="module")
+def daemon(machine: Machine, installed_project: str) -> Machine:
+    install(machine, installed_project)
     write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
     write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
     write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))

@@ -14,25 +14,15 @@ import pytest
 
 from .conftest import PROJECT_ROOT, VENV, install_project
 from .machine import Machine
-from .test_daemon import ETC, STEP_PY, workflow, write
+from .test_daemon import ETC, install, workflow, write
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 STATE = "/var/lib/agent-orchestrator"
 
 
 def set_up(machine: Machine) -> None:
-    """What a distribution's package leaves in /etc and /usr/local: redone at each boot,
-    since the container's own writes do not survive it."""
-    machine.succeed(f"ln -sf {VENV}/bin/orchestratord {VENV}/bin/orchestratorctl /usr/local/bin/")
-    units = machine.succeed(f"{VENV}/bin/python -c 'import orchestratord, pathlib; "
-                            "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
-    machine.succeed(f"cp {units}/*.service /etc/systemd/system/")
-    write(machine, f"{ETC}/skills/work/SKILL.md", "---\nname: work\ndescription: test work\n---\n")
-    write(machine, f"{ETC}/skills/work/step.py", STEP_PY)
-    write(machine, f"{ETC}/skills/work/actions.yaml",
-          "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
-    write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+    """Redone at each boot: the container's own writes do not survive it."""
+    install(machine, VENV)
     write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 5, sleep=2))
     machine.succeed("systemctl daemon-reload && systemctl start orchestratord")
 
