@@ -438,8 +438,9 @@ in
       # [Install] sections of packaged units are not read on NixOS.
       wantedBy = [ "multi-user.target" ];
       inherit (cfg) path environment;
-      # The daemon rereads workflows and skills on SIGHUP (ExecReload=), so a rebuild
-      # that changes only them reloads it without interrupting runs. Settings are read
+      # The daemon rereads workflows and skills on reload (ExecReload= asks it over the
+      # control socket and waits until it has), so a rebuild that changes only them
+      # reloads it without interrupting runs, and the switch returns once they are in use. Settings are read
       # at start: a change restarts it (running runs resume afterwards).
       reloadTriggers = lib.attrValues workflowFiles ++ lib.optional (cfg.skills != { }) skillTree;
       restartTriggers = [ settingsFile ];
@@ -479,6 +480,11 @@ in
       restartIfChanged = false;
       onFailure = cfg.alertUnits;
       environment.ORCHESTRATOR_SOCKET = cfg.settings.socket;
+      # A cancel the daemon cannot take while it restarts is written to the state
+      # database (the packaged unit allows /var/lib/agent-orchestrator).
+      serviceConfig = lib.mkIf (cfg.settings.state_dir != "/var/lib/agent-orchestrator") {
+        ReadWritePaths = [ cfg.settings.state_dir ];
+      };
     };
 
     # A timer per workflow with startAt, activating orchestrator@<name>.service.

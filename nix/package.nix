@@ -4,7 +4,6 @@
 {
   lib,
   python3Packages,
-  coreutils,
   gitMinimal,
 }:
 
@@ -84,10 +83,11 @@ python3Packages.buildPythonApplication {
   # The unit files name their programs bare (`ExecStart=orchestratord ...`) so that the
   # same files serve a pip install under /usr/local; systemd needs absolute paths here.
   postInstall = ''
-    replacements=(--replace-quiet 'ExecReload=kill ' 'ExecReload=${coreutils}/bin/kill ')
+    replacements=()
     for program in $out/bin/*; do
       name=$(basename "$program")
       replacements+=(--replace-quiet "ExecStart=$name " "ExecStart=$out/bin/$name ")
+      replacements+=(--replace-quiet "ExecReload=$name " "ExecReload=$out/bin/$name ")
     done
     mkdir -p $out/lib/systemd/system
     for unit in orchestratord/units/*.service; do

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
-                     RunStateError)
+                     RunStateError, WorkflowNotFound)
 from .redact import RunRedactor, redact_definition
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     except RunNotFound as exc:
         return _error(404, str(exc))
-    except (ParamsError, DefinitionError) as exc:
+    except (ParamsError, DefinitionError, WorkflowNotFound) as exc:
         return _error(400, str(exc))
     except (RunStateError, LeaseHeld) as exc:
         return _error(409, str(exc))
@@ -230,6 +230,13 @@ async def resume_run(request: web.Request) -> web.Response:
     return _json({"run_id": run_id}, 202)
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Reread workflows and skills; answers once they are in use (what ExecReload= waits for)."""
+    catalog = await _daemon(request).reload()
+    return _json({"workflows": sorted(catalog.workflows),
+                  "problems": [str(p) for p in catalog.problems]})
+
+
 def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
@@ -247,6 +254,7 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/skills/{name}", get_skill)
     app.router.add_post("/calls", start_call)
     app.router.add_post("/route", route_request)
+    app.router.add_post("/reload", reload)
     app.router.add_post("/runs", start_run)
     app.router.add_get("/runs", list_runs)
     app.router.add_get("/runs/{run}", get_run)

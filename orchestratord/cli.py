@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     c = sub.add_parser("run", help="run a workflow (a file here, a name by the daemon)")
     c.add_argument("target", help="a workflow file, or the name of a workflow the daemon serves")
+    c.add_argument("--daemon", action="store_true",
+                   help="TARGET names a workflow the daemon serves, never a file here (what "
+                        "orchestrator@NAME.service runs: `run --daemon --wait -- NAME`)")
     c.add_argument("--wait", action="store_true",
                    help="with the daemon: follow the run and exit with its outcome")
     c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -219,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     # Anything but a directory that exists is a file to run (a FIFO or a device is then
     # refused by the loader, exit 2), never a workflow name to ask the daemon for.
-    if not os.path.lexists(args.target) or os.path.isdir(args.target):
+    if args.daemon or not os.path.lexists(args.target) or os.path.isdir(args.target):
         from . import remote
         return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
     from .loader import load_workflow

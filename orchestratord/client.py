@@ -32,6 +32,8 @@ class InvalidRequest(DaemonError, ParamsError):
 def _checked(status: int, data: Any) -> Any:
     """The response body, or the error the daemon's status code stands for."""
     message = data.get("error") if isinstance(data, dict) else None
+    if status == 400:  # invalid input (unknown workflow, bad params): exit 2, as if checked here
+        raise ParamsError(message or "bad request")
     if status == 404:
         raise RunNotFound(message or "not found")
     if status == 409:

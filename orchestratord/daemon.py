@@ -30,7 +30,7 @@ from .catalog import Catalog, load_catalog
 from .engine import Engine
 from .loader import stored_definition
 from .metrics import Metrics
-from .errors import LeaseHeld, OrchestratorError, RunStateError
+from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
 from .settings import Settings, load_settings
 from .store import TERMINAL, Store
 
@@ -56,6 +56,7 @@ class Daemon:
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._stop = asyncio.Event()
         self._changed = asyncio.Condition()
+        self._reloading = asyncio.Lock()
         self._status = ""
         self._runner: web.AppRunner | None = None
         self.metrics = Metrics()
@@ -143,21 +144,29 @@ class Daemon:
         if self.store is not None:
             await self.store.close()
 
-    async def reload(self) -> None:
-        """Reload definitions; a broken file keeps its workflow's previous definition."""
-        self.notifier.notify("RELOADING=1")
-        try:
-            catalog = load_catalog(self.settings.workflows_dir, self.settings.skill_paths,
-                                   previous=self.catalog)
-        except Exception:  # systemctl reload waits for READY=1: it must come whatever failed
-            log.exception("reload failed; the definitions loaded before stay in use")
-        else:
-            self.catalog = catalog
-            log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
-                     len(catalog.problems))
-        finally:
-            self.notifier.notify("READY=1")
-            self._update_status(force=True)
+    async def reload(self) -> Catalog:
+        """Reload definitions; a broken file keeps its workflow's previous definition.
+
+        Reached by SIGHUP and by POST /reload, which answers once this returned: that is
+        how `systemctl reload` (ExecReload=orchestratord --reload) waits for it. The
+        RELOADING=1 carries MONOTONIC_USEC, as Type=notify-reload (systemd >= 253) wants.
+        """
+        async with self._reloading:  # one at a time; a second waits and rereads
+            self.notifier.notify("RELOADING=1\nMONOTONIC_USEC="
+                                 f"{time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+            try:
+                catalog = load_catalog(self.settings.workflows_dir, self.settings.skill_paths,
+                                       previous=self.catalog)
+            except Exception:  # the reload waits for READY=1: it must come whatever failed
+                log.exception("reload failed; the definitions loaded before stay in use")
+            else:
+                self.catalog = catalog
+                log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
+                         len(catalog.problems))
+            finally:
+                self.notifier.notify("READY=1")
+                self._update_status(force=True)
+            return self.catalog
 
     async def _serve(self) -> None:
         path = self.settings.socket
@@ -201,8 +210,7 @@ class Daemon:
     async def start_run(self, workflow: str, params: dict[str, Any]) -> str:
         definition = self.catalog.workflows.get(workflow)
         if definition is None:
-            known = ", ".join(sorted(self.catalog.workflows)) or "none"
-            raise RunStateError(f"no workflow '{workflow}' (known: {known})")
+            raise WorkflowNotFound(workflow, list(self.catalog.workflows))
         return await self.start_definition(definition, params)
 
     async def start_definition(self, definition: Any, params: dict[str, Any] | None = None) -> str:
@@ -311,9 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")
+    parser.add_argument("--reload", action="store_true",
+                        help="ask the running daemon (at the settings' socket) to reread its "
+                             "workflows and skills, and return once it has: what the unit's "
+                             "ExecReload= runs, so `systemctl reload` waits for the reload")
     args = parser.parse_args(argv)
     if args.check:
         return _check(args.settings)
+    if args.reload:
+        return _request_reload(args.settings)
     journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
     try:
         settings = load_settings(args.settings)
@@ -336,6 +350,25 @@ def _check(path: Path | None) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return EX_CONFIG
     print(f"{path or 'built-in defaults'}: valid settings")
+    return 0
+
+
+def _request_reload(path: Path | None) -> int:
+    from .client import request
+    try:
+        socket = load_settings(path).socket
+    except OrchestratorError as exc:
+        print(f"orchestratord --reload: invalid settings:\n{exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        answer = request(socket, "POST", "/reload")
+    except OrchestratorError as exc:
+        print(f"orchestratord --reload: {exc}", file=sys.stderr)
+        return 1
+    for problem in answer["problems"]:
+        print(problem, file=sys.stderr)
+    print(f"reloaded: {len(answer['workflows'])} workflows, {len(answer['problems'])} problems "
+          "(a workflow whose file has problems keeps its previous definition)")
     return 0
 
 
