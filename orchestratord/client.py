@@ -32,13 +32,11 @@ class InvalidRequest(DaemonError, ParamsError):
 def _checked(status: int, data: Any) -> Any:
     """The response body, or the error the daemon's status code stands for."""
     message = data.get("error") if isinstance(data, dict) else None
-    if status == 400:  # invalid input (unknown workflow, bad params): exit 2, as if checked here
-        raise ParamsError(message or "bad request")
     if status == 404:
         raise RunNotFound(message or "not found")
     if status == 409:
         raise RunStateError(message or "conflict")
-    if status == 400:
+    if status == 400:  # invalid input (unknown workflow, bad params): exit 2, as if checked here
         raise InvalidRequest(message or "bad request")
     if status >= 400:
         raise DaemonError(message or f"HTTP {status}")
