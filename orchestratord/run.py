@@ -366,7 +366,8 @@ class RunDriver:
                 async with asyncio.timeout(timeout):
                     return await run_action(action, params, ctx,
                                             http_session=self.engine.http_session,
-                                            kill_grace=self.engine.kill_grace)
+                                            kill_grace=self.engine.kill_grace,
+                                            units=self.engine.step_units, timeout=timeout)
             except TimeoutError:
                 raise StepTimeout(f"timed out after {timeout:g} s") from None
             except (StepFailure, asyncio.CancelledError):

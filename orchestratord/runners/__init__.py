@@ -8,13 +8,20 @@ import aiohttp
 
 from ..context import StepContext
 from ..model import ActionSpec
+from .unit import StepUnits
 
 
 async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
                      http_session: Callable[[], Awaitable[aiohttp.ClientSession]],
-                     kill_grace: float = 5.0) -> Any:
-    """Run one attempt of an action; returns its JSON result or raises StepFailure."""
+                     kill_grace: float = 5.0, units: StepUnits | None = None,
+                     timeout: float | None = None) -> Any:
+    """Run one attempt of an action; returns its JSON result or raises StepFailure.
+
+    With `units`, a command runs as its own transient systemd unit where it can (unit.py).
+    """
     if action.command is not None:
+        if units is not None and await units.applies(action, ctx):
+            return await units.run(action, params, ctx, timeout=timeout)
         from .command import run_command
         return await run_command(action.command, params, ctx, env=action.env,
                                  cwd=ctx.skill_dir, kill_grace=kill_grace)
