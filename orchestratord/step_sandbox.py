@@ -207,7 +207,7 @@ def check(sandbox: Mapping[str, Any]) -> dict[str, Any]:
         try:
             PROPERTIES[name][2](value)
         except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise ValueError(f"sandbox property {name}: {exc}") from None
     return dict(sandbox)
 
 

@@ -33,7 +33,7 @@ from .. import step_sandbox
 from ..context import StepContext
 from ..errors import StepFailure, StepTimeout
 from ..model import ActionSpec
-from ..skills.systemd import BOOTED_MARKER, journal_tail
+from ..skills.systemd import BOOTED_MARKER, SystemctlError, SystemdUnavailable, run_tool
 from ..step_sandbox import StepSandboxSettings
 from ..systemd_bus import SystemdBus, SystemdBusError
 from .command import EX_TEMPFAIL, TAIL_LINES, _result
@@ -228,8 +228,7 @@ class StepUnits:
                 stdout = out.read(max_output + 1)
         except OSError:
             stdout = b""
-        stderr_tail = await journal_tail(unit, TAIL_LINES) if status.get("SERVICE_RESULT") \
-            != "success" else ""
+        stderr_tail = await _stderr_tail(unit) if status.get("SERVICE_RESULT") != "success" else ""
         shutil.rmtree(where, ignore_errors=True)  # handed over: never adopted again
         if len(stdout) > max_output:
             raise StepFailure(f"{unit} wrote more than {max_output} bytes to stdout",
@@ -259,6 +258,17 @@ class StepUnits:
                           retryable=number == EX_TEMPFAIL and code == "exited",
                           exit_code=number if code == "exited" else None,
                           stderr_tail=stderr_tail, result=result)
+
+
+async def _stderr_tail(unit: str) -> str:
+    """The unit's own last stderr lines (not systemd's about it), once journald has them all."""
+    try:
+        await run_tool("journalctl", "--sync", timeout=15)
+        done = await run_tool("journalctl", f"_SYSTEMD_UNIT={unit}", "-n", str(TAIL_LINES),
+                              "-o", "cat", "--no-pager", timeout=15)
+    except (SystemdUnavailable, SystemctlError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _entries(directory: Path) -> list[os.DirEntry]:

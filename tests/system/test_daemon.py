@@ -52,7 +52,10 @@ def daemon(machine: Machine, installed_project: str) -> Machine:
     write(machine, f"{ETC}/skills/work/actions.yaml",
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
+        # These tests are about the daemon around steps run as its children (a shared
+        # ledger in the state directory); test_step_units.py runs steps as units.
+        "step_units": "never"}))
     write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
     write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
     write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
