@@ -34,7 +34,7 @@ DEFAULT: dict[str, Any] = {
     "ProtectProc": "invisible", "ProcSubset": "pid", "RestrictNamespaces": True,
     "RestrictRealtime": True, "RestrictSUIDSGID": True, "LockPersonality": True,
     "MemoryDenyWriteExecute": True, "CapabilityBoundingSet": [], "AmbientCapabilities": [],
-    "SystemCallArchitectures": ["native"], "SystemCallFilter": ["@system-service"],
+    "SystemCallArchitectures": ["native"], "SystemCallFilter": ["@system-service", "~@privileged @resources"],
     "SystemCallErrorNumber": "EPERM", "RestrictAddressFamilies": ["AF_UNIX", "AF_INET", "AF_INET6"],
     "UMask": "0077", "TasksMax": 512,
 }
@@ -117,6 +117,14 @@ def _filter(value: Any) -> tuple[bool, list[str]]:
     return not deny, [i for i in items if i]
 
 
+def _filters(value: Any) -> list[tuple[bool, list[str]]]:
+    """SystemCallFilter=: one assignment per item, as unit-file lines, applied in order."""
+    lines = [value] if isinstance(value, str) else value
+    if not isinstance(lines, list):
+        raise ValueError(f"expected a list of SystemCallFilter= lines, got {value!r}")
+    return [_filter(line) for line in lines]
+
+
 def _families(value: Any) -> tuple[bool, list[str]]:
     allow, items = _filter(value)
     for family in items:
@@ -189,7 +197,7 @@ PROPERTIES: dict[str, tuple[str, str, Callable[[Any], Any]]] = {
     "CPUQuota": ("CPUQuotaPerSecUSec", "t", _cpu_quota),
     "CapabilityBoundingSet": ("CapabilityBoundingSet", "t", _capabilities),
     "AmbientCapabilities": ("AmbientCapabilities", "t", _capabilities),
-    "SystemCallFilter": ("SystemCallFilter", "(bas)", _filter),
+    "SystemCallFilter": ("SystemCallFilter", "(bas)*", _filters),
     "SystemCallErrorNumber": ("SystemCallErrorNumber", "i", _errno),
     "RestrictAddressFamilies": ("RestrictAddressFamilies", "(bas)", _families),
     "RestrictNamespaces": ("RestrictNamespaces", "t", _namespaces),
@@ -225,7 +233,10 @@ def to_dbus(sandbox: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     out = []
     for name, value in sandbox.items():
         prop, signature, convert = PROPERTIES[name]
-        out.append((prop, signature, convert(value)))
+        if signature.endswith("*"):  # assigned once per item, like repeated unit-file lines
+            out += [(prop, signature[:-1], item) for item in convert(value)]
+        else:
+            out.append((prop, signature, convert(value)))
     return out
 
 

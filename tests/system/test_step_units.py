@@ -125,6 +125,9 @@ def test_a_step_writing_outside_its_workspace_fails_with_the_reason(units_machin
 
 
 def test_a_step_over_memory_max_fails_as_out_of_memory(units_machine: Machine) -> None:
+    rc, _ = units_machine.execute("grep -qw memory /sys/fs/cgroup/cgroup.controllers")
+    if rc != 0:
+        pytest.skip("the container has no memory controller (the host delegates none to it)")
     shown = finished(units_machine, start(units_machine, "oom"), timeout=60)
     assert shown["status"] == "failed"
     assert "ran out of memory (MemoryMax=)" in step(shown)["error"], step(shown)
@@ -139,7 +142,7 @@ def test_cancelling_a_double_forking_step_leaves_no_process(units_machine: Machi
     units_machine.succeed(f"orchestratorctl cancel {run_id}")
     assert finished(units_machine, run_id)["status"] == "cancelled"
     units_machine.fail(f"kill -0 {pid}")
-    units_machine.fail(f"pgrep -f {ETC}/skills/box/box.py")
+    units_machine.fail("pgrep -f 'box[.]py'")  # the pattern does not match this shell
     units_machine.wait_until_fails(f"systemctl is-active {unit_of(run_id)}")
 
 

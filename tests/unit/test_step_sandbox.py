@@ -15,13 +15,16 @@ from orchestratord.systemd_bus import unit_path
 
 
 def dbus(sandbox: dict) -> dict:
-    return {name: (sig, value) for name, sig, value in step_sandbox.to_dbus(sandbox)}
+    out: dict = {}
+    for name, sig, value in step_sandbox.to_dbus(sandbox):
+        out.setdefault(name, []).append((sig, value))
+    return {name: values[0] if len(values) == 1 else values for name, values in out.items()}
 
 
 def test_unit_file_spellings_become_the_dbus_values_systemd_expects():
     got = dbus({"MemoryMax": "64M", "CPUQuota": "50%", "TasksMax": "infinity",
                 "ProtectHome": True, "CapabilityBoundingSet": [], "UMask": "0027",
-                "SystemCallFilter": ["~@mount", "@swap"], "SystemCallErrorNumber": "EPERM",
+                "SystemCallFilter": ["@system-service", "~@mount @swap"], "SystemCallErrorNumber": "EPERM",
                 "RestrictAddressFamilies": "AF_UNIX", "RestrictNamespaces": True,
                 "IPAddressDeny": "any", "PrivateNetwork": "yes"})
     assert got["MemoryMax"] == ("t", 64 * 1024 ** 2)
@@ -30,7 +33,8 @@ def test_unit_file_spellings_become_the_dbus_values_systemd_expects():
     assert got["ProtectHome"] == ("s", "yes")
     assert got["CapabilityBoundingSet"] == ("t", 0)
     assert got["UMask"] == ("u", 0o027)
-    assert got["SystemCallFilter"] == ("(bas)", (False, ["@mount", "@swap"]))
+    assert got["SystemCallFilter"] == [("(bas)", (True, ["@system-service"])),
+                                       ("(bas)", (False, ["@mount", "@swap"]))]
     assert got["SystemCallErrorNumber"] == ("i", 1)
     assert got["RestrictAddressFamilies"] == ("(bas)", (True, ["AF_UNIX"]))
     assert got["RestrictNamespaces"] == ("t", 0)
