@@ -52,7 +52,10 @@ def install(machine: Machine, venv: str) -> None:
     write(machine, f"{ETC}/skills/work/actions.yaml",
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
+        # These tests are about the daemon around steps run as its children (a shared
+        # ledger in the state directory); test_step_units.py runs steps as units.
+        "step_units": "never"}))
 
 
 @pytest.fixture(scope="module")
