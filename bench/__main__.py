@@ -26,7 +26,8 @@ PEER_SIZES = (100, 1_000)
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="N up to 1,000 (skips the 10,000-step runs)")
+                   help="a smoke run in about a minute: N = 100, 100 daemon runs, a history of "
+                        "10,000 runs (figures are not comparable with a full run's)")
     p.add_argument("--only", action="append", choices=SECTIONS, metavar="NAME",
                    help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
     p.add_argument("--peers", action="store_true",
@@ -41,7 +42,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     sections = args.only or list(SECTIONS)
-    sizes = (100, 1_000) if args.quick else (100, 1_000, 10_000)
+    # --quick: a smoke run (CI runs it), every section at a small size, in about a minute.
+    sizes = (100,) if args.quick else (100, 1_000, 10_000)
+    peer_sizes = (100,) if args.quick else PEER_SIZES
     info: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M %Z"),
                             "machine": report.machine(), "argv": sys.argv[1:],
                             "load": {"start": os.getloadavg()[0], "sections": {}}}
@@ -59,24 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         from . import peers
         if not peers.installed():
             section("installing peers", lambda: peers.install() or [])
-    if "engine" in sections or "peers" in sections:
+    if "engine" in sections:
         from . import engine
-        engine_sizes = sizes if "engine" in sections else PEER_SIZES
-        rows += section("engine", lambda: asyncio.run(engine.collect(engine_sizes)))
+        rows += section("engine", lambda: asyncio.run(engine.collect(sizes)))
     if "commands" in sections:
         from . import commands
-        rows += section("commands", lambda: asyncio.run(commands.collect()))
+        rows += section("commands", lambda: asyncio.run(commands.collect(quick=args.quick)))
     if "peers" in sections:
         from . import peers
-        ours = {(r.extra["shape"], r.extra["n"]): r.value for r in rows
-                if r.section == "engine" and "n" in r.extra}
-        rows += section("peers", lambda: peers.collect(PEER_SIZES, ours))
+        rows += section("peers", lambda: peers.collect(peer_sizes))
     if "daemon" in sections:
         from . import daemon
-        rows += section("daemon", daemon.daemon_rows)
+        rows += section("daemon", lambda: daemon.daemon_rows(runs=100 if args.quick else daemon.RUNS))
     if "history" in sections:
         from . import daemon
-        rows += section("history", daemon.history_rows)
+        rows += section("history", lambda: daemon.history_rows(10_000 if args.quick else 100_000))
     info["load"]["end"] = os.getloadavg()[0]
 
     print(report.header(info))

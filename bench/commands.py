@@ -59,12 +59,12 @@ def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
-async def collect() -> list[Row]:
+async def collect(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-commands-") as tmp:
         workdir = Path(tmp)
         await bare(10), await ours(workdir, 10)  # warm up imports and the page cache
         mine, plain, piped = [], [], []
-        for _ in range(REPEAT):  # interleaved, so a burst of load hits both sides alike
+        for _ in range(1 if quick else REPEAT):  # interleaved: a burst of load hits all alike
             plain.append(await bare())
             mine.append(await ours(workdir))
             piped.append(await bare(pipes=True))

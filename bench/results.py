@@ -35,6 +35,11 @@ def at_most(value: float | None, limit: float, unit: str) -> tuple[str, bool | N
     return f"<= {limit:g} {unit}", None if value is None else value <= limit
 
 
+def at_least(value: float | None, limit: float, unit: str) -> tuple[str, bool | None]:
+    """(target text, whether value meets it) for a lower bound."""
+    return f">= {limit:g} {unit}", None if value is None else value >= limit
+
+
 def median_time(fn: Callable[[], Any], repeat: int) -> float:
     """Median wall time of fn() in seconds over repeat calls."""
     times = []

@@ -60,3 +60,50 @@ def test_routing_bench_runs_at_a_small_size():
     assert [r.name.split(",")[0] for r in rows][1:] == [
         "route: explicit skill.action", "route: capability", "route: lexical", "route: lexical"]
     assert all(r.value is not None for r in rows)
+
+
+async def test_every_ms_per_step_row_is_per_step_at_every_size(tmp_path):
+    rows = await engine.collect((20,))
+    per_step = [r for r in rows if r.unit == "ms/step"]
+    assert {r.name for r in per_step} == {"chain N=20", "fanout N=20",
+                                          "chain N=20, plain-function step"}
+    for r in per_step:
+        assert r.value == pytest.approx(r.extra["seconds"] * 1000 / r.extra["n"]), r.name
+
+
+def test_history_holds_events_and_attempts_as_the_engine_leaves_them(tmp_path):
+    import sqlite3
+    from bench import history
+    db = history.generate(tmp_path / "state.db", 200)
+    with sqlite3.connect(db) as conn:
+        attempts = conn.execute("SELECT sum(attempts) FROM steps").fetchone()[0]
+        compensated = conn.execute("SELECT count(*) FROM steps WHERE status LIKE "
+                                   "'compensat%'").fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM attempts").fetchone()[0] == \
+            attempts + compensated
+        # an event per run's creation, start and end, per attempt, per step's end
+        events = dict(conn.execute("SELECT type, count(*) FROM events GROUP BY type"))
+        assert events["run_created"] == events["run_started"] == 200
+        assert events["step_started"] == attempts
+        # the events' triggers did not disturb the rows written as they end up
+        assert conn.execute("SELECT count(*) FROM steps WHERE status = 'running'"
+                            ).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM attempts WHERE status = 'running'"
+                            ).fetchone()[0] == 0
+
+
+def test_a_peer_answers_one_run_per_request_after_warming_up(tmp_path):
+    import sys
+    from bench.peers import Peer
+    fake = ("from bench.peers import serve\n"
+            "serve(lambda shape, n, workdir: {'seconds': n / 1000, 'persisted_rows': n},"
+            " warm=lambda workdir: None, version='fake 1.0')")
+    peer = Peer("fake", tmp_path, timeout=60, argv=[sys.executable, "-c", fake])
+    try:
+        assert peer.version == "fake 1.0"
+        assert peer.run("chain", 7) == {"shape": "chain", "n": 7, "version": "fake 1.0",
+                                        "seconds": 0.007, "persisted_rows": 7}
+        assert peer.run("fanout", 3)["n"] == 3
+    finally:
+        peer.close()
+    assert peer.proc.returncode == 0
