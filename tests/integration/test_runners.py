@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -54,6 +55,31 @@ async def test_params_in_result_out_and_environment():
     """)
     result = await run_command(argv, {"a": [1, 2]}, ctx(attempt=3), env={"EXTRA": "x"})
     assert result == {"got": {"a": [1, 2]}, "key": "r1/s1", "attempt": "3", "extra": "x"}
+
+
+async def test_the_command_is_fed_while_its_process_is_being_recorded(tmp_path):
+    # Recording the process group (a commit) and serving the command's pipes overlap:
+    # here the record waits until the command has read its params and written a file,
+    # which it could not do if its stdin were fed only after the record.
+    fed = tmp_path / "fed"
+    argv = py_command(f"""
+        import json, sys
+        p = json.load(sys.stdin)
+        open({str(fed)!r}, "w").write("yes")
+        print(json.dumps(p))
+    """)
+    recorded = []
+
+    async def on_spawn(pid: int) -> None:
+        deadline = time.monotonic() + 20
+        while not fed.exists():
+            assert time.monotonic() < deadline, "the command was not fed while being recorded"
+            await asyncio.sleep(0.01)
+        recorded.append(pid)
+
+    context = dataclasses.replace(ctx(), on_spawn=on_spawn)
+    assert await run_command(argv, {"a": 1}, context) == {"a": 1}
+    assert len(recorded) == 1
 
 
 @pytest.mark.parametrize("out,expected", [("", None), ("plain words\n", {"stdout": "plain words"})])
