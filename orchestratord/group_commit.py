@@ -32,20 +32,24 @@ INSERT = ("INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
 Row = tuple[str, float, str, str | None, int | None, str]
 
 
-def insert_events(conn: sqlite3.Connection, rows: list[Row]) -> list[int | sqlite3.Error]:
+def insert_events(conn: sqlite3.Connection, rows: list[Row],
+                  required: list[bool]) -> list[int | sqlite3.Error]:
     """On the database's thread: rows in one transaction; per row its seq, or the error
     that rolled back that row alone. Raises (with nothing written) if the batch as a
-    whole cannot be committed."""
+    whole cannot be committed, or if a required row fails: another row of the batch
+    may depend on it (a dependent's start on the end of the step before it)."""
     if len(rows) == 1:  # one event: one autocommit statement, as it always was
         return [conn.execute(INSERT, rows[0]).lastrowid]
     out: list[int | sqlite3.Error] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for row in rows:
+        for row, must in zip(rows, required):
             conn.execute("SAVEPOINT event")
             try:
                 out.append(conn.execute(INSERT, row).lastrowid)
             except sqlite3.Error as exc:
+                if must:
+                    raise
                 conn.execute("ROLLBACK TO event")
                 out.append(exc)
             conn.execute("RELEASE event")
@@ -58,42 +62,63 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row]) -> list[int | sqlit
 
 
 class GroupCommit:
-    """Batches appends; `run(rows)` writes one batch (on the database's thread) and
-    `lock` keeps batches apart from the store's other transactions."""
+    """Batches appends; `run(rows, required)` writes one batch (on the database's
+    thread) and `lock` keeps batches apart from the store's other transactions."""
 
-    def __init__(self, run: Callable[[list[Row]], Awaitable[list[Any]]], lock: asyncio.Lock,
-                 error: Callable[[sqlite3.Error], Exception]):
+    def __init__(self, run: Callable[[list[Row], list[bool]], Awaitable[list[Any]]],
+                 lock: asyncio.Lock, error: Callable[[sqlite3.Error], Exception]):
         self._run, self._lock, self._error = run, lock, error
-        self._batch: list[tuple[Row, asyncio.Future]] = []
+        self._batch: list[tuple[Row, asyncio.Future, bool]] = []
+        self._scheduled = False  # a writer will take self._batch
         self._writers: set[asyncio.Task] = set()
+
+    def _enqueue(self, row: Row, required: bool) -> asyncio.Future:
+        done = asyncio.get_running_loop().create_future()
+        self._batch.append((row, done, required))
+        return done
 
     async def append(self, row: Row) -> int:
         """Write row; returns its seq once the transaction holding it is committed."""
-        done = asyncio.get_running_loop().create_future()
-        self._batch.append((row, done))
-        if len(self._batch) == 1 and not self._lock.locked():
-            # A lone event and nothing being written (a chain's every step): write it now,
-            # in this task, as one statement; no task, no extra loop turn. What is
-            # appended meanwhile forms the next batch.
+        done = self._enqueue(row, False)
+        if len(self._batch) == 1 and not self._scheduled and not self._lock.locked():
+            # A lone event and nothing being written: write it now, in this task, as one
+            # statement; no task, no extra loop turn. What is appended meanwhile forms
+            # the next batch.
+            self._scheduled = True
             await self._write()
-        elif len(self._batch) == 1:
-            # The first of a batch while another is written: a task writes it, with all
-            # that is appended until the lock is free.
-            task = asyncio.create_task(self._write())
-            self._writers.add(task)
-            task.add_done_callback(self._writers.discard)
+        else:
+            self.flush()
         # A caller cancelled while it waits cancels only its own future: its event is
         # written with the batch anyway, as a statement already handed to SQLite was.
         return await done
 
+    def defer(self, row: Row) -> asyncio.Future:
+        """Queue row for the next batch without writing it yet; the future gets its seq
+        once committed. Whoever defers must call `flush` (at the latest when it next
+        waits for anything), else the row waits for the next append. A deferred row is
+        required: if it fails, its whole batch fails (see insert_events)."""
+        return self._enqueue(row, True)
+
+    def flush(self) -> None:
+        """Have a task write what is queued, with what else is appended before it runs."""
+        if self._batch and not self._scheduled:
+            self._scheduled = True
+            task = asyncio.create_task(self._write())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+
     async def _write(self) -> None:
         async with self._lock:
+            self._scheduled = False
             batch, self._batch = self._batch, []
+            if not batch:
+                return
             try:
-                results = await self._run([row for row, _ in batch])
+                results = await self._run([row for row, _, _ in batch],
+                                          [must for _, _, must in batch])
             except BaseException as exc:  # cancelled, or the batch could not be committed
                 failure = self._error(exc) if isinstance(exc, sqlite3.Error) else exc
-                for _, done in batch:
+                for _, done, _ in batch:
                     if not done.done():
                         if isinstance(exc, Exception):
                             done.set_exception(failure)
@@ -102,7 +127,7 @@ class GroupCommit:
                 if not isinstance(exc, Exception):
                     raise
                 return
-        for (_, done), result in zip(batch, results):
+        for (_, done, _), result in zip(batch, results):
             if done.done():
                 continue
             if isinstance(result, sqlite3.Error):
@@ -112,5 +137,6 @@ class GroupCommit:
 
     async def drain(self) -> None:
         """Wait until every batch begun is written."""
+        self.flush()
         while self._writers:
             await asyncio.gather(*self._writers, return_exceptions=True)

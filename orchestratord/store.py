@@ -412,9 +412,21 @@ class Store:
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
                             result: Any = None, error: str | None = None) -> int:
         """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
-        return await self._append(run_id, f"step_{status}", step_id, attempt, {
-            **({"result": result} if result is not None else {}),
-            **({"error": error} if error else {})})
+        return await self._append(run_id, f"step_{status}", step_id, attempt,
+                                  _outcome(result, error))
+
+    def step_finished_later(self, run_id: str, step_id: str, status: str, *,
+                            attempt: int | None, result: Any = None,
+                            error: str | None = None) -> asyncio.Future:
+        """`step_finished`, committed with the next batch of events (group_commit.py:
+        `defer`); the future gets its seq once committed. Call `flush` soon."""
+        return self._events.defer((run_id, time.time(), f"step_{status}", step_id, attempt,
+                                   _dumps(_outcome(result, error))))
+
+    def flush(self) -> None:
+        """Have the events queued by `..._later` written, with whatever else is appended
+        before the writer runs."""
+        self._events.flush()
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:
@@ -492,6 +504,11 @@ class Store:
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
         return rows[0][0]
+
+
+def _outcome(result: Any, error: str | None) -> dict[str, Any]:
+    return {**({"result": result} if result is not None else {}),
+            **({"error": error} if error else {})}
 
 
 def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:

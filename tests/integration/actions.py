@@ -36,3 +36,12 @@ def echo(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def fail(params: dict[str, Any], ctx: Any) -> None:
     raise StepFailure(params.get("message", "told to fail"), retryable=params.get("retryable", False),
                       result=params.get("result"))
+
+
+async def committed_before_me(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The statuses of params.steps as another connection reads them from params.db."""
+    import sqlite3
+    with sqlite3.connect(params["db"]) as conn:
+        rows = conn.execute("SELECT step_id, status FROM steps WHERE run_id = ?",
+                            (ctx.run_id,)).fetchall()
+    return {step: status for step, status in rows if step in params["steps"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,43 @@ async def test_close_waits_for_a_batch_being_written(tmp_path):
     assert all(isinstance(t.result(), int) for t in appends)
     with sqlite3.connect(tmp_path / "state.db") as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE type = 'note'").fetchone() == (20,)
+
+
+def _chain(n: int, db: Path, tmp_path: Path):
+    from orchestratord.loader import load_data
+    from orchestratord.skills import Registry
+    steps = [{"id": f"s{i}", "skill": "t", "action": "check",
+              "params": {"db": str(db), "steps": [f"s{i - 1}"]}} for i in range(n)]
+    return load_data({"skills": {"t": {"actions": {"check": {
+                          "python": "tests.integration.actions:committed_before_me"}}}},
+                      "workflow": {"name": "chain", "steps": steps}},
+                     str(tmp_path / "chain.json"), Registry(), tmp_path)
+
+
+async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_runs(tmp_path):
+    import aiosqlite.core
+    from orchestratord.engine import Engine
+    db = tmp_path / "state.db"
+    store = await Store.open(db)
+    n, calls = 30, []
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        calls.append(fn)
+        return await original(self, fn, *args, **kwargs)
+    try:
+        aiosqlite.core.Connection._execute = counted
+        result = await Engine(store).run(_chain(n, db, tmp_path))
+    finally:
+        aiosqlite.core.Connection._execute = original
+        await store.close()
+    assert result.status == "succeeded"
+    with sqlite3.connect(db) as conn:
+        seen = dict(conn.execute("SELECT step_id, result FROM steps WHERE run_id = ?",
+                                 (result.run_id,)).fetchall())
+    # Each step read, from another connection, the step before it already succeeded.
+    for i in range(1, n):
+        assert seen[f"s{i}"] == f'{{"s{i - 1}":"succeeded"}}', i
+    # A step's end and the next step's start share a transaction: about one round trip
+    # to the database thread a step (it was two), plus the run's own few.
+    assert len(calls) <= n + 20, len(calls)  # two a step would be 2n + 16
