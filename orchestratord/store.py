@@ -251,28 +251,44 @@ class Store:
                          params: dict[str, Any], steps: list[tuple[str, str, str]]) -> str:
         """Record a new pending run and its steps (id, skill, action); returns its id."""
         run_id = secrets.token_hex(6)
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await conn.execute(
-                    "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
-                     time.time()))
-                await conn.executemany(
-                    "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
-                    "VALUES (?,?,?,?,?, 'pending', ?)",
-                    [(run_id, sid, i, skill, action, workflow)
-                     for i, (sid, skill, action) in enumerate(steps)])
-                await conn.execute(
-                    "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                    (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                 time.time()))
+            conn.executemany(
+                "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
+                "VALUES (?,?,?,?,?, 'pending', ?)",
+                [(run_id, sid, i, skill, action, workflow)
+                 for i, (sid, skill, action) in enumerate(steps)])
+            conn.execute(
+                "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
+                (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
+        await self._transaction(record)
         return run_id
+
+    async def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """work(conn) in one IMMEDIATE transaction, run whole on the database's thread:
+        one round trip instead of one a statement (counted: a 3-step run took 19 round
+        trips, create_run's five and acquire_lease's four among them, each holding the
+        write lock that every other write waits for; now 12). The same statements in the same
+        transaction as before; only a caller cancelled meanwhile no longer rolls it back
+        half way: it is committed whole, as if the caller had been cancelled just after
+        (a pending run is picked up at the daemon's next start)."""
+        def transaction(conn: sqlite3.Connection) -> Any:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return out
+        async with self._write:
+            return await self._conn.run(transaction)
 
     async def get_run(self, run_id: str) -> RunRow:
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -321,27 +337,20 @@ class Store:
 
     async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run for owner, or raise LeaseHeld naming who drives it."""
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = await conn.execute_fetchall(
-                    "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
-                if not rows:
-                    raise RunNotFound(f"no run '{run_id}'")
-                holder, expires = rows[0]
-                now = time.time()
-                if holder != owner and _live_lease(holder, expires, now):
-                    raise LeaseHeld(f"run {run_id} is being driven by {holder} "
-                                    f"(lease for {expires - now:.0f} s more)")
-                # A cancel requested before stays: the new owner honours it (request_cancel).
-                await conn.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
-                    (owner, now + ttl, run_id))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+        def take(conn: sqlite3.Connection) -> None:
+            rows = conn.execute(
+                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,)).fetchall()
+            if not rows:
+                raise RunNotFound(f"no run '{run_id}'")
+            holder, expires = rows[0]
+            now = time.time()
+            if holder != owner and _live_lease(holder, expires, now):
+                raise LeaseHeld(f"run {run_id} is being driven by {holder} "
+                                f"(lease for {expires - now:.0f} s more)")
+            # A cancel requested before stays: the new owner honours it (request_cancel).
+            conn.execute("UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
+                         (owner, now + ttl, run_id))
+        await self._transaction(take)
 
     async def driven(self, run_id: str) -> bool:
         """Whether a live process holds the run's lease (drives it now)."""

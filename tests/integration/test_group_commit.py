@@ -113,3 +113,31 @@ async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_ru
     # A step's end and the next step's start share a transaction: about one round trip
     # to the database thread a step (it was two), plus the run's own few.
     assert len(calls) <= n + 20, len(calls)  # two a step would be 2n + 16
+
+
+async def test_recording_a_run_and_taking_its_lease_are_one_round_trip_each(tmp_path):
+    import aiosqlite.core
+    from orchestratord.errors import LeaseHeld
+    store = await Store.open(tmp_path / "state.db")
+    calls = []
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        calls.append(fn)
+        return await original(self, fn, *args, **kwargs)
+    try:
+        aiosqlite.core.Connection._execute = counted
+        run_id = await store.create_run("w", {}, "w.yaml", {}, [("a", "s", "x"), ("b", "s", "x")])
+        await store.acquire_lease(run_id, "me", 60)
+        assert len(calls) == 2
+        # a held lease is refused, and the refusal leaves nothing half done
+        with pytest.raises(LeaseHeld, match="being driven by me"):
+            await store.acquire_lease(run_id, "someone-else", 60)
+    finally:
+        aiosqlite.core.Connection._execute = original
+    try:
+        assert (await store.get_run(run_id)).lease_owner == "me"
+        assert [s.step_id for s in await store.steps(run_id)] == ["a", "b"]
+        await store.record_event(run_id, "note")  # the connection is usable: no open transaction
+    finally:
+        await store.close()
