@@ -283,11 +283,11 @@ def _store_call(args: argparse.Namespace, fn: Any) -> Any:
 
 def _runs(args: argparse.Namespace) -> int:
     if _remote(args):
-        from . import remote
+        from . import client
         from urllib.parse import urlencode
         query = urlencode({k: v for k, v in (("workflow", args.workflow), ("status", args.status),
                                              ("limit", args.limit)) if v})
-        runs = remote.as_rows(remote.call(_socket(args), "GET", f"/runs?{query}"))
+        runs = client.as_rows(client.request(_socket(args), "GET", f"/runs?{query}"))
     else:
         from .redact import RunRedactor
         runs = _store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
@@ -308,13 +308,13 @@ def _show(args: argparse.Namespace) -> int:
         return RunRedactor.for_run(run).rows(run, await store.steps(run.id),
                                              await store.attempts(run.id))
     if _remote(args):
-        from . import remote
-        data = remote.call(_socket(args), "GET", f"/runs/{args.run}")
+        from . import client
+        data = client.request(_socket(args), "GET", f"/runs/{args.run}")
         if args.json:
             print(json.dumps(data, indent=2))
             return 0
-        run, steps, attempts = (remote.as_rows([data])[0], remote.as_rows(data["steps"]),
-                                remote.as_rows(data["attempts"]))
+        run, steps, attempts = (client.as_rows([data])[0], client.as_rows(data["steps"]),
+                                client.as_rows(data["attempts"]))
     else:
         run, steps, attempts = _store_call(args, fetch)
     if args.json:
@@ -331,8 +331,8 @@ def _report(args: argparse.Namespace) -> int:
     if _remote(args):
         # The daemon builds (and redacts) the model; any format renders from it here.
         from urllib.parse import quote
-        from . import remote
-        model = remote.call(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
+        from . import client
+        model = client.request(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
                                                   "?format=json")
     else:
         model = _store_call(args, lambda store: build_report(store, args.run))
@@ -356,11 +356,11 @@ def _stats(args: argparse.Namespace) -> int:
     since = stats.parse_since(args.since) if args.since else None  # bad input: exit 2, here
     if _remote(args):
         from urllib.parse import urlencode
-        from . import remote
+        from . import client
         query = urlencode({k: v for k, v in (("workflow", args.workflow),
                                              ("since", args.since)) if v})
         rows = [stats.ActionStats(**item)
-                for item in remote.call(_socket(args), "GET", f"/stats?{query}")]
+                for item in client.request(_socket(args), "GET", f"/stats?{query}")]
     else:
         import asyncio
         # The store opens (and migrates) the database; the statistics read it on their own.
@@ -376,8 +376,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     if _remote(args):
-        from . import remote
-        remote.call(_socket(args), "POST", f"/runs/{args.run}/cancel")
+        from . import client
+        client.request(_socket(args), "POST", f"/runs/{args.run}/cancel")
         print(f"cancel requested for run {args.run}")
         return 0
 
@@ -394,8 +394,8 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _workflows(args: argparse.Namespace) -> int:
-    from . import remote
-    for w in remote.call(_socket(args), "GET", "/workflows"):
+    from . import client
+    for w in client.request(_socket(args), "GET", "/workflows"):
         print(f"{w['name']}\t{w['steps']} steps\t{w['file']}")
     return 0
 

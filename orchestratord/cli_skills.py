@@ -42,11 +42,11 @@ def skills(args: argparse.Namespace) -> int:
     name = getattr(args, "name", None)
     if _remote(args):
         from urllib.parse import quote
-        from . import remote
+        from . import client
         if name is None:
-            described = remote.call(_socket(args), "GET", "/skills")
+            described = client.request(_socket(args), "GET", "/skills")
         else:
-            entry = remote.call(_socket(args), "GET", f"/skills/{quote(name, safe='')}")
+            entry = client.request(_socket(args), "GET", f"/skills/{quote(name, safe='')}")
             return _print_skill(entry, entry.pop("document"), args.json)
     else:
         registry = _registry(args)
@@ -93,8 +93,8 @@ def route(args: argparse.Namespace) -> int:
     """Exit 0 when matched, 1 when ambiguous or none; with --run, the run's exit status."""
     from .cli import _remote, _socket
     if _remote(args) and not args.skills:
-        from . import remote
-        answer = remote.call(_socket(args), "POST", "/route",
+        from . import client
+        answer = client.request(_socket(args), "POST", "/route",
                              {"text": args.text, "limit": args.limit})
     else:
         answer = _registry(args).router().route(args.text, args.limit).as_dict()

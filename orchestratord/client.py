@@ -12,6 +12,7 @@ import http.client
 import json
 import socket as socket_
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, AsyncIterator
 
 from .errors import OrchestratorError, ParamsError, RunNotFound, RunStateError
@@ -58,6 +59,11 @@ class _UnixConnection(http.client.HTTPConnection):
             raise
         sock.settimeout(self.timeout)
         self.sock = sock
+
+
+def as_rows(items: list[dict[str, Any]]) -> list[SimpleNamespace]:
+    """Records from the daemon as objects with attributes, as the renderers take rows."""
+    return [SimpleNamespace(**item) for item in items]
 
 
 def request(socket: Path, method: str, path: str, body: Any = None,

@@ -16,10 +16,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from .client import Client, DaemonError, request
+from .client import Client, DaemonError
 from .progress import Progress
 from .stopping import StopHandler, exit_status
 from .store import TERMINAL
@@ -57,14 +56,6 @@ def resume(socket: Path, run_id: str, *, as_json: bool) -> int:
             run_id_ = (await client.call("POST", f"/runs/{run_id}/resume"))["run_id"]
             return await _follow(client, run_id_, as_json)
     return asyncio.run(go())
-
-
-def call(socket: Path, method: str, path: str, body: Any = None) -> Any:
-    return request(socket, method, path, body)
-
-
-def as_rows(items: list[dict[str, Any]]) -> list[SimpleNamespace]:
-    return [SimpleNamespace(**item) for item in items]
 
 
 async def _follow(client: Client, run_id: str, as_json: bool) -> int:

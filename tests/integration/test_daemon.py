@@ -31,6 +31,22 @@ def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
     d.notify.wait_for("STOPPING=1")
 
 
+def test_a_query_against_the_daemon_imports_neither_asyncio_nor_the_store(env, daemon):
+    # `orchestratorctl runs` is started per command: what it imports is most of its
+    # time (python -X importtime: asyncio and the store with aiosqlite were 80 ms).
+    (env / "workflows" / "hello.yaml").write_text(workflow("hello", env / "ledger"))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    probe = ("import sys\n"
+             "from orchestratord import cli\n"
+             f"code = cli.main(['--socket', {str(env / 'run' / 'control.sock')!r}, 'runs'])\n"
+             "heavy = sorted(m for m in ('asyncio', 'aiosqlite', 'aiohttp', 'orchestratord.store')"
+             " if m in sys.modules)\n"
+             "print(code, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out
+
+
 def test_bad_requests_get_4xx_and_the_daemon_keeps_serving(env, daemon):
     (env / "workflows" / "hello.yaml").write_text(workflow("hello", env / "ledger", steps=1))
     d = daemon()
