@@ -58,6 +58,20 @@ def history(tmp_path) -> Path:
     return db
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 19, 20, 21, 40])
+def test_percentiles_are_nearest_rank_for_any_count_sought_from_either_end(tmp_path, n):
+    # Durations n, n-1, ..., 1 with ties (every value twice but one): the ranks above the
+    # median are sought from the top of the index, the others from the bottom.
+    durations = sorted([float(d) for d in range(1, n + 1)] * 2)[:2 * n - 1]
+    write_history(tmp_path / "state.db", [
+        RunSpec("w", T0 + i, "succeeded", [StepSpec("k", "a", "succeeded", 1, d)])
+        for i, d in enumerate(reversed(durations))])
+    [only] = stats.compute(tmp_path / "state.db")
+    for percent, got in ((50, only.p50), (95, only.p95)):
+        rank = max(1, -(-percent * len(durations) // 100))  # ceil
+        assert got == durations[rank - 1], (percent, len(durations))
+
+
 def by_action(result: list[stats.ActionStats]) -> dict[str, stats.ActionStats]:
     return {f"{s.skill}.{s.action}": s for s in result}
 
