@@ -32,6 +32,20 @@ INSERT = ("INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
 Row = tuple[str, float, str, str | None, int | None, str]
 
 
+def in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    """On the database's thread: work(conn) in one IMMEDIATE transaction, committed
+    whole or rolled back whole (whatever it raised is raised)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return out
+
+
 def insert_events(conn: sqlite3.Connection, rows: list[Row],
                   required: list[bool]) -> list[int | sqlite3.Error]:
     """On the database's thread: rows in one transaction; per row its seq, or the error
@@ -40,9 +54,9 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
     may depend on it (a dependent's start on the end of the step before it)."""
     if len(rows) == 1:  # one event: one autocommit statement, as it always was
         return [conn.execute(INSERT, rows[0]).lastrowid]
-    out: list[int | sqlite3.Error] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+
+    def insert(conn: sqlite3.Connection) -> list[int | sqlite3.Error]:
+        out: list[int | sqlite3.Error] = []
         for row, must in zip(rows, required):
             conn.execute("SAVEPOINT event")
             try:
@@ -53,12 +67,8 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
                 conn.execute("ROLLBACK TO event")
                 out.append(exc)
             conn.execute("RELEASE event")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return out
+        return out
+    return in_transaction(conn, insert)
 
 
 class GroupCommit:

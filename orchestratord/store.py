@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 import aiosqlite
 
 from .errors import LeaseHeld, RunNotFound, StoreError
-from .group_commit import GroupCommit, insert_events
+from .group_commit import GroupCommit, in_transaction, insert_events
 from .migrations import MIGRATIONS
 from .processes import alive
 
@@ -277,18 +277,8 @@ class Store:
         transaction as before; only a caller cancelled meanwhile no longer rolls it back
         half way: it is committed whole, as if the caller had been cancelled just after
         (a pending run is picked up at the daemon's next start)."""
-        def transaction(conn: sqlite3.Connection) -> Any:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                out = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return out
         async with self._write:
-            return await self._conn.run(transaction)
+            return await self._conn.run(in_transaction, work)
 
     async def get_run(self, run_id: str) -> RunRow:
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))

@@ -4,13 +4,32 @@ still returns only once its own event is committed (orchestratord/group_commit.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from orchestratord.errors import StoreError
 from orchestratord.store import Store
+
+
+@contextlib.contextmanager
+def round_trips() -> Iterator[list]:
+    """The calls run on aiosqlite's thread meanwhile: one round trip each."""
+    import aiosqlite.core
+    calls: list = []
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        calls.append(fn)
+        return await original(self, fn, *args, **kwargs)
+    aiosqlite.core.Connection._execute = counted
+    try:
+        yield calls
+    finally:
+        aiosqlite.core.Connection._execute = original
 
 
 async def _traced(store: Store) -> list[str]:
@@ -87,21 +106,14 @@ def _chain(n: int, db: Path, tmp_path: Path):
 
 
 async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_runs(tmp_path):
-    import aiosqlite.core
     from orchestratord.engine import Engine
     db = tmp_path / "state.db"
     store = await Store.open(db)
-    n, calls = 30, []
-    original = aiosqlite.core.Connection._execute
-
-    async def counted(self, fn, *args, **kwargs):
-        calls.append(fn)
-        return await original(self, fn, *args, **kwargs)
+    n = 30
     try:
-        aiosqlite.core.Connection._execute = counted
-        result = await Engine(store).run(_chain(n, db, tmp_path))
+        with round_trips() as calls:
+            result = await Engine(store).run(_chain(n, db, tmp_path))
     finally:
-        aiosqlite.core.Connection._execute = original
         await store.close()
     assert result.status == "succeeded"
     with sqlite3.connect(db) as conn:
@@ -116,26 +128,17 @@ async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_ru
 
 
 async def test_recording_a_run_and_taking_its_lease_are_one_round_trip_each(tmp_path):
-    import aiosqlite.core
     from orchestratord.errors import LeaseHeld
     store = await Store.open(tmp_path / "state.db")
-    calls = []
-    original = aiosqlite.core.Connection._execute
-
-    async def counted(self, fn, *args, **kwargs):
-        calls.append(fn)
-        return await original(self, fn, *args, **kwargs)
     try:
-        aiosqlite.core.Connection._execute = counted
-        run_id = await store.create_run("w", {}, "w.yaml", {}, [("a", "s", "x"), ("b", "s", "x")])
-        await store.acquire_lease(run_id, "me", 60)
+        with round_trips() as calls:
+            run_id = await store.create_run("w", {}, "w.yaml", {},
+                                            [("a", "s", "x"), ("b", "s", "x")])
+            await store.acquire_lease(run_id, "me", 60)
         assert len(calls) == 2
         # a held lease is refused, and the refusal leaves nothing half done
         with pytest.raises(LeaseHeld, match="being driven by me"):
             await store.acquire_lease(run_id, "someone-else", 60)
-    finally:
-        aiosqlite.core.Connection._execute = original
-    try:
         assert (await store.get_run(run_id)).lease_owner == "me"
         assert [s.step_id for s in await store.steps(run_id)] == ["a", "b"]
         await store.record_event(run_id, "note")  # the connection is usable: no open transaction
