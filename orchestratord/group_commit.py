@@ -3,10 +3,11 @@ written in one transaction, in one call on the database's thread.
 
 Why: each append used to be its own transaction and its own round trip to aiosqlite's
 thread (a queue put that wakes the thread, the result sent back through the loop's
-self-pipe). Profiled on a fan-out of 10,000 no-op steps, those hand-offs and 20,000
-COMMITs were most of the run: the steps that start together, and those that end
-together, each paid their own. Batched, a fan-out's starts are one transaction and
-steps ending at the same loop turn share one.
+self-pipe): in a fan-out the steps that start together, and those that end together,
+each paid their own (cProfile: most of the run was the loop in epoll, waiting for that
+thread). Batched, a fan-out's starts are one transaction and steps ending at the same
+loop turn share one: a fan-out of 1,000 went from 0.83-1.28 to 0.28-0.45 ms a step,
+old and new code interleaved in one process.
 
 Why it is still safe (README: "a step's outcome is committed before any step that
 depends on it starts"): every caller of `append` returns only after the COMMIT that

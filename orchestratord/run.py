@@ -239,7 +239,7 @@ class RunDriver:
         A succeeded step queues its outcome (store.step_finished_later); its dependents
         are decided on it in memory and their tasks created before the queue is written,
         so their starts join the same transaction: a chain commits once a step, not
-        twice (profiled: that round trip was a third of a no-op step's time). Still
+        twice (counted: 2.03 -> 1.03 round trips to the database thread a step). Still
         safe (a step's outcome is committed before any dependent starts): a dependent
         runs only once its start is committed, in the outcome's transaction or a later
         one; an outcome is a required row (its failure fails its whole batch); and a
