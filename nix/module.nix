@@ -55,7 +55,9 @@ let
       }
       ''
         cp "$settings" settings.json
-        if ! orchestratord --check --settings settings.json; then
+        # The build sandbox has none of the system's groups: socket_group is asserted
+        # against users.groups below instead.
+        if ! orchestratord --check --skip-host-checks --settings settings.json; then
           echo "${opt}.settings is not valid (see above)." >&2
           exit 1
         fi
@@ -279,6 +281,12 @@ in
         assertion = builtins.match "[A-Za-z0-9_.-]+" name != null;
         message = "${opt}.secrets.${name}: a credential name is letters, digits, `_`, `.` and `-`.";
       }) cfg.secrets
+      ++ [
+        {
+          assertion = cfg.settings.socket_group == null || config.users.groups ? ${cfg.settings.socket_group};
+          message = "${opt}.settings.socket_group: no group `${toString cfg.settings.socket_group}` in users.groups; declare it (users.groups.<name> = { };) or leave socket_group unset.";
+        }
+      ]
       ++ lib.mapAttrsToList (name: w: {
         assertion = lib.all (s: s != "") (lib.toList w.startAt);
         message = "${opt}.workflows.${name}.startAt: an empty calendar event; use [ ] for no timer.";

@@ -299,9 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")
+    parser.add_argument("--skip-host-checks", action="store_true",
+                        help="with --check: skip what depends on this host (whether "
+                             "socket_group exists), for checking in a build sandbox")
     args = parser.parse_args(argv)
     if args.check:
-        return _check(args.settings)
+        return _check(args.settings, host_checks=not args.skip_host_checks)
     journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
     try:
         settings = load_settings(args.settings)
@@ -316,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check(path: Path | None) -> int:
+def _check(path: Path | None, *, host_checks: bool) -> int:
     """Validate a settings file as the daemon would read it, saying where it is wrong."""
     try:
-        load_settings(path)
+        load_settings(path, host_checks=host_checks)
     except OrchestratorError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return EX_CONFIG

@@ -7,6 +7,7 @@ for an unprivileged user.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,13 @@ class Settings(BaseModel):
         return {"state_dir": str(self.state_dir), "skills": self.skills}
 
 
-def load_settings(path: str | Path | None) -> Settings:
-    """Settings from a file (None: defaults); raises DefinitionError with positions."""
+def load_settings(path: str | Path | None, *, host_checks: bool = True) -> Settings:
+    """Settings from a file (None: defaults); raises DefinitionError with positions.
+
+    host_checks: also check what depends on the host that will run the daemon (the
+    socket group exists). A NixOS build checks the file in a sandbox without the
+    system's groups; the module checks the group against users.groups instead.
+    """
     if path is None:
         return Settings()
     doc = load_file(path)
@@ -78,4 +84,16 @@ def load_settings(path: str | Path | None) -> Settings:
     settings, problems = doc.validate(Settings)
     if settings is None:
         raise DefinitionError(problems)
+    if host_checks and settings.socket_group and not group_exists(settings.socket_group):
+        raise DefinitionError([doc.problem(
+            ("socket_group",), f"no group '{settings.socket_group}' on this host; create it "
+                               "(users.groups on NixOS) or leave socket_group unset")])
     return settings
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True

@@ -167,6 +167,15 @@ let
         );
         default = { };
       };
+      # nixos/modules/config/users-groups.nix; NixOS itself declares wheel and users.
+      users.groups = mkOption {
+        type = types.attrsOf (types.attrsOf types.unspecified);
+        default = { };
+      };
+    };
+    config.users.groups = {
+      wheel = { };
+      users = { };
     };
   };
 

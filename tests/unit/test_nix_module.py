@@ -70,7 +70,7 @@ def rendered_settings(out: dict[str, Any]) -> dict[str, Any]:
     """The settings JSON the module renders, taken from the build step that checks it."""
     entry = out["etc"][SETTINGS]
     assert entry["kind"] == "runCommand", "settings must be checked at build time"
-    assert "orchestratord --check --settings settings.json" in entry["script"]
+    assert "orchestratord --check --skip-host-checks --settings settings.json" in entry["script"]
     assert entry["nativeBuildInputs"] == ["agent-orchestrator-0.1.0"]
     return entry["inputs"]["settings"]["json"]
 
@@ -159,6 +159,7 @@ def test_settings_file_and_unit_drop_ins(tmp_path: Path) -> None:
         secrets.alert-token = "/run/keys/alert-token";
         alertUnits = [ "alert@%i.service" ];
         environment.OLLAMA_HOST = "127.0.0.1:11434";
+        settings.socket_group = "wheel";
     """))
     assert out["failedAssertions"] == [] and out["warnings"] == []
 
@@ -178,7 +179,7 @@ def test_settings_file_and_unit_drop_ins(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(settings))
     check = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--check",
-                            "--settings", str(path)], capture_output=True, text=True, timeout=60)
+                            "--skip-host-checks", "--settings", str(path)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
 
     daemon = out["services"]["orchestratord"]
@@ -285,6 +286,8 @@ def test_a_bad_workflow_fails_the_build_step_with_the_validators_message(tmp_pat
      "secrets.token: `/nix/store/abc-token` must be an absolute path outside the Nix store"),
     ('workflows.w = { startAt = ""; steps = [ { skill = "a"; action = "b"; } ]; };',
      "workflows.w.startAt: an empty calendar event"),
+    ('settings.socket_group = "no-such-group";',
+     "settings.socket_group: no group `no-such-group` in users.groups"),
 ])
 def test_assertions_name_the_option(options: str, message: str) -> None:
     out = nix_eval(module(options))
