@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("runs", help="list recent runs")
     c.add_argument("--workflow")
     c.add_argument("--status")
-    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--limit", type=_run_limit, default=20,
+                   help="at most this many runs")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("show", help="a run with its steps")
     c.add_argument("run")
@@ -85,6 +86,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("run")
     sub.add_parser("workflows", help="the workflows the daemon serves")
     return p
+
+
+def _run_limit(text: str) -> int:
+    from .store import MAX_RUNS_LISTED
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_RUNS_LISTED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to "
+                                         f"{MAX_RUNS_LISTED}, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +237,12 @@ def _socket(args: argparse.Namespace) -> Path:
     return args.socket or Path(os.environ.get("ORCHESTRATOR_SOCKET") or default_socket())
 
 
+def _quoted(run: str) -> str:
+    """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
+    from urllib.parse import quote
+    return quote(run, safe="")
+
+
 def _remote(args: argparse.Namespace) -> bool:
     """Whether runs/show/report/resume/cancel go to the daemon."""
     return args.state is None and _socket(args).is_socket()
@@ -232,7 +251,7 @@ def _remote(args: argparse.Namespace) -> bool:
 def _resume(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        return remote.resume(_socket(args), args.run, as_json=args.json)
+        return remote.resume(_socket(args), _quoted(args.run), as_json=args.json)
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
@@ -299,7 +318,7 @@ def _show(args: argparse.Namespace) -> int:
                                              await store.attempts(run.id))
     if _remote(args):
         from . import remote
-        data = remote.call(_socket(args), "GET", f"/runs/{args.run}")
+        data = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}")
         if args.json:
             print(json.dumps(data, indent=2))
             return 0
@@ -320,9 +339,8 @@ def _report(args: argparse.Namespace) -> int:
     from .report import build_report, render
     if _remote(args):
         # The daemon builds (and redacts) the model; any format renders from it here.
-        from urllib.parse import quote
         from . import remote
-        model = remote.call(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
+        model = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}/report"
                                                   "?format=json")
     else:
         model = _store_call(args, lambda store: build_report(store, args.run))
@@ -367,7 +385,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        remote.call(_socket(args), "POST", f"/runs/{args.run}/cancel")
+        remote.call(_socket(args), "POST", f"/runs/{_quoted(args.run)}/cancel")
         print(f"cancel requested for run {args.run}")
         return 0
 

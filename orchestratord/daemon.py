@@ -27,6 +27,7 @@ from . import __version__, journal, stats, workspaces
 from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
+from .connections import Guard
 from .engine import Engine
 from .loader import stored_definition
 from .metrics import Metrics
@@ -36,6 +37,10 @@ from .store import TERMINAL, Store
 
 log = logging.getLogger("orchestratord.daemon")
 EX_CONFIG = 78  # sysexits.h: a configuration error
+# Connections not yet accepted wait in the kernel and cost the daemon no descriptor.
+# asyncio also accepts up to this many at once before it reads any of them: more would
+# let a burst of idle clients crowd out (see connections.py) one whose request is there.
+BACKLOG = 128
 
 
 class Daemon:
@@ -58,6 +63,8 @@ class Daemon:
         self._changed = asyncio.Condition()
         self._status = ""
         self._runner: web.AppRunner | None = None
+        self.connections = Guard()  # the API's clients, bounded on both listeners
+        self._listeners: list[asyncio.AbstractServer] = []
         self.metrics = Metrics()
         self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
         self._metrics_runner: web.AppRunner | None = None
@@ -132,6 +139,9 @@ class Daemon:
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -161,7 +171,9 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
-        await web.UnixSite(self._runner, str(path)).start()
+        loop = asyncio.get_running_loop()
+        self._listeners.append(await loop.create_unix_server(
+            self.connections.factory(self._runner.server), str(path), backlog=BACKLOG))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
@@ -171,14 +183,18 @@ class Daemon:
     async def _serve_metrics(self, listen: str) -> None:
         """/metrics alone on TCP, for a Prometheus that cannot reach the unix socket."""
         host, _, port = listen.rpartition(":")
-        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
+        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics, self.connections),
+                                             access_log=None)
         await self._metrics_runner.setup()
         try:
-            await web.TCPSite(self._metrics_runner, host.strip("[]"), int(port)).start()
+            listener = await asyncio.get_running_loop().create_server(
+                self.connections.factory(self._metrics_runner.server), host.strip("[]"),
+                int(port), backlog=BACKLOG)
         except (OSError, OverflowError) as exc:  # in use, no such address, port > 65535
             raise OrchestratorError(f"metrics_listen {listen}: cannot listen: "
                                     f"{getattr(exc, 'strerror', None) or exc}") from exc
-        bound = self._metrics_runner.addresses[0]
+        self._listeners.append(listener)
+        bound = listener.sockets[0].getsockname()
         self.metrics_address = (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0]
                                 else f"{bound[0]}:{bound[1]}")
         log.info("metrics on http://%s/metrics", self.metrics_address)

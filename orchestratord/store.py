@@ -25,6 +25,7 @@ import aiosqlite
 from .errors import LeaseHeld, RunNotFound, StoreError
 from .migrations import MIGRATIONS
 
+MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
@@ -243,10 +244,12 @@ class Store:
         return run_id
 
     async def get_run(self, run_id: str) -> RunRow:
+        """The run with this id, or the only one whose id starts with it (literally)."""
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
+        if not rows and run_id:
+            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run.
             rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+                "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])
