@@ -198,7 +198,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     run = await d.store.get_run(request.match_info["run"])
     after = _int_query(request, "after", 0, 0, 2**63 - 1)
     follow = request.query.get("follow") in ("1", "true")
-    redacted = RunRedactor.for_run(run)
+    redacted = RunRedactor.for_run(run, await d.store.steps(run.id))
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     while True:

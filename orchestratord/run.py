@@ -87,6 +87,8 @@ class RunDriver:
         engine, workflow = self.engine, self.definition.workflow
         await self.store.acquire_lease(self.run_id, engine.owner, engine.lease_ttl)
         engine.secrets.add(self.run_id, redact.workflow_param_secrets(self.params, workflow.params))
+        for row in self.rows.values():  # a resumed run's results, as hunted when recorded
+            engine.secrets.add(self.run_id, redact.secret_values(row.result))
         keeper = asyncio.create_task(self._keep_lease())
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
@@ -105,6 +107,7 @@ class RunDriver:
                     status, error = "failed", f"outputs: {exc}"
             if status != "succeeded" and workflow.on_failure == "rollback":
                 status = await self._compensate()
+            outputs = self._shown(outputs)  # recorded and returned as shown
             await self._set(status, f"run_{status}", error=error, outputs=outputs)
             level = logging.INFO if status == "succeeded" else logging.ERROR
             self._log(level, "run_succeeded" if status == "succeeded" else "run_failed",
@@ -297,6 +300,7 @@ class RunDriver:
         started = time.monotonic()
         try:
             params = self._render(step.params, action)
+            shown = self._shown_params(step.params, params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -318,16 +322,19 @@ class RunDriver:
             async for attempt in retry.retrying(policy, failed_before=row.failed_attempts,
                                                 sleep=self.engine.sleep, before_sleep=before_sleep):
                 with attempt:
-                    result = await self._attempt(node_id, skill, action, params, timeout,
-                                                 limit, fields)
+                    result = await self._attempt(node_id, skill, action, params, shown,
+                                                 timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
                                            attempt=self.current_attempt[node_id], error=str(exc),
-                                           result=exc.result)
+                                           result=exc.result, shown=self._shown(exc.result))
             return self._finish_failed(node_id, exc)
+        # A value masked in the result by its key (token) is hunted wherever it goes next.
+        self.engine.secrets.add(self.run_id, redact.secret_values(result))
         await self.store.step_finished(self.run_id, node_id, "succeeded",
-                                       attempt=self.current_attempt[node_id], result=result)
+                                       attempt=self.current_attempt[node_id], result=result,
+                                       shown=self._shown(result))
         self._ended(node_id, "succeeded", result, None)
         self.views[node_id]["duration"] = time.monotonic() - started
         log.info("step %s succeeded", node_id, extra={"fields": fields})
@@ -338,16 +345,17 @@ class RunDriver:
         self._ended(node_id, "failed", exc.result, str(exc))
 
     async def _attempt(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                       timeout: float | None, limit: asyncio.Semaphore | None,
+                       shown: Any, timeout: float | None, limit: asyncio.Semaphore | None,
                        fields: dict[str, Any], kind: str = "action") -> Any:
         async with limit or contextlib.nullcontext():
-            return await self._attempt_now(node_id, skill, action, params, timeout, fields, kind)
+            return await self._attempt_now(node_id, skill, action, params, shown, timeout,
+                                           fields, kind)
 
     async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                           timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
+                           shown: Any, timeout: float | None, fields: dict[str, Any],
+                           kind: str) -> Any:
         number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
-        await self.store.attempt_started(self.run_id, node_id, number,
-                                         self._redacted(params, action), kind=kind)
+        await self.store.attempt_started(self.run_id, node_id, number, shown, kind=kind)
         self.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
                            "run_id": self.run_id, "workflow": self.definition.name,
                            "step_id": node_id, "attempt": number,
@@ -374,6 +382,7 @@ class RunDriver:
                               extra={"fields": fields})
                 raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
         except StepFailure as exc:
+            self.engine.secrets.add(self.run_id, redact.secret_values(exc.result))
             self._scrub_failure(exc)
             status = "timeout" if isinstance(exc, StepTimeout) else "failed"
             await self.store.attempt_failed(self.run_id, node_id, number, status=status,
@@ -405,9 +414,16 @@ class RunDriver:
                                                             f"params{where}: {error.message}"))
         return rendered
 
-    def _redacted(self, params: Any, action: ActionSpec) -> Any:
-        """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
-        return self.engine.secrets.scrub(self.run_id, redact.redact(params, action.params))
+    def _shown_params(self, source: Any, params: Any, action: ActionSpec) -> Any:
+        """Params as recorded: secret values masked, known secrets scrubbed from the rest,
+        and values templated from a secret param masked whole (a secret `true`)."""
+        shown = self._shown(params, action.params)
+        return redact.mask_templated(source, params, shown, redact.secret_param_names(
+            self.definition.workflow.params))
+
+    def _shown(self, value: Any, schema: Any = None) -> Any:
+        """A value as recorded for people: masked by schema and names, secrets scrubbed."""
+        return self.engine.secrets.scrub(self.run_id, redact.redact(value, schema))
 
     def _scrub_failure(self, exc: StepFailure) -> None:
         """Scrub a failure's message, stderr tail and result of this run's secrets."""
@@ -437,13 +453,15 @@ class RunDriver:
             self.current_attempt[row.step_id] = 0
             try:
                 # The stored params are redacted: render the step's own params again.
-                params = self._render(node.step.params, own) if spec.params is None \
-                    else self._render(spec.params, action)
+                source, target = (node.step.params, own) if spec.params is None \
+                    else (spec.params, action)
+                params = self._render(source, target)
+                shown = self._shown_params(source, params, target)
                 policy = action.retry or NO_RETRY
                 async for attempt in retry.retrying(policy, failed_before=0, sleep=self.engine.sleep,
                                                     before_sleep=_nothing):
                     with attempt:
-                        await self._attempt(row.step_id, skill, action, params,
+                        await self._attempt(row.step_id, skill, action, params, shown,
                                             action.timeout or self.engine.step_timeout, None,
                                             fields, kind="rollback")
             except StepFailure as exc:

@@ -346,11 +346,31 @@ class Store:
             "stderr_tail": stderr_tail, "kind": kind})
 
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
-                            result: Any = None, error: str | None = None) -> int:
-        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
-        return await self._append(run_id, f"step_{status}", step_id, attempt, {
-            **({"result": result} if result is not None else {}),
-            **({"error": error} if error else {})})
+                            result: Any = None, shown: Any = None, error: str | None = None) -> int:
+        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event.
+
+        result is kept as it is in steps.result (resume renders later steps from it);
+        the event records `shown`, the result with its secrets masked.
+        """
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = await conn.execute(
+                    "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (run_id, time.time(), f"step_{status}", step_id, attempt, _dumps({
+                        **({"result": shown} if shown is not None else {}),
+                        **({"error": error} if error else {})})))
+                await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
+                                   (_dumps(result), run_id, step_id))
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: {exc}") from exc
+                raise
+        return cursor.lastrowid
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:
