@@ -92,7 +92,7 @@ class Guard:
         self.evicted = 0
         self.expired = 0
 
-    def factory(self, make_protocol: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+    def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for loop.create_server/create_unix_server."""
         def make() -> asyncio.Protocol:
             inner = make_protocol()

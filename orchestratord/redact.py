@@ -11,16 +11,12 @@ depth. Two tools follow from that:
   "Bearer {{ params.api_token }}", a later step's param that received a value masked
   in an earlier step's result under a secret-looking key.
 
-What is hunted, and how (a secret of any JSON type is masked where it stands):
-- strings of MIN_SCRUB_LENGTH characters or more: replaced wherever they occur, inside
-  any text or value;
-- numbers whose decimal form has MIN_SCRUB_LENGTH characters or more (a PIN 123789): a
-  value equal to one is masked wherever it stands in a structure, and in text its
-  literal digits are replaced where they stand alone (not inside a longer number or
-  word: "pin 123789" becomes "pin ***", "1237890" stays);
-- booleans, null and shorter values are not hunted: masking every `true` or every 42
-  would hide more than it protects. Where such a secret param is templated into a step
-  param, that step param is masked whole instead (`mask_templated`).
+A secret of any JSON type is masked where it stands. Hunted elsewhere: strings of
+MIN_SCRUB_LENGTH characters or more, inside any text or value; numbers as long (a PIN
+123789), as equal values in structures and as standalone words in text ("pin 123789"
+becomes "pin ***", "1237890" stays). Booleans, null and shorter values are not hunted
+(masking every `true` or 42 would hide everything); a step param templated from such a
+secret param is masked whole instead (`mask_templated`).
 
 What the engine needs to run stays as given (a run's params and the step results, so
 that resume can render the same params again); everything on the way out is redacted.
@@ -40,12 +36,8 @@ import referencing.exceptions
 MASK = "***"
 SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|private[_-]?key",
                          re.IGNORECASE)
-MIN_SCRUB_LENGTH = 4
-"""Shorter values are masked where they stand but not hunted: replacing every "ab" or
-every 42 in every message would hide more than it protects."""
-
-Secret = Union[str, int, float]
-"""A value hunted wherever it turns up (see the module's docstring)."""
+MIN_SCRUB_LENGTH = 4  # shorter values are masked where they stand, not hunted
+Secret = Union[str, int, float]  # a value hunted wherever it turns up
 
 
 def _number_text(value: Any) -> str | None:
@@ -199,11 +191,10 @@ def mask_templated(source: Any, rendered: Any, shown: Any, names: Iterable[str])
     once it flows into a step: source holds the step's params as written, with
     "{{ params.pin }}" where the secret goes.
     """
-    names = list(names)
-    if not names:
+    either = "|".join(map(re.escape, names))
+    if not either:
         return shown
-    uses = re.compile(r"\bparams\s*(?:\.\s*(?:%s)\b|\[\s*['\"](?:%s)['\"]\s*\])"
-                      % ("|".join(map(re.escape, names)), "|".join(map(re.escape, names))))
+    uses = re.compile(rf"\bparams\s*(?:\.\s*(?:{either})\b|\[\s*['\"](?:{either})['\"]\s*\])")
     return _mask_templated(source, rendered, shown, uses)
 
 

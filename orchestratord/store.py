@@ -10,6 +10,7 @@ host is free at once, any other only when it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import aiosqlite
 
@@ -196,6 +197,21 @@ class Store:
                 f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
                 f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction, rolled back on any error (a database error as StoreError)."""
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                await conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: {exc}") from exc
+                raise
+
     async def _append(self, run_id: str, type_: str, step_id: str | None = None,
                       attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
         """Append an event; triggers apply it to the tables in the same transaction.
@@ -218,29 +234,20 @@ class Store:
                          params: dict[str, Any], steps: list[tuple[str, str, str]]) -> str:
         """Record a new pending run and its steps (id, skill, action); returns its id."""
         run_id = secrets.token_hex(6)
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await conn.execute(
-                    "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
-                     time.time()))
-                await conn.executemany(
-                    "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
-                    "VALUES (?,?,?,?,?, 'pending', ?)",
-                    [(run_id, sid, i, skill, action, workflow)
-                     for i, (sid, skill, action) in enumerate(steps)])
-                await conn.execute(
-                    "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                    (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                await conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: {exc}") from exc
-                raise
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                 time.time()))
+            await conn.executemany(
+                "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
+                "VALUES (?,?,?,?,?, 'pending', ?)",
+                [(run_id, sid, i, skill, action, workflow)
+                 for i, (sid, skill, action) in enumerate(steps)])
+            await conn.execute(
+                "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
+                (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
         return run_id
 
     async def get_run(self, run_id: str) -> RunRow:
@@ -352,24 +359,15 @@ class Store:
         result is kept as it is in steps.result (resume renders later steps from it);
         the event records `shown`, the result with its secrets masked.
         """
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = await conn.execute(
-                    "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (run_id, time.time(), f"step_{status}", step_id, attempt, _dumps({
-                        **({"result": shown} if shown is not None else {}),
-                        **({"error": error} if error else {})})))
-                await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
-                                   (_dumps(result), run_id, step_id))
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                await conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: {exc}") from exc
-                raise
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, time.time(), f"step_{status}", step_id, attempt, _dumps({
+                    **({"result": shown} if shown is not None else {}),
+                    **({"error": error} if error else {})})))
+            await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
+                               (_dumps(result), run_id, step_id))
         return cursor.lastrowid
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
