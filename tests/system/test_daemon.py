@@ -162,6 +162,14 @@ def test_hardening_exposure(daemon: Machine) -> None:
     assert score < 3.0, out
 
 
+def test_the_daemon_runs_with_the_units_file_limit(daemon: Machine) -> None:
+    """The control API takes at most a quarter of the file limit; the unit raises it so
+    that steps keep plenty (regression: clients starved a step of descriptors)."""
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    limits = daemon.succeed(f"grep 'Max open files' /proc/{pid}/limits").split()
+    assert limits[3:5] == ["16384", "16384"], limits
+
+
 def test_hundred_runs_at_once(daemon: Machine) -> None:
     write(daemon, f"{ETC}/workflows/ten.json", workflow("ten", 10))
     daemon.succeed("systemctl reload orchestratord")
