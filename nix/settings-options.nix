@@ -8,6 +8,7 @@
   opt,
   workflowsDir,
   defaultSocket,
+  defaultStateDir,
 }:
 
 let
@@ -18,8 +19,18 @@ in
   options = {
     state_dir = mkOption {
       type = types.str;
-      default = "/var/lib/agent-orchestrator";
-      description = "The state database and the skills' files (systemd's StateDirectory).";
+      default = defaultStateDir;
+      description = ''
+        The state database and the skills' files (systemd's StateDirectory). Another
+        directory is created and made writable for the daemon; one in /tmp, /home or
+        the Nix store is refused.
+      '';
+    };
+    database = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/agent-orchestrator-db/state.db";
+      description = "The SQLite state database; default: state.db in state_dir. Its directory is made writable.";
     };
     workflows_dir = mkOption {
       type = types.str;
@@ -39,7 +50,7 @@ in
     socket = mkOption {
       type = types.str;
       default = defaultSocket;
-      description = "The daemon's control socket.";
+      description = "The daemon's control socket. Another directory than /run/agent-orchestrator is created for it.";
     };
     socket_group = mkOption {
       type = types.nullOr types.str;
@@ -57,6 +68,14 @@ in
       type = types.ints.between 1 10000;
       default = 64;
       description = "At most this many runs at once.";
+    };
+    workspace_retention = mkOption {
+      # The daemon's own default, spelt out: null here is a value (keep every
+      # workspace), so it cannot also mean "unset".
+      type = types.nullOr duration;
+      default = "7d";
+      example = null;
+      description = "How long a run's workspace is kept after the run ended; null keeps them all.";
     };
     step_timeout = mkOption {
       type = types.nullOr duration;

@@ -17,8 +17,9 @@ import pydantic
 from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
-                     RunStateError)
+                     RunStateError, WorkflowNotFound)
 from .redact import RunRedactor, redact_definition
+from .skills.routing import MAX_CANDIDATES
 from .store import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     except RunNotFound as exc:
         return _error(404, str(exc))
-    except (ParamsError, DefinitionError) as exc:
+    except (ParamsError, DefinitionError, WorkflowNotFound) as exc:
         return _error(400, str(exc))
     except (RunStateError, LeaseHeld) as exc:
         return _error(409, str(exc))
@@ -63,11 +64,11 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(500, "internal error; see the daemon's journal")
 
 
-class StartRun(pydantic.BaseModel):
-    """The body of POST /runs."""
-
+class _Body(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
-    workflow: str
+
+
+class _WithParams(_Body):
     params: dict[str, Any] = pydantic.Field(default_factory=dict)
 
     @pydantic.field_validator("params")
@@ -76,6 +77,26 @@ class StartRun(pydantic.BaseModel):
         # 1e999 parses as inf; stored, it would be JSON no other reader accepts.
         json.dumps(params, allow_nan=False)
         return params
+
+
+class StartRun(_WithParams):
+    """The body of POST /runs."""
+
+    workflow: str
+
+
+class StartCall(_WithParams):
+    """The body of POST /calls."""
+
+    skill: str
+    action: str
+
+
+class RouteRequest(_Body):
+    """The body of POST /route."""
+
+    text: str
+    limit: int = pydantic.Field(5, ge=1, le=MAX_CANDIDATES, strict=True)
 
 
 async def _body(request: web.Request, model: type[pydantic.BaseModel]) -> Any:
@@ -147,15 +168,40 @@ async def get_workflow(request: web.Request) -> web.Response:
 
 
 async def list_skills(request: web.Request) -> web.Response:
-    return _json([{"name": s.name, "description": s.description, "version": s.version,
-                   "actions": sorted(s.actions), "directory": str(s.directory or "")}
-                  for s in _daemon(request).catalog.skills.skills.values()])
+    from .skills.describe import describe_all
+    return _json(describe_all(_daemon(request).catalog.skills))
+
+
+async def get_skill(request: web.Request) -> web.Response:
+    """A skill's catalog entry and, under "document", its SKILL.md."""
+    from .skills.describe import describe, document
+    name = request.match_info["name"]
+    skill = _daemon(request).catalog.skills.get(name)
+    if skill is None:
+        raise web.HTTPNotFound(reason=f"no skill '{name}'")
+    return _json({**describe(skill), "document": document(skill)})
+
+
+async def start_call(request: web.Request) -> web.Response:
+    """Call one action: {"skill": S, "action": A, "params": {...}} -> a one-step run."""
+    body = await _body(request, StartCall)
+    from .calls import call_definition
+    d = _daemon(request)
+    run_id = await d.start_definition(call_definition(d.catalog.skills, body.skill, body.action,
+                                                      body.params))
+    return _json({"run_id": run_id}, 201)
 
 
 async def start_run(request: web.Request) -> web.Response:
     body = await _body(request, StartRun)
     run_id = await _daemon(request).start_run(body.workflow, body.params)
     return _json({"run_id": run_id}, 201)
+
+
+async def route_request(request: web.Request) -> web.Response:
+    """Which skill and action fit {"text": ..., "limit": K}; offline, with reasons."""
+    body = await _body(request, RouteRequest)
+    return _json(_daemon(request).catalog.skills.router().route(body.text, body.limit).as_dict())
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -223,6 +269,13 @@ async def resume_run(request: web.Request) -> web.Response:
     return _json({"run_id": run_id}, 202)
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Reread workflows and skills; answers once they are in use (what ExecReload= waits for)."""
+    catalog = await _daemon(request).reload()
+    return _json({"workflows": sorted(catalog.workflows),
+                  "problems": [str(p) for p in catalog.problems]})
+
+
 def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
@@ -238,6 +291,10 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/workflows", list_workflows)
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
+    app.router.add_get("/skills/{name}", get_skill)
+    app.router.add_post("/calls", start_call)
+    app.router.add_post("/route", route_request)
+    app.router.add_post("/reload", reload)
     app.router.add_post("/runs", start_run)
     app.router.add_get("/runs", list_runs)
     app.router.add_get("/runs/{run}", get_run)

@@ -15,8 +15,13 @@ async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
                      kill_grace: float = 5.0) -> Any:
     """Run one attempt of an action; returns its JSON result or raises StepFailure."""
     if action.command is not None:
-        from .command import run_command
-        return await run_command(action.command, params, ctx, env=action.env,
+        from ..errors import StepFailure
+        from .command import command_path, run_command
+        try:  # checked at load time too; again here, as the skill's files may have changed
+            program = command_path(action.command[0], ctx.skill_dir)
+        except ValueError as exc:
+            raise StepFailure(f"command {exc}") from None
+        return await run_command([program, *action.command[1:]], params, ctx, env=action.env,
                                  cwd=ctx.skill_dir, kill_grace=kill_grace)
     if action.http is not None:
         from .http import run_http

@@ -156,12 +156,26 @@ HOSTILE = {
     "infinity": (post("/runs", b'{"workflow": "busy", "params": {"a": 1e999}}'), 400, "params"),
     "not an object": (post("/runs", b"[1]"), 400, "body"),
     "unknown key": (post("/runs", b'{"workflow": "busy", "x": 1}'), 400, "x: Extra inputs"),
+    "call infinity": (post("/calls", b'{"skill": "s", "action": "a", "params": {"a": 1e999}}'),
+                      400, "params"),
+    "call skill 1": (post("/calls", b'{"skill": 1, "action": "a"}'), 400,
+                     "skill: Input should be a valid string"),
+    "call deep": (post("/calls", b'{"skill": "s", "action": "a", "params": {"a": ' + b"[" * 10000
+                       + b"]" * 10000 + b"}}"), 400, "recursion limit"),
+    "route limit 0": (post("/route", b'{"text": "x", "limit": 0}'), 400,
+                      "limit: Input should be greater than or equal to 1"),
+    "route limit true": (post("/route", b'{"text": "x", "limit": true}'), 400,
+                         "limit: Input should be a valid integer"),
+    "route huge limit": (post("/route", b'{"text": "x", "limit": ' + b"9" * 5000 + b"}"), 400,
+                         "number out of range"),
+    "route no text": (post("/route", b'{"limit": 3}'), 400, "text: Field required"),
 }
 
 
 def test_hostile_requests_get_4xx_while_a_workflow_runs(busy):
     """Regression: limit=-1 listed every run, `%` and `_` in a run-id prefix matched
-    runs as SQL LIKE patterns, and a deeply nested or 5,000-digit body got a 500."""
+    runs as SQL LIKE patterns, and a deeply nested or 5,000-digit body (of /runs, /calls
+    or /route) got a 500."""
     d, sock = busy
     with HealthWatch(sock) as health:
         run_id = request(sock, "POST", "/runs", {"workflow": "busy"})["run_id"]
@@ -185,3 +199,5 @@ def test_hostile_requests_get_4xx_while_a_workflow_runs(busy):
     assert d.ctl("--state", state, "show", run_id[:3]).returncode == 0
     limit = d.ctl("--state", state, "runs", "--limit", "-1")
     assert limit.returncode == 2 and "expected a whole number from 1 to 1000" in limit.stderr
+    limit = d.ctl("route", "check the disk", "--limit", "9" * 5000)
+    assert limit.returncode == 2 and "expected a whole number from 1 to 100" in limit.stderr
