@@ -65,7 +65,8 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
             async with asyncio.timeout(timeout):
                 return await run_action(action, params, ctx,
                                         http_session=driver.engine.http_session,
-                                        kill_grace=driver.engine.kill_grace)
+                                        kill_grace=driver.engine.kill_grace,
+                                        units=driver.engine.step_units, timeout=timeout)
         except TimeoutError:
             raise StepTimeout(f"timed out after {timeout:g} s") from None
         except (StepFailure, asyncio.CancelledError):

@@ -32,6 +32,7 @@ from .engine import Engine
 from .loader import stored_definition
 from .metrics import Metrics
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
+from .runners.unit import StepUnits
 from .settings import Settings, load_settings
 from .store import TERMINAL, Store
 
@@ -97,8 +98,11 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         self.store = await Store.open(s.database_path)
+        units = StepUnits(s.step_units, s.step_sandbox, s.state_dir, kill_grace=s.kill_grace,
+                          record=self.store.record_event)
         self.engine = Engine(self.store, settings=s.engine_settings(), lease_ttl=s.lease_ttl,
-                             kill_grace=s.kill_grace, step_timeout=s.step_timeout)
+                             kill_grace=s.kill_grace, step_timeout=s.step_timeout,
+                             step_units=units)
         self.engine.listeners.append(self._on_event)
         self.engine.listeners.append(self.metrics)
         # Counters restart from zero with the process; the last success must not.
@@ -129,7 +133,12 @@ class Daemon:
             self._stop.set()
 
     async def close(self) -> None:
-        """Stop runs (left interrupted), the server and the store; idempotent."""
+        """Stop runs (left interrupted), the server and the store; idempotent.
+
+        Steps running as their own units go on: the next start collects them.
+        """
+        if self.engine is not None and self.engine.step_units is not None:
+            self.engine.step_units.detach()
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
