@@ -31,6 +31,10 @@ log = logging.getLogger("orchestratord.api")
 
 MAX_CONNECTIONS = 256
 IDLE_TIMEOUT = 15.0
+# Connections not yet accepted wait in the kernel and cost the daemon no descriptor.
+# asyncio also accepts up to this many at once before it reads any of them: more would
+# let a burst of idle clients crowd out one whose request is there.
+BACKLOG = 128
 
 
 def default_limit() -> int:
@@ -91,6 +95,26 @@ class Guard:
         self.refused = 0
         self.evicted = 0
         self.expired = 0
+        self._listeners: list[asyncio.AbstractServer] = []
+
+    async def listen_unix(self, make_protocol: Callable[[], Any], path: str) -> None:
+        """Serve make_protocol's connections on a unix socket, bounded."""
+        self._listeners.append(await asyncio.get_running_loop().create_unix_server(
+            self.factory(make_protocol), path, backlog=BACKLOG))
+
+    async def listen_tcp(self, make_protocol: Callable[[], Any], host: str,
+                         port: int) -> tuple[Any, ...]:
+        """Serve make_protocol's connections on TCP, bounded; the address bound."""
+        listener = await asyncio.get_running_loop().create_server(
+            self.factory(make_protocol), host, port, backlog=BACKLOG)
+        self._listeners.append(listener)
+        return listener.sockets[0].getsockname()
+
+    def close_listeners(self) -> None:
+        """Accept no more connections (those open stay until their server closes them)."""
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
 
     def factory(self, make_protocol: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for loop.create_server/create_unix_server."""

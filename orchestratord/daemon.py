@@ -38,10 +38,6 @@ from .store import TERMINAL, Store
 
 log = logging.getLogger("orchestratord.daemon")
 EX_CONFIG = 78  # sysexits.h: a configuration error
-# Connections not yet accepted wait in the kernel and cost the daemon no descriptor.
-# asyncio also accepts up to this many at once before it reads any of them: more would
-# let a burst of idle clients crowd out (see connections.py) one whose request is there.
-BACKLOG = 128
 
 
 class Daemon:
@@ -65,8 +61,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._status = ""
         self._runner: web.AppRunner | None = None
-        self.connections = Guard()  # the API's clients, bounded on both listeners
-        self._listeners: list[asyncio.AbstractServer] = []
+        self.connections = Guard()  # the API's listeners and clients, bounded
         self.metrics = Metrics()
         self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
         self._metrics_runner: web.AppRunner | None = None
@@ -149,9 +144,7 @@ class Daemon:
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
-        for listener in self._listeners:
-            listener.close()
-        self._listeners.clear()
+        self.connections.close_listeners()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -194,9 +187,7 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
-        loop = asyncio.get_running_loop()
-        self._listeners.append(await loop.create_unix_server(
-            self.connections.factory(self._runner.server), str(path), backlog=BACKLOG))
+        await self.connections.listen_unix(self._runner.server, str(path))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
@@ -210,14 +201,11 @@ class Daemon:
                                              access_log=None)
         await self._metrics_runner.setup()
         try:
-            listener = await asyncio.get_running_loop().create_server(
-                self.connections.factory(self._metrics_runner.server), host.strip("[]"),
-                int(port), backlog=BACKLOG)
+            bound = await self.connections.listen_tcp(self._metrics_runner.server,
+                                                      host.strip("[]"), int(port))
         except (OSError, OverflowError) as exc:  # in use, no such address, port > 65535
             raise OrchestratorError(f"metrics_listen {listen}: cannot listen: "
                                     f"{getattr(exc, 'strerror', None) or exc}") from exc
-        self._listeners.append(listener)
-        bound = listener.sockets[0].getsockname()
         self.metrics_address = (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0]
                                 else f"{bound[0]}:{bound[1]}")
         log.info("metrics on http://%s/metrics", self.metrics_address)
