@@ -80,7 +80,7 @@ def load_settings(path: str | Path | None, *, host_checks: bool = True) -> Setti
 
     host_checks: also check what depends on the host that will run the daemon (the
     socket group exists). A NixOS build checks the file in a sandbox without the
-    system's groups; the module checks the group against users.groups instead.
+    system's groups; the module creates the group it names.
     """
     if path is None:
         return Settings()
