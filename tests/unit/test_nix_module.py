@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("nix_module_harness.nix")
@@ -29,9 +30,7 @@ _SCRIPT = Path(sys.executable).with_name("orchestratorctl")
 ORCHESTRATORCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [
     sys.executable, "-c", "import sys; from orchestratord.cli import main; sys.exit(main())"]
 
-if not shutil.which("nix-instantiate"):
-    pytest.skip("nix-instantiate is not installed (Debian: apt-get install nix-bin)",
-                allow_module_level=True)
+require_tool("nix-instantiate", "Debian: apt-get install nix-bin", module_level=True)
 if not NIXPKGS_LIB or not (Path(NIXPKGS_LIB) / "lib" / "default.nix").is_file():
     pytest.skip("set NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib "
                 "to evaluate nix/module.nix", allow_module_level=True)
