@@ -350,12 +350,20 @@ async def test_event_log_is_append_only(tmp_path, store, skills):
     import sqlite3
     d = load(tmp_path, skills, "workflow:\n  name: e\n  steps:\n    - {skill: t, action: noop}\n")
     result = await Engine(store).run(d)
+    before = await store.events(result.run_id)
     conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM events WHERE run_id = ?", (result.run_id,))
-    types = [e.type for e in await store.events(result.run_id)]
-    assert types == ["run_created", "run_started", "step_started", "step_succeeded",
-                     "run_succeeded"]
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE run_id = ?", (result.run_id,))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET type = 'run_failed' WHERE run_id = ? AND "
+                         "type = 'run_succeeded'", (result.run_id,))
+        conn.commit()
+    finally:
+        conn.close()
+    assert [e.type for e in before] == ["run_created", "run_started", "step_started",
+                                        "step_succeeded", "run_succeeded"]
+    assert await store.events(result.run_id) == before, "the history changed"
 
 
 async def test_skill_concurrency_limit_holds_across_runs(tmp_path, store, skill_root):
