@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from typing import Iterator
 
 import pytest
 
@@ -13,6 +14,7 @@ from .machine import Machine
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 ETC = "/etc/agent-orchestrator"
+CURSOR = "/run/agent-orchestrator-test.journal-cursor"
 
 # A command skill the workflows below use: appends its step id to a ledger, sleeps, and
 # fails when told to. Plain python3 of the container, stdlib only.
@@ -40,8 +42,9 @@ def write(machine: Machine, path: str, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(machine: Machine, installed_project: str) -> Machine:
-    """The project's package and unit files installed as a distribution would."""
+def installed(machine: Machine, installed_project: str) -> Machine:
+    """The project's package and unit files installed as a distribution would, with a skill
+    and settings; orchestratord not started."""
     venv = installed_project
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
     units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
@@ -53,11 +56,44 @@ def daemon(machine: Machine, installed_project: str) -> Machine:
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
         "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
-    write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
-    write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
-    write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
     machine.succeed("systemctl daemon-reload")
     return machine
+
+
+def reset(machine: Machine) -> None:
+    """orchestratord and every orchestrator@ unit stopped; no drop-ins, no state, no ledger."""
+    machine.succeed("systemctl stop 'orchestrator@*' orchestratord", timeout=180)
+    machine.succeed("rm -rf /etc/systemd/system/orchestratord.service.d && "
+                    "systemctl daemon-reload && systemctl reset-failed")
+    machine.succeed("rm -rf /var/lib/agent-orchestrator/*")
+    # Where this test's journal begins: what earlier tests logged must not answer for it.
+    machine.succeed(f"rm -f {CURSOR} && journalctl -q -n 1 --cursor-file={CURSOR} >/dev/null")
+
+
+def log_of(machine: Machine, unit: str) -> str:
+    """The messages `unit` logged since the last reset (this test's, not earlier ones')."""
+    return machine.succeed(f"journalctl -u {unit} -o cat --after-cursor \"$(cat {CURSOR})\"")
+
+
+@pytest.fixture
+def configured(installed: Machine) -> Iterator[Machine]:
+    """What each test starts from, whatever ran before it: the three workflows below,
+    an empty state directory, orchestratord stopped. Reset again afterwards, so that a
+    drop-in a test adds (the watchdog's) outlives it in no other test."""
+    reset(installed)
+    installed.succeed(f"rm -rf {ETC}/workflows")
+    write(installed, f"{ETC}/workflows/hello.json", workflow("hello", 3))
+    write(installed, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
+    write(installed, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
+    yield installed
+    reset(installed)
+
+
+@pytest.fixture
+def daemon(configured: Machine) -> Machine:
+    """configured, with orchestratord started (and ready: Type=notify)."""
+    configured.succeed("systemctl start orchestratord")
+    return configured
 
 
 def last_run(machine: Machine, workflow: str) -> dict:
@@ -65,7 +101,8 @@ def last_run(machine: Machine, workflow: str) -> dict:
     return runs[0]
 
 
-def test_active_only_once_ready(daemon: Machine) -> None:
+def test_active_only_once_ready(configured: Machine) -> None:
+    daemon = configured
     # Type=notify: `systemctl start` returns when READY=1 arrived, not before.
     daemon.succeed("systemctl start orchestratord")
     assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
@@ -89,7 +126,7 @@ def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine
                r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
     assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
     # the client unit mirrors progress in its own journal
-    client = daemon.succeed("journalctl -u orchestrator@hello -o cat")
+    client = log_of(daemon, "orchestrator@hello")
     assert "✓ s2 succeeded" in client
 
     daemon.fail("systemctl start orchestrator@broken")
@@ -103,17 +140,16 @@ def test_reload_picks_up_changes_and_keeps_a_running_definition(daemon: Machine)
     daemon.wait_until_succeeds("orchestratorctl workflows | grep -q 'hello\t4 steps'")
     write(daemon, f"{ETC}/workflows/hello.json", '{"workflow": {"name": "hello", "steps": [{"skill": "nope"}]}}')
     daemon.succeed("systemctl reload orchestratord")
-    daemon.wait_until_succeeds("journalctl -u orchestratord -o cat | "
-                               "grep -q 'workflow hello keeps its previous definition'")
+    daemon.wait_until_succeeds(f"journalctl -u orchestratord -o cat --after-cursor "
+                               f"\"$(cat {CURSOR})\" | grep -q 'workflow hello keeps its "
+                               "previous definition'")
     assert "hello\t4 steps" in daemon.succeed("orchestratorctl workflows")
     assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
     daemon.succeed("systemctl start orchestrator@hello")
-    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 3))
-    daemon.succeed("systemctl reload orchestratord")
+    assert last_run(daemon, "hello")["status"] == "succeeded"
 
 
 def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
-    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
     pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
@@ -151,13 +187,11 @@ def test_watchdog_restarts_a_daemon_whose_loop_is_blocked(daemon: Machine) -> No
     daemon.succeed(f"kill -USR2 {pid}")  # test-only hook: blocks the event loop
     daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
                                "&& systemctl is-active orchestratord", timeout=30)
-    assert "Watchdog timeout" in daemon.succeed("journalctl -u orchestratord -o cat")
-    daemon.succeed("rm /etc/systemd/system/orchestratord.service.d/watchdog.conf && "
-                   "systemctl daemon-reload && systemctl restart orchestratord")
+    assert "Watchdog timeout" in log_of(daemon, "orchestratord")
 
 
-def test_hardening_exposure(daemon: Machine) -> None:
-    out = daemon.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
+def test_hardening_exposure(installed: Machine) -> None:
+    out = installed.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
     score = float(out.split("exposure level for orchestratord.service:")[1].split()[0])
     assert score < 3.0, out
 
