@@ -10,32 +10,36 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 INTERVAL = 0.01
 
 
-def until(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """probe() until it returns something true, and return that; AssertionError at the deadline."""
+def _probes(what: str, probe: Callable[[], Any], timeout: float) -> Iterator[Any]:
+    """probe()'s results until one is true; AssertionError once the deadline has passed."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
+        yield got
         if got:
-            return got
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout:g} s for {what}; last saw {got!r}")
+
+
+def until(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """probe() until it returns something true, and return that; AssertionError at the deadline."""
+    for got in _probes(what, probe, timeout):
+        if got:
+            return got
         time.sleep(INTERVAL)
 
 
 async def until_async(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
     """until(), yielding to the event loop between probes (the thing waited for may run on it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
+    for got in _probes(what, probe, timeout):
         if got:
             return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; last saw {got!r}")
         await asyncio.sleep(INTERVAL)
 
 
