@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
-                     RunStateError)
+                     RunStateError, WorkflowNotFound)
 from .redact import RunRedactor, redact_definition
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     except RunNotFound as exc:
         return _error(404, str(exc))
-    except (ParamsError, DefinitionError) as exc:
+    except (ParamsError, DefinitionError, WorkflowNotFound) as exc:
         return _error(400, str(exc))
     except (RunStateError, LeaseHeld) as exc:
         return _error(409, str(exc))
@@ -115,9 +115,30 @@ async def get_workflow(request: web.Request) -> web.Response:
 
 
 async def list_skills(request: web.Request) -> web.Response:
-    return _json([{"name": s.name, "description": s.description, "version": s.version,
-                   "actions": sorted(s.actions), "directory": str(s.directory or "")}
-                  for s in _daemon(request).catalog.skills.skills.values()])
+    from .skills.describe import describe_all
+    return _json(describe_all(_daemon(request).catalog.skills))
+
+
+async def get_skill(request: web.Request) -> web.Response:
+    """A skill's catalog entry and, under "document", its SKILL.md."""
+    from .skills.describe import describe, document
+    name = request.match_info["name"]
+    skill = _daemon(request).catalog.skills.get(name)
+    if skill is None:
+        raise web.HTTPNotFound(reason=f"no skill '{name}'")
+    return _json({**describe(skill), "document": document(skill)})
+
+
+async def start_call(request: web.Request) -> web.Response:
+    """Call one action: {"skill": S, "action": A, "params": {...}} -> a one-step run."""
+    body = await _body(request)
+    skill, action, params = body.get("skill"), body.get("action"), body.get("params", {})
+    if not (isinstance(skill, str) and isinstance(action, str) and isinstance(params, dict)):
+        raise web.HTTPBadRequest(reason='expected {"skill": S, "action": A, "params": {...}}')
+    from .calls import call_definition
+    d = _daemon(request)
+    run_id = await d.start_definition(call_definition(d.catalog.skills, skill, action, params))
+    return _json({"run_id": run_id}, 201)
 
 
 async def start_run(request: web.Request) -> web.Response:
@@ -127,6 +148,15 @@ async def start_run(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(reason='expected {"workflow": NAME, "params": {...}}')
     run_id = await _daemon(request).start_run(name, params)
     return _json({"run_id": run_id}, 201)
+
+
+async def route_request(request: web.Request) -> web.Response:
+    """Which skill and action fit {"text": ..., "limit": K}; offline, with reasons."""
+    body = await _body(request)
+    text, limit = body.get("text"), body.get("limit", 5)
+    if not isinstance(text, str) or not isinstance(limit, int) or limit < 1:
+        raise web.HTTPBadRequest(reason='expected {"text": "...", "limit": K}')
+    return _json(_daemon(request).catalog.skills.router().route(text, limit).as_dict())
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -200,6 +230,13 @@ async def resume_run(request: web.Request) -> web.Response:
     return _json({"run_id": run_id}, 202)
 
 
+async def reload(request: web.Request) -> web.Response:
+    """Reread workflows and skills; answers once they are in use (what ExecReload= waits for)."""
+    catalog = await _daemon(request).reload()
+    return _json({"workflows": sorted(catalog.workflows),
+                  "problems": [str(p) for p in catalog.problems]})
+
+
 def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
@@ -214,6 +251,10 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/workflows", list_workflows)
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
+    app.router.add_get("/skills/{name}", get_skill)
+    app.router.add_post("/calls", start_call)
+    app.router.add_post("/route", route_request)
+    app.router.add_post("/reload", reload)
     app.router.add_post("/runs", start_run)
     app.router.add_get("/runs", list_runs)
     app.router.add_get("/runs/{run}", get_run)

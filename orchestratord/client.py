@@ -14,7 +14,7 @@ import socket as socket_
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .errors import OrchestratorError, RunNotFound, RunStateError
+from .errors import OrchestratorError, ParamsError, RunNotFound, RunStateError
 
 HOST = "orchestratord"
 CONNECT_TIMEOUT = 5.0
@@ -24,6 +24,11 @@ class DaemonError(OrchestratorError):
     """The daemon refused a request or cannot be reached."""
 
 
+class InvalidRequest(DaemonError, ParamsError):
+    """The daemon refused the request itself (HTTP 400: params, a definition): invalid
+    input, so the CLI exits 2 as for the same mistake embedded."""
+
+
 def _checked(status: int, data: Any) -> Any:
     """The response body, or the error the daemon's status code stands for."""
     message = data.get("error") if isinstance(data, dict) else None
@@ -31,6 +36,8 @@ def _checked(status: int, data: Any) -> Any:
         raise RunNotFound(message or "not found")
     if status == 409:
         raise RunStateError(message or "conflict")
+    if status == 400:  # invalid input (unknown workflow, bad params): exit 2, as if checked here
+        raise InvalidRequest(message or "bad request")
     if status >= 400:
         raise DaemonError(message or f"HTTP {status}")
     return data

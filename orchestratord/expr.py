@@ -7,8 +7,12 @@ stay available. `steps.health-monitoring.x` means `steps['health-monitoring'].x`
 a step without an id is named by its skill. A missing key is an error, yet `is defined`
 and `| default(y)` work on whole chains; on a mapping `a.items` is the key `items`.
 
-Cost is bounded before it is paid: a source has at most MAX_SOURCE_CHARS characters,
-and evaluation runs in the bounded sandbox of `sandbox`.
+Cost is bounded before it is paid: a source has at most MAX_SOURCE_CHARS characters and
+MAX_NESTING levels of brackets, evaluation runs in the bounded sandbox of `sandbox`, and a
+value has at most MAX_VALUE_SIZE items and characters (shared parts counted each time, as
+they would be printed). An expression whose cost could grow beyond its reading of the data
+(calls, most filters, `+`, `*`, `%`, `~`, slices) is not `is_cheap`: `evaluator` runs it in
+a worker process under a hard deadline and memory limit.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 
 from .errors import ExpressionError
-from .sandbox import BUDGET_KEY, ENV, FUNCTIONS, Budget
+from .sandbox import BUDGET_KEY, ENV, FUNCTIONS, MAX_ITEMS, Budget, measure
 
 MAX_SOURCE_CHARS = 4096
+MAX_NESTING = 32
+MAX_VALUE_SIZE = MAX_ITEMS
 
 ROOTS = ("params", "steps", "run")
 
@@ -41,8 +47,17 @@ _HYPHEN_REF = re.compile(
     r"""|(?<![\w.])steps\.(?P<id>[A-Za-z0-9_][A-Za-z0-9_-]*[A-Za-z0-9_])""", re.S)
 _MISSING = re.compile(r"has no (?:attribute|element) (.+)$|^(.+) is undefined$")
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
 
-
+# What an expression may contain and still run on the caller's thread: each node costs at
+# most a reading of data the caller already holds, and builds nothing bigger than itself.
+_CHEAP_NODES = (nodes.Name, nodes.Const, nodes.Getattr, nodes.Getitem, nodes.Compare,
+                nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos,
+                nodes.Sub, nodes.Div, nodes.FloorDiv, nodes.CondExpr, nodes.List,
+                nodes.Tuple, nodes.Dict, nodes.Pair, nodes.Test, nodes.Filter)
+_CHEAP_FILTERS = frozenset({"default", "d", "length", "count", "int", "float", "abs",
+                            "round", "first", "last"})
+_COSTLY_TESTS = frozenset({"lower", "upper"})  # they print their argument first
 
 
 def _walk(node: nodes.Node, kind: Any) -> Iterator[Any]:
@@ -95,33 +110,61 @@ def _gap(scope: Mapping, root: str, segments: tuple, missing: Any) -> str | None
 
 
 def _plain(value: Any) -> Any:
-    """The result as plain data: iterators read, Markup as str, no undefined inside."""
+    """The result as plain data: iterators read, Markup as str, no undefined inside.
+
+    The walk is bounded: a value bigger than MAX_VALUE_SIZE, as printed, is an error
+    before anything converts or prints it.
+    """
     if isinstance(value, Markup):
         return str(value)
     if isinstance(value, (Iterator, range)) or type(value).__name__ in (
             "dict_keys", "dict_values", "dict_items"):
         value = list(value)
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, Undefined):
-            item._fail_with_undefined_error()
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
+    size = measure(value, MAX_VALUE_SIZE, on_item=_check_item)
+    if size > MAX_VALUE_SIZE:
+        raise ExpressionError(f"its value has more than {MAX_VALUE_SIZE:,} items and "
+                              "characters, the bound for one value; do such work in a step")
     return value
+
+
+def _check_item(item: Any) -> None:
+    if isinstance(item, Undefined):
+        item._fail_with_undefined_error()
+    if callable(item):
+        raise ExpressionError(f"its value is a {type(item).__name__}, not data: call it "
+                              "(e.g. x.keys()) or use a filter")
+
+
+def _check_nesting(source: str) -> None:
+    depth = deepest = 0
+    for char in _STRING.sub("", source):
+        depth += (char in "([{") - (char in ")]}")
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise ExpressionError(f"expression {source[:60]!r}... nests brackets {deepest} deep; "
+                              f"the limit is {MAX_NESTING}: simplify it or move the logic "
+                              "into a step's action")
+
+
+def _is_cheap(tree: nodes.Node) -> bool:
+    for node in _walk(tree, nodes.Node):
+        if not isinstance(node, _CHEAP_NODES):
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in _CHEAP_FILTERS or \
+                isinstance(node, nodes.Test) and node.name in _COSTLY_TESTS:
+            return False
+    return True
 
 
 class Expression:
     """A compiled expression; build one with `Expression.compile(source)`."""
 
-    __slots__ = ("source", "step_refs", "param_refs", "_code", "_paths")
+    __slots__ = ("source", "step_refs", "param_refs", "is_cheap", "_code", "_paths")
 
     def __init__(self, source: str, code: Any, step_refs: frozenset[str],
-                 param_refs: frozenset[str], paths: tuple) -> None:
+                 param_refs: frozenset[str], paths: tuple, is_cheap: bool) -> None:
         self.source, self.step_refs, self.param_refs = source, step_refs, param_refs
-        self._code, self._paths = code, paths
+        self._code, self._paths, self.is_cheap = code, paths, is_cheap
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -131,7 +174,7 @@ class Expression:
         """Parse and check `source` once; the same source returns the same object.
 
         Raises ExpressionError for syntax errors, unknown names, filters or tests, and
-        over-long sources.
+        over-long or too deeply nested sources.
         """
         if not isinstance(source, str):
             raise ExpressionError(f"an expression must be text, not {type(source).__name__}")
@@ -139,10 +182,20 @@ class Expression:
             raise ExpressionError(
                 f"expression {source[:60]!r}... is {len(source):,} characters long; the "
                 f"limit is {MAX_SOURCE_CHARS:,}: move the logic into a step's action")
-        return _compile(source)
+        _check_nesting(source)
+        try:
+            return _compile(source)
+        except (RecursionError, MemoryError):  # nesting without brackets: `not not ...`
+            raise ExpressionError(f"expression {source[:60]!r}... is nested too deeply to "
+                                  "read: simplify it or move the logic into a step's "
+                                  "action") from None
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
-        """The value of the expression over scope (params, steps, run), as plain data."""
+        """The value of the expression over scope (params, steps, run), as plain data.
+
+        Runs on the caller's thread: bounded in cost by the sandbox's accounting only.
+        Call it directly where `is_cheap`; `evaluator.Evaluator` decides that for you.
+        """
         names: dict[str, Any] = {name: scope[name] for name in ROOTS if name in scope}
         names[BUDGET_KEY] = Budget()
         where = f"expression {self.source!r}"
@@ -157,8 +210,11 @@ class Expression:
             raise ExpressionError(f"{where}: {self._explain(scope, exc)}") from exc
         except ExpressionError as exc:
             raise ExpressionError(f"{where}: {exc}") from exc
-        except (MemoryError, RecursionError) as exc:
-            raise ExpressionError(f"{where} is too costly ({type(exc).__name__})") from exc
+        except MemoryError:
+            raise ExpressionError(f"{where} needs more memory than one evaluation may use; "
+                                  "do such work in a step") from None
+        except RecursionError:
+            raise ExpressionError(f"{where} nests too deeply; do such work in a step") from None
         except Exception as exc:  # noqa: BLE001 - whatever the expression did wrong
             raise ExpressionError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -174,6 +230,9 @@ class Expression:
             missing = None
         reasons = (_gap(scope, root, segments, missing) for root, segments in self._paths)
         return next((r for r in reasons if r), str(exc))
+
+
+Evaluate = Callable[[Expression, Mapping[str, Any]], Any]
 
 
 def _invalid(source: str, exc: TemplateError) -> ExpressionError:
@@ -232,7 +291,7 @@ def _compile(source: str) -> Expression:
     except TemplateError as exc:  # unknown filters and tests are found here
         raise _invalid(source, exc) from None
     return Expression(source, code, frozenset(refs["steps"]), frozenset(refs["params"]),
-                      tuple(paths))
+                      tuple(paths), _is_cheap(tree))
 
 
 def _split_template(text: str) -> list[str | Expression]:
@@ -276,11 +335,11 @@ def _build_text(text: str, path: str, found: list[Expression]) -> Callable | Non
         return None
     native = len(exprs) == 1 and all(isinstance(p, Expression) or not p.strip() for p in parts)
 
-    def render(scope: Mapping[str, Any]) -> Any:
+    def render(scope: Mapping[str, Any], evaluate: Evaluate) -> Any:
         try:
             if native:
-                return exprs[0].evaluate(scope)
-            return "".join(p if isinstance(p, str) else str(p.evaluate(scope)) for p in parts)
+                return evaluate(exprs[0], scope)
+            return "".join(p if isinstance(p, str) else str(evaluate(p, scope)) for p in parts)
         except ExpressionError as exc:
             raise _at(path, exc) from exc
     return render
@@ -296,31 +355,37 @@ def _build(value: Any, path: str, found: list[Expression]) -> Callable | None:
                  for k, v in value.items()]
         if all(render is None for *_, render in items):
             return None
-        return lambda scope: {k: r(scope) if r else copy.deepcopy(v) for k, v, r in items}
+        return lambda scope, ev: {k: r(scope, ev) if r else copy.deepcopy(v) for k, v, r in items}
     if isinstance(value, (list, tuple)):
         items = [(v, _build(v, f"{path}[{i}]", found)) for i, v in enumerate(value)]
         if all(render is None for _, render in items):
             return None
-        return lambda scope: [r(scope) if r else copy.deepcopy(v) for v, r in items]
+        return lambda scope, ev: [r(scope, ev) if r else copy.deepcopy(v) for v, r in items]
     return None
 
 
 class CompiledValue:
     """A step's params (any JSON-like value) with its `{{ }}` expressions compiled."""
 
-    __slots__ = ("_value", "_render", "step_refs", "param_refs", "is_static")
+    __slots__ = ("_value", "_render", "step_refs", "param_refs", "is_static", "expressions")
 
     def __init__(self, value: Any, render: Callable | None, found: list[Expression]) -> None:
         self._value, self._render, self.is_static = value, render, render is None
+        self.expressions = tuple(dict.fromkeys(found))  # in rendering order, each once
         self.step_refs = frozenset().union(*(e.step_refs for e in found))
         self.param_refs = frozenset().union(*(e.param_refs for e in found))
 
-    def render(self, scope: Mapping[str, Any]) -> Any:
+    def render(self, scope: Mapping[str, Any], evaluate: Evaluate | None = None) -> Any:
         """The value with every expression evaluated, as a fresh copy.
 
-        Raises ExpressionError whose message starts with the path inside the value.
+        `evaluate(expression, scope)` gives an expression's value (default: evaluated
+        here, unbounded in time; `evaluator.Evaluator.render` passes values it computed
+        away from the caller). Raises ExpressionError whose message starts with the path
+        inside the value.
         """
-        return copy.deepcopy(self._value) if self._render is None else self._render(scope)
+        if self._render is None:
+            return copy.deepcopy(self._value)
+        return self._render(scope, evaluate or Expression.evaluate)
 
 
 def compile_value(value: Any) -> CompiledValue:

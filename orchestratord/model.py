@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
                       Tag, WithJsonSchema, field_validator, model_validator)
 
+from . import step_sandbox
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -47,6 +49,9 @@ Retention = _duration(60, 3650 * 86400)
 Version = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 """Skill, action, step and workflow names: usable in expressions, unit names and paths."""
+_CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
+Capability = Annotated[str, Field(pattern=_CAPABILITY.pattern, max_length=128)]
+"""What an action can do, as dotted lower-case words: health.check, disk.free."""
 
 
 class Strict(BaseModel):
@@ -96,6 +101,20 @@ class ActionSpec(Strict):
     timeout: Timeout | None = None
     retry: RetryPolicy | None = None
     rollback: RollbackSpec | None = None
+    capabilities: list[Capability] = Field(
+        default_factory=list, description="What it can do, for routing: health.check.")
+    examples: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list, description="Requests it serves, as a person would ask.")
+    mutating: bool = Field(False, description="It changes the system; `route --run` does "
+                                              "not run it unasked.")
+    sandbox: dict[str, Any] | None = Field(
+        None, description="systemd unit properties of its step unit, over the skill's and "
+                          "the default sandbox (command actions only)")
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else step_sandbox.check(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionSpec:
@@ -117,6 +136,9 @@ class SkillSpec(Strict):
     version: Version | None = None
     concurrency: int | None = Field(None, ge=1, le=1000,
                                     description="At most this many of its steps at once.")
+    tags: list[str] = Field(default_factory=list)
+    capabilities: list[Capability] = Field(default_factory=list,
+                                           description="Of the skill as a whole.")
     actions: dict[Name, ActionSpec] = Field(min_length=1)
 
 
@@ -153,7 +175,7 @@ class Step(Strict):
 class ParallelGroup(Strict):
     """Members run concurrently; the group is one item of the step sequence."""
 
-    id: Name | None = Field(None, description="Defaults to parallel-N (N counts groups).")
+    id: Name | None = Field(None, description="Defaults to parallel-N for the N-th group without an id.")
     parallel: list[Step] = Field(min_length=1)
     depends_on: list[str] | None = None
 
@@ -210,6 +232,27 @@ class SkillFrontmatter(BaseModel):
     name: Name
     description: str = Field(min_length=1)
     version: Version | None = None
+    # Agent Skills' free map of strings; `capabilities` in it ("health.check disk.free")
+    # is what the orchestrator routes by. `tags` as skill registries (AIDB) list them.
+    metadata: dict[str, Version] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_words(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
+
+    @property
+    def capabilities(self) -> list[str]:
+        return str(self.metadata.get("capabilities", "")).replace(",", " ").split()
+
+    @model_validator(mode="after")
+    def _capability_words(self) -> SkillFrontmatter:
+        bad = [c for c in self.capabilities if not _CAPABILITY.match(c)]
+        if bad:
+            raise ValueError(f"metadata.capabilities: {', '.join(map(repr, bad))} is not a "
+                             "capability: dotted lower-case words such as health.check")
+        return self
 
 
 class SkillActions(Strict):

@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import tenacity
 
-from . import expr, redact, retry
-from .context import StepContext, step_logger
-from .errors import ExpressionError, StepFailure, StepTimeout
+from . import attempts, compensation, expr, redact, retry
+from .context import step_logger
+from .errors import ExpressionError, StepFailure
 from .loader import Definition
-from .model import ActionSpec, RetryPolicy, RollbackSpec
-from .runners import run_action
 from .store import StepRow
 
 if TYPE_CHECKING:
@@ -41,16 +36,17 @@ if TYPE_CHECKING:
 # The engine's logger: its records are the engine's, and its secret filter is on it.
 log = logging.getLogger("orchestratord.engine")
 
-# journald MESSAGE_IDs of run lifecycle records (stable; generated once with uuid4).
+# journald MESSAGE_IDs of run lifecycle records: random 128-bit ids, generated once
+# (`python -c 'import uuid; print(uuid.uuid4().hex)'`) and never changed, as journald
+# catalogs expect.
 MESSAGE_IDS = {
-    "run_started": "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01",
-    "run_succeeded": "0d8c6f3a1b2e4c5d8e9f7a6b5c4d3e02",
-    "run_failed": "e1f2a3b4c5d64e7f8a9b0c1d2e3f4a03",
+    "run_started": "f446608fec154ea3937484243ef77427",
+    "run_succeeded": "dae3034fb2f641d0bf0eff6a1de3aca9",
+    "run_failed": "4def8be22be84f989496f502ade47ca4",
 }
 
 DONE = frozenset({"succeeded", "failed", "skipped", "upstream_failed", "cancelled"})
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
-NO_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -94,17 +90,16 @@ class RunDriver:
             await self._set("running", "run_resumed" if resumed else "run_started")
             self._log(logging.INFO, "run_started", "run %s of %s %s", self.run_id,
                       workflow.name, "resumed" if resumed else "started")
-            await self._schedule()
-            if self.stop_reason == "lease_lost":
-                return RunResult(self.run_id, "interrupted", error="lost the run's lease")
-            status, error, outputs = self._outcome()
-            if status == "succeeded":
-                try:
-                    outputs = expr.compile_value(workflow.outputs).render(self._scope(None))
-                except ExpressionError as exc:
-                    status, error = "failed", f"outputs: {exc}"
-            if status != "succeeded" and workflow.on_failure == "rollback":
-                status = await self._compensate()
+            plan = await compensation.recorded_plan(self) if resumed else None
+            if plan is not None:
+                # It was rolling back when its driver stopped: that is all that is left.
+                error, outputs = plan.error, None
+                status = await compensation.compensate(self, plan)
+            else:
+                ended = await self._forward()
+                if ended is None:
+                    return RunResult(self.run_id, "interrupted", error="lost the run's lease")
+                status, error, outputs = ended
             await self._set(status, f"run_{status}", error=error, outputs=outputs)
             level = logging.INFO if status == "succeeded" else logging.ERROR
             self._log(level, "run_succeeded" if status == "succeeded" else "run_failed",
@@ -123,6 +118,26 @@ class RunDriver:
             keeper.cancel()
             await asyncio.shield(self.store.release_lease(self.run_id, engine.owner))
             engine.secrets.discard(self.run_id)
+
+    async def _forward(self) -> tuple[str, str | None, Any] | None:
+        """Run the steps; (status, error, outputs) at the end, None if the lease was lost."""
+        workflow = self.definition.workflow
+        if await self.store.cancel_requested(self.run_id):
+            self.stop("cancelled")  # asked while no process drove the run: honoured first
+        await self._schedule()
+        if self.stop_reason == "lease_lost":
+            return None
+        status, error, outputs = self._outcome()
+        if status == "succeeded":
+            try:
+                outputs = await self.engine.evaluator.render(
+                    expr.compile_value(workflow.outputs), self.scope(None))
+            except ExpressionError as exc:
+                status, error = "failed", f"outputs: {exc}"
+        if status != "succeeded" and workflow.on_failure == "rollback":
+            status = await compensation.compensate(
+                self, await compensation.record_plan(self, status, error))
+        return status, error, outputs
 
     def stop(self, reason: str) -> None:
         """Stop launching steps and cancel the running ones (cancelled, timed_out)."""
@@ -187,7 +202,7 @@ class RunDriver:
             while True:
                 while ready and len(tasks) < limit and self.stop_reason is None:
                     node_id = ready.popleft()
-                    decision = self._decide(node_id)
+                    decision = await self._decide(node_id)
                     if decision is None:
                         task = asyncio.create_task(self._run_step(node_id))
                         task.add_done_callback(finished.put_nowait)
@@ -207,10 +222,10 @@ class RunDriver:
                     else:
                         task.result()  # an engine bug must surface, not vanish
                     self._release(node_id, waiting, ready)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the store failed under a step
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # none left unretrieved
             raise
 
     def _release(self, node_id: str, waiting: dict[str, int], ready: collections.deque) -> None:
@@ -222,7 +237,7 @@ class RunDriver:
                     del waiting[dependent]
                     ready.append(dependent)
 
-    def _decide(self, node_id: str) -> tuple[str, str] | None:
+    async def _decide(self, node_id: str) -> tuple[str, str] | None:
         """None to run the step, else (status, reason) it ends with unrun."""
         node = self.graph.nodes[node_id]
         deps = {d: self.status[d] for d in node.deps}
@@ -238,13 +253,14 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not compiled.truthy(self._scope(compiled.step_refs)):
+                if not await self.engine.evaluator.truthy(compiled,
+                                                          self.scope(compiled.step_refs)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def _scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
+    def scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
         """What expressions see: params, the referenced steps (all if None), run."""
         names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
         steps = {}
@@ -292,11 +308,11 @@ class RunDriver:
         step = node.step
         skill = self.definition.skill(step.skill)
         action = skill.actions[step.action]
-        policy = step.retry or action.retry or NO_RETRY
+        policy = step.retry or action.retry or retry.NO_RETRY
         timeout = step.timeout or action.timeout or self.engine.step_timeout
         started = time.monotonic()
         try:
-            params = self._render(step.params, action)
+            params = await attempts.render(self, step.params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -309,17 +325,20 @@ class RunDriver:
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:
             delay = state.next_action.sleep if state.next_action else 0
-            await self.store.record_event(self.run_id, "step_retry", step_id=node_id,
-                                          attempt=self.current_attempt[node_id],
-                                          data={"delay": round(delay, 3)})
+            await self.store.retry_scheduled(self.run_id, node_id, self.current_attempt[node_id],
+                                             delay)
             log.warning("step %s: retrying in %.1f s", node_id, delay, extra={"fields": fields})
 
+        if row.not_before is not None and (left := row.not_before - time.time()) > 0:
+            # A retry back-off its last driver did not live to finish: wait out the rest.
+            log.info("step %s: retrying in %.1f s", node_id, left, extra={"fields": fields})
+            await self.engine.sleep(left)
         try:
             async for attempt in retry.retrying(policy, failed_before=row.failed_attempts,
                                                 sleep=self.engine.sleep, before_sleep=before_sleep):
                 with attempt:
-                    result = await self._attempt(node_id, skill, action, params, timeout,
-                                                 limit, fields)
+                    result = await attempts.run(self, node_id, skill, action, params,
+                                                timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
@@ -330,137 +349,13 @@ class RunDriver:
                                        attempt=self.current_attempt[node_id], result=result)
         self._ended(node_id, "succeeded", result, None)
         self.views[node_id]["duration"] = time.monotonic() - started
-        log.info("step %s succeeded", node_id, extra={"fields": fields})
+        log.info("step %s succeeded", node_id,
+                 extra={"fields": {**fields, "ATTEMPT": self.current_attempt[node_id]}})
 
     def _finish_failed(self, node_id: str, exc: StepFailure) -> None:
         if self.graph.nodes[node_id].step.continue_on_error:
             self.tolerated.add(node_id)
         self._ended(node_id, "failed", exc.result, str(exc))
-
-    async def _attempt(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                       timeout: float | None, limit: asyncio.Semaphore | None,
-                       fields: dict[str, Any], kind: str = "action") -> Any:
-        async with limit or contextlib.nullcontext():
-            return await self._attempt_now(node_id, skill, action, params, timeout, fields, kind)
-
-    async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                           timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
-        number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
-        await self.store.attempt_started(self.run_id, node_id, number,
-                                         self._redacted(params, action), kind=kind)
-        self.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
-                           "run_id": self.run_id, "workflow": self.definition.name,
-                           "step_id": node_id, "attempt": number,
-                           "skill": fields["SKILL"], "action": fields["ACTION"]})
-        ctx = StepContext(
-            run_id=self.run_id, workflow=self.definition.name, step_id=node_id,
-            skill=skill.name, action=self.graph.nodes[node_id].step.action if kind == "action"
-            else fields["ACTION"], attempt=number,
-            idempotency_key=f"{self.run_id}/{node_id}" + ("/rollback" if kind != "action" else ""),
-            log=step_logger("orchestratord.step", **fields, ATTEMPT=number),
-            skill_dir=skill.directory, settings=self.engine.settings, run_view=self._run_view)
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await run_action(action, params, ctx,
-                                            http_session=self.engine.http_session,
-                                            kill_grace=self.engine.kill_grace)
-            except TimeoutError:
-                raise StepTimeout(f"timed out after {timeout:g} s") from None
-            except (StepFailure, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a runner bug fails this step, not the whole run
-                log.exception("step %s: unexpected error in the %s runner", node_id, action.kind,
-                              extra={"fields": fields})
-                raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
-        except StepFailure as exc:
-            self._scrub_failure(exc)
-            status = "timeout" if isinstance(exc, StepTimeout) else "failed"
-            await self.store.attempt_failed(self.run_id, node_id, number, status=status,
-                                            error=str(exc), exit_code=exc.exit_code,
-                                            stderr_tail=exc.stderr_tail, kind=kind)
-            log.warning("attempt %d of step %s failed: %s", number, node_id, exc,
-                        extra={"fields": {**fields, "ATTEMPT": number}})
-            raise
-
-    async def _run_view(self) -> dict[str, Any]:
-        """The run as stored so far, for skills that report on it (secrets redacted)."""
-        run = await self.store.get_run(self.run_id)
-        run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await self.store.steps(run.id))
-        return {"run": run, "steps": steps}
-
-    def _render(self, params: dict[str, Any], action: ActionSpec) -> Any:
-        try:
-            compiled = expr.compile_value(params)
-            rendered = params if compiled.is_static else compiled.render(self._scope(compiled.step_refs))
-        except ExpressionError as exc:
-            raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
-        self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
-        if action.params is not None:
-            error = jsonschema.exceptions.best_match(
-                jsonschema.validators.validator_for(action.params)(action.params).iter_errors(rendered))
-            if error is not None:
-                where = "".join(f"[{p!r}]" for p in error.absolute_path)
-                raise StepFailure(self.engine.secrets.scrub(self.run_id,
-                                                            f"params{where}: {error.message}"))
-        return rendered
-
-    def _redacted(self, params: Any, action: ActionSpec) -> Any:
-        """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
-        return self.engine.secrets.scrub(self.run_id, redact.redact(params, action.params))
-
-    def _scrub_failure(self, exc: StepFailure) -> None:
-        """Scrub a failure's message, stderr tail and result of this run's secrets."""
-        scrub = functools.partial(self.engine.secrets.scrub, self.run_id)
-        exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
-        exc.stderr_tail, exc.result = scrub(exc.stderr_tail), scrub(exc.result)
-
-    # -- rollback -----------------------------------------------------------------------
-
-    async def _compensate(self) -> str:
-        rows = sorted((r for r in await self.store.steps(self.run_id)
-                       if r.status == "succeeded" and r.finished_seq is not None),
-                      key=lambda r: r.finished_seq, reverse=True)
-        await self.store.record_event(self.run_id, "run_rolling_back",
-                                      data={"steps": [r.step_id for r in rows]})
-        failed = []
-        for row in rows:
-            node = self.graph.nodes[row.step_id]
-            own = self.definition.skill(node.step.skill).actions[node.step.action]
-            spec: RollbackSpec | None = node.step.rollback or own.rollback
-            if spec is None:
-                continue
-            skill = self.definition.skill(spec.skill or node.step.skill)
-            action = skill.actions[spec.action]
-            fields = {**self.log.extra["fields"], "STEP_ID": row.step_id, "SKILL": skill.name,
-                      "ACTION": spec.action}
-            self.current_attempt[row.step_id] = 0
-            try:
-                # The stored params are redacted: render the step's own params again.
-                params = self._render(node.step.params, own) if spec.params is None \
-                    else self._render(spec.params, action)
-                policy = action.retry or NO_RETRY
-                async for attempt in retry.retrying(policy, failed_before=0, sleep=self.engine.sleep,
-                                                    before_sleep=_nothing):
-                    with attempt:
-                        await self._attempt(row.step_id, skill, action, params,
-                                            action.timeout or self.engine.step_timeout, None,
-                                            fields, kind="rollback")
-            except StepFailure as exc:
-                failed.append(row.step_id)
-                await self.store.compensation_finished(self.run_id, row.step_id,
-                                                       self.current_attempt[row.step_id], False,
-                                                       str(exc))
-                log.error("rollback of step %s failed: %s", row.step_id, exc, extra={"fields": fields})
-                continue
-            await self.store.compensation_finished(self.run_id, row.step_id,
-                                                   self.current_attempt[row.step_id], True)
-            log.info("rolled back step %s with %s", row.step_id, spec.action, extra={"fields": fields})
-        return "rollback_failed" if failed else "rolled_back"
-
-
-async def _nothing(_: Any) -> None:
-    return None
 
 
 def _view(status: str, result: Any, error: str | None, attempts: int,

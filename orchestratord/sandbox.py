@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from jinja2 import pass_context
 from jinja2.runtime import ChainableUndefined, StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from .errors import ExpressionError
 
@@ -62,21 +62,28 @@ def _spend(context: Any, size: int, what: str) -> None:
     (budget if isinstance(budget, Budget) else Budget()).charge(size, what)
 
 
-def _measure(value: Any, limit: int) -> int:
-    """Items and characters in value, nested ones included; stops counting past limit."""
+_SCALARS = (int, float, type(None))
+
+
+def measure(value: Any, limit: int, on_item: Callable[[Any], None] | None = None) -> int:
+    """Items and characters in value as printed, nested and shared ones counted each time
+    they appear; stops counting past limit, so its cost is bounded by limit too."""
     total, stack = 0, [value]
     while stack and total <= limit:
         item = stack.pop()
+        if on_item is not None:
+            on_item(item)
         if isinstance(item, (str, bytes)):
             total += max(len(item), 1)
         elif isinstance(item, (list, tuple)):
             total += 1 + len(item)
-            if total <= limit:
-                stack.extend(item)
+            if total <= limit:  # numbers are counted already: only walk into the rest
+                stack.extend([i for i in item if not isinstance(i, _SCALARS)])
         elif isinstance(item, Mapping):
             total += 1 + 2 * len(item)
             if total <= limit:
-                stack.extend((*item.keys(), *item.values()))
+                stack.extend(item.keys())
+                stack.extend([i for i in item.values() if not isinstance(i, _SCALARS)])
         else:
             total += 1
     return total
@@ -125,8 +132,10 @@ _METHOD_COST: dict[str, Callable[..., int]] = {
     "replace": lambda s, old, new, count=-1: _replace_cost(s, old, new, count),
     "join": _join_cost,
     "translate": lambda s, table: len(s) * max([_len(v) for v in table.values()] + [1]),
-    "format": lambda s, *args, **kwargs: len(s) + _widths(s, printf=False),
-    "format_map": lambda s, mapping: len(s) + _widths(s, printf=False),
+    "format": lambda s, *args, **kwargs:
+        len(s) + _widths(s, printf=False) + measure((args, kwargs), MAX_ITEMS),
+    "format_map": lambda s, mapping:
+        len(s) + _widths(s, printf=False) + measure(mapping, MAX_ITEMS),
 }
 _FILTER_COST: dict[str, Callable[..., int]] = {
     "center": lambda value, width=80: _num(width),
@@ -134,12 +143,15 @@ _FILTER_COST: dict[str, Callable[..., int]] = {
         len(str(s)) + (str(s).count("\n") + 1) * (_num(width) or _len(width)),
     "join": lambda value, d="", attribute=None: _join_cost(d, value),
     "replace": lambda s, old, new, count=None: _replace_cost(str(s), str(old), str(new), count),
-    "format": lambda value, *args, **kwargs: len(str(value)) + _widths(str(value), printf=True),
+    "format": lambda value, *args, **kwargs: len(str(value)) + _widths(str(value), printf=True)
+        + measure((args, kwargs), MAX_ITEMS),
     "slice": lambda value, slices, fill_with=None: _num(slices),
     "batch": lambda value, linecount, fill_with=None: _num(linecount),
     "wordwrap": lambda s, width=79, break_long_words=True, wrapstring=None,
         break_on_hyphens=True: (len(str(s)) + 1) * len(wrapstring or "\n"),
-    "tojson": lambda value, indent=None: _num(indent) * _measure(value, MAX_ITEMS),
+    "tojson": lambda value, indent=None: (1 + _num(indent)) * measure(value, MAX_ITEMS),
+    "string": lambda value: measure(value, MAX_ITEMS),
+    "pprint": lambda value: measure(value, MAX_ITEMS),
 }
 
 
@@ -180,6 +192,12 @@ def _bounded_range(*args: int) -> range:
     return rng
 
 
+def _new_dict(*args: Any, **kwargs: Any) -> dict:
+    """`dict(...)` for expressions: a new mapping, without the type's methods
+    (`dict.update(params, ...)` would change the run's data, `dict.fromkeys` is unbounded)."""
+    return dict(*args, **kwargs)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox with bounded operators, filters and method calls."""
 
@@ -188,7 +206,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=_Undefined, autoescape=False)
         # lipsum, cycler, joiner and namespace are for templates, not conditions.
-        self.globals = {"range": _bounded_range, "dict": dict}
+        self.globals = {"range": _bounded_range, "dict": _new_dict}
         for name in _FILTER_COST:
             self.filters[name] = _guard_filter(name, self.filters[name])
 
@@ -207,9 +225,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif operator == "*" and (isinstance(left, int) or isinstance(right, int)):
             seq, times = (right, left) if isinstance(left, int) else (left, right)
             if isinstance(seq, (str, bytes, list, tuple)) and times > 0:
-                _spend(context, _measure(seq, MAX_ITEMS // times + 1) * times, "*")
+                _spend(context, measure(seq, MAX_ITEMS // times + 1) * times, "*")
         elif operator == "%" and isinstance(left, str):
-            _spend(context, len(left) + _widths(left, printf=True), "% formatting")
+            _spend(context, len(left) + _widths(left, printf=True) + measure(right, MAX_ITEMS),
+                   "% formatting")
         if bits > MAX_INT_BITS:
             raise _LimitError(f"{operator} would produce an integer of about {bits:,} bits; "
                               f"the limit is {MAX_INT_BITS:,}")
@@ -218,6 +237,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         target = getattr(obj, "__wrapped__", obj)  # str.format arrives wrapped
         owner, name = getattr(target, "__self__", None), getattr(target, "__name__", "")
+        if isinstance(owner, type) or isinstance(getattr(target, "__objclass__", None), type):
+            # `dict.update(params, ...)` would bypass the immutable sandbox's method check
+            raise SecurityError(f"{name}() called through a type is not allowed")
         if isinstance(owner, str) and name in _METHOD_COST:
             if name == "join" and args:
                 args = (list(args[0]), *args[1:])

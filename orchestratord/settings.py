@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,7 @@ from .errors import DefinitionError
 from .model import Retention, Timeout
 from .paths import default_socket, state_home
 from .source import load_file
+from .step_sandbox import StepSandboxSettings
 
 
 class WebhookSink(BaseModel):
@@ -57,6 +58,11 @@ class Settings(BaseModel):
         7 * 86400, description="remove a run's workspace this long after the run ended "
                                "(null: keep them all)")
     alerts: Alerts = Field(default_factory=Alerts)
+    step_units: Literal["auto", "always", "never"] = Field(
+        "auto", description="run each command step as a transient systemd unit: auto where "
+                            "the daemon runs as root under systemd, always (else fail the step), "
+                            "never")
+    step_sandbox: StepSandboxSettings = Field(default_factory=StepSandboxSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property

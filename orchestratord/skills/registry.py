@@ -11,13 +11,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import jsonschema
 
 from ..errors import DefinitionError, Problem
 from ..model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from ..source import Document, load_file, parse_text
+from ..runners.command import command_path
+from ..source import Document, Unreadable, load_file, parse_text, read_text
 
 log = logging.getLogger("orchestratord.skills")
 
@@ -34,6 +35,11 @@ class Skill:
     origin: str = ""                # the file that declared it, for messages
     version: str | None = None
     concurrency: int | None = None
+    # What routing reads (skills.routing): the skill's own capabilities and tags, and
+    # SKILL.md's text after the frontmatter, as an agent would read it.
+    capabilities: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    body: str = ""
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Registry:
     """Skills by name; a name declared twice is a problem, never a silent override."""
 
     skills: dict[str, Skill] = field(default_factory=dict)
+    _router: Any = field(default=None, repr=False, compare=False)
 
     def add(self, skill: Skill) -> str | None:
         """Register skill; returns why not if the name is taken."""
@@ -48,7 +55,15 @@ class Registry:
             other = self.skills[skill.name].origin
             return f"skill '{skill.name}' is declared twice: here and in {other}"
         self.skills[skill.name] = skill
+        self._router = None
         return None
+
+    def router(self) -> Any:
+        """The routing index of these skills (skills.routing.Router), built on first use."""
+        if self._router is None:
+            from .routing import Router
+            self._router = Router(self)
+        return self._router
 
     def get(self, name: str) -> Skill | None:
         return self.skills.get(name)
@@ -59,7 +74,7 @@ class Registry:
         out = Registry(dict(self.skills))
         problems = []
         for name, spec in inline.items():
-            problems += schema_problems(doc, spec.actions, ("skills", name, "actions"))
+            problems += action_problems(doc, spec.actions, ("skills", name, "actions"), directory)
             clash = out.add(_from_spec(name, spec, directory, origin))
             if clash:
                 problems.append(doc.problem(("skills", name), clash, key=True))
@@ -82,6 +97,15 @@ def search_path(extra: Iterable[Path | str] = ()) -> list[Path]:
 
 def discover(paths: Iterable[Path]) -> Registry:
     """Every skill directory found under paths; raises DefinitionError with all problems."""
+    registry, problems = discover_all(paths)
+    if problems:
+        raise DefinitionError(problems)
+    return registry
+
+
+def discover_all(paths: Iterable[Path]) -> tuple[Registry, list[Problem]]:
+    """The skills that load, and the problems of those that do not (for the daemon,
+    where one broken skill must not take the others down with it)."""
     registry, problems = Registry(), []
     for root in paths:
         for skill_md in sorted(Path(root).glob("*/SKILL.md")):
@@ -91,15 +115,13 @@ def discover(paths: Iterable[Path]) -> Registry:
                 clash = registry.add(skill)
                 if clash:
                     problems.append(Problem(str(skill_md), 1, 1, "name", clash))
-    if problems:
-        raise DefinitionError(problems)
-    return registry
+    return registry, problems
 
 
 def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
     """Read SKILL.md's frontmatter and actions.yaml of one skill directory."""
     skill_md = directory / "SKILL.md"
-    front, problems = _frontmatter(skill_md)
+    front, body, problems = _frontmatter(skill_md)
     if front is None:
         return None, problems
     actions_file = directory / "actions.yaml"
@@ -113,36 +135,46 @@ def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
         if spec is None:
             return None, problems
         actions, concurrency = dict(spec.actions), spec.concurrency
-        problems = schema_problems(doc, actions, ("actions",))
+        problems = action_problems(doc, actions, ("actions",), directory)
         if problems:
             return None, problems
     return Skill(front.name, front.description, actions, directory.resolve(), str(skill_md),
-                 front.version, concurrency), []
+                 front.version, concurrency, tuple(front.capabilities), tuple(front.tags),
+                 body), []
 
 
-def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, list[Problem]]:
+def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, str, list[Problem]]:
+    """The frontmatter of SKILL.md, checked, and the text after it."""
     shown = str(skill_md)
     try:
-        text = skill_md.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(shown, 1, 1, "", f"cannot read: {exc}")]
+        text = read_text(skill_md)
+    except Unreadable as exc:
+        return None, "", [Problem(shown, 1, 1, "", str(exc))]
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---" or "---" not in (l.strip() for l in lines[1:]):
-        return None, [Problem(shown, 1, 1, "", "SKILL.md must start with YAML frontmatter "
-                                               "between '---' lines (name, description, version)")]
+        return None, "", [Problem(shown, 1, 1, "", "SKILL.md must start with YAML frontmatter "
+                                                   "between '---' lines (name, description, "
+                                                   "version)")]
     end = next(i for i, l in enumerate(lines[1:], 1) if l.strip() == "---")
     # Blank lines keep the frontmatter's line numbers equal to the file's.
     doc = parse_text("\n" + "\n".join(lines[1:end]), shown)
     if doc.problems:
-        return None, doc.problems
+        return None, "", doc.problems
     front, problems = doc.validate(SkillFrontmatter)
-    return front, problems
+    return front, "\n".join(lines[end + 1:]).strip(), problems
 
 
-def schema_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple) -> list[Problem]:
-    """Actions whose `params` is not a valid JSON Schema."""
+def action_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple,
+                    directory: Path | None = None) -> list[Problem]:
+    """Actions whose `params` is not a valid JSON Schema, or whose command is a relative
+    path that is not an executable file inside the skill's directory."""
     out = []
     for name, action in actions.items():
+        if action.command is not None:
+            try:
+                command_path(action.command[0], directory)
+            except ValueError as exc:
+                out.append(doc.problem(base + (name, "command", 0), f"command {exc}"))
         if action.params is None:
             continue
         try:
@@ -155,4 +187,4 @@ def schema_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tupl
 
 def _from_spec(name: str, spec: SkillSpec, directory: Path, origin: str) -> Skill:
     return Skill(name, spec.description, dict(spec.actions), directory.resolve(), origin,
-                 spec.version, spec.concurrency)
+                 spec.version, spec.concurrency, tuple(spec.capabilities), tuple(spec.tags))

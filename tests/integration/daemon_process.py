@@ -53,8 +53,10 @@ class Notifications:
                 data = self.sock.recv(4096).decode()
             except socket.timeout:
                 break
-            for line in data.splitlines():
+            lines = data.splitlines()
+            for i, line in enumerate(lines):
                 if line.startswith(prefix):
+                    self.seen += lines[i + 1:]  # the rest of one datagram is kept for later
                     return line
                 self.seen.append(line)
         raise AssertionError(f"no {prefix} notification within {timeout}s; saw {self.seen}")

@@ -53,3 +53,11 @@ def test_report_writes_table_json_and_plot(tmp_path):
     assert saved["rows"][0]["ratio"] == pytest.approx(5.0)
     require_module("matplotlib", "the bench extra: pip install -e '.[bench]'")
     assert report.plot(rows, tmp_path / "plot.png") and (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_routing_bench_runs_at_a_small_size():
+    from bench import routing
+    rows = routing.measure(n=30, repeat=2)
+    assert [r.name.split(",")[0] for r in rows][1:] == [
+        "route: explicit skill.action", "route: capability", "route: lexical", "route: lexical"]
+    assert all(r.value is not None for r in rows)
