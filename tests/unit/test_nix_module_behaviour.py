@@ -231,11 +231,11 @@ def test_the_package_declares_what_pyproject_declares() -> None:
         lib = import {NIXPKGS_LIB}/lib;
         python3Packages = builtins.listToAttrs (map (n: {{ name = n; value = n; }}) [
           "pydantic" "pyyaml" "jinja2" "jsonschema" "aiosqlite" "tenacity" "aiohttp" "sdnotify"
-          "prometheus-client" "markupsafe" "referencing" "systemd-python" "pytest"
-          "pytest-asyncio" "pytest-timeout" "hypothesis" "pyflakes" "setuptools"
+          "dbus-fast" "prometheus-client" "markupsafe" "referencing" "systemd-python" "pytest"
+          "pytest-asyncio" "pytest-timeout" "pytest-randomly" "hypothesis" "pyflakes" "setuptools"
           "pytestCheckHook" ]) // {{ buildPythonApplication = args: args; python = null; }};
         package = import ./nix/package.nix {{
-          inherit lib python3Packages; coreutils = null; gitMinimal = null; }};
+          inherit lib python3Packages; gitMinimal = null; }};
       in {{ inherit (package) dependencies; meta = {{ homepage = package.meta.homepage or null;
             license = package.meta.license.spdxId; }}; }}"""
     done = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
