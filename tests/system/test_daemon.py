@@ -10,6 +10,8 @@ from typing import Iterator
 
 import pytest
 
+from orchestratord.run import MESSAGE_IDS
+
 from .machine import Machine
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
@@ -136,7 +138,7 @@ def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine
     assert {r.get("STEP_ID") for r in records} >= {"s0", "s1", "s2"}
     assert any(r.get("MESSAGE") == "working on s1" and r.get("ATTEMPT") == "1" and
                r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
-    assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
+    assert any(r.get("MESSAGE_ID") == MESSAGE_IDS["run_started"] for r in records)
     # the client unit mirrors progress in its own journal
     client = log_of(daemon, "orchestrator@hello")
     assert "✓ s2 succeeded" in client
