@@ -3,8 +3,21 @@
 `systemctl stop orchestrator@NAME` is a request to cancel the run. A system shutdown
 stops that unit too, before the daemon; then the run is not cancelled but left to the
 daemon, which leaves it interrupted and resumes it at its next start. systemd says which
-of the two it is: `systemctl is-system-running` answers "stopping" exactly while a job
-for shutdown.target is queued or running (poweroff, reboot, halt, kexec).
+of the two it is: every kind of shutdown (poweroff, reboot, halt, kexec, soft-reboot)
+starts shutdown.target, and a unit with default dependencies is stopped before that
+target is reached, so while this unit stops for a shutdown a start job for
+shutdown.target is queued. `systemctl list-jobs shutdown.target` asks PID 1 over its
+private socket, which it serves to the end (the system bus is stopped at the same time
+as this unit, so it cannot be asked). Not `is-system-running`: it answers "starting",
+not "stopping", until the boot's job queue has once been empty, and a run started at
+boot by orchestrator@ keeps a start job queued for as long as it runs.
+
+The answer comes from a child process in this unit's cgroup, forked while systemd sends
+SIGTERM to every process of that cgroup (KillMode=control-group), and systemd rereads
+the cgroup until it finds no process it has not signalled: a child forked meanwhile
+gets the SIGTERM too. So the child ignores SIGTERM (an ignored signal stays ignored
+across exec); the check's own timeout, and the unit's SIGKILL after TimeoutStopSec=,
+still bound it.
 
 A cancel the daemon cannot take (it is stopping or restarting) is retried for
 DELIVER_FOR seconds, well below the unit's TimeoutStopSec=30s. If it still cannot be
@@ -17,7 +30,6 @@ the client exits 7: the run was not cancelled.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import shutil
 import signal
@@ -29,9 +41,10 @@ from typing import Any
 from .client import Client, DaemonError
 from .errors import OrchestratorError
 
-log = logging.getLogger("orchestratord.stopping")
 DELIVER_FOR = 15.0  # seconds of trying to reach the daemon; the unit's TimeoutStopSec is 30s
 RETRY_EVERY = 0.5
+CHECK_FOR = 5.0  # seconds for systemd to say whether the system shuts down
+SHUTDOWN_TARGET = "shutdown.target"
 
 
 class Outcome(StrEnum):
@@ -43,21 +56,44 @@ class Outcome(StrEnum):
     LOST = "lost"                # neither: the run goes on when the daemon starts
 
 
-async def system_is_stopping() -> bool:
-    """Whether the system is shutting down (systemd's manager state is "stopping")."""
-    systemctl = shutil.which("systemctl")
-    if systemctl is None or not os.path.isdir("/run/systemd/system"):
-        return False  # not booted with systemd: no shutdown transaction to tell apart
+async def system_is_stopping(systemctl: str | None = None) -> bool:
+    """Whether the system is shutting down: a start job for shutdown.target is queued.
+
+    systemctl: the program to ask (tests); by default systemctl, when systemd runs."""
+    if systemctl is None:
+        systemctl = shutil.which("systemctl")
+        if systemctl is None or not os.path.isdir("/run/systemd/system"):
+            return False  # not booted with systemd: no shutdown transaction to tell apart
     try:
         proc = await asyncio.create_subprocess_exec(
-            systemctl, "is-system-running", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
-        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
-    except (OSError, TimeoutError) as exc:
-        log.warning("cannot ask systemd whether the system shuts down (%s); "
-                    "treating the stop as a cancel", exc)
+            systemctl, "list-jobs", "--no-legend", "--no-pager", SHUTDOWN_TARGET,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_ignore_stop_signals)
+    except OSError as exc:
+        _say(f"cannot ask systemd whether the system shuts down ({exc}); "
+             "treating the stop as a cancel")
         return False
-    return out.decode().strip() == "stopping"
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CHECK_FOR)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        _say(f"systemctl list-jobs did not answer within {CHECK_FOR:g} s; "
+             "treating the stop as a cancel")
+        return False
+    if proc.returncode != 0:
+        _say(f"systemctl list-jobs failed (exit {proc.returncode}: "
+             f"{err.decode(errors='replace').strip()}); treating the stop as a cancel")
+        return False
+    # One line per job: ID UNIT TYPE STATE.
+    return any(line.split()[1:3] == [SHUTDOWN_TARGET, "start"]
+               for line in out.decode(errors="replace").splitlines())
+
+
+def _ignore_stop_signals() -> None:
+    # Runs in the child between fork and exec: see the module's docstring.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class StopHandler:
