@@ -2,15 +2,8 @@
 
 `systemctl stop orchestrator@NAME` is a request to cancel the run. A system shutdown
 stops that unit too, before the daemon; then the run is not cancelled but left to the
-daemon, which leaves it interrupted and resumes it at its next start. systemd says which
-of the two it is: every kind of shutdown (poweroff, reboot, halt, kexec, soft-reboot)
-starts shutdown.target, and a unit with default dependencies is stopped before that
-target is reached, so while this unit stops for a shutdown a start job for
-shutdown.target is queued. `systemctl list-jobs shutdown.target` asks PID 1 over its
-private socket, which it serves to the end (the system bus is stopped at the same time
-as this unit, so it cannot be asked). Not `is-system-running`: it answers "starting",
-not "stopping", until the boot's job queue has once been empty, and a run started at
-boot by orchestrator@ keeps a start job queued for as long as it runs.
+daemon, which leaves it interrupted and resumes it at its next start. shutdown.py says
+which of the two it is.
 
 The answer comes from a child process in this unit's cgroup, forked while systemd sends
 SIGTERM to every process of that cgroup (KillMode=control-group), and systemd rereads
@@ -30,21 +23,19 @@ the client exits 7: the run was not cancelled.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import sys
 import time
 from enum import StrEnum
 from typing import Any
 
+from . import shutdown
 from .client import Client, DaemonError
 from .errors import OrchestratorError
 
 DELIVER_FOR = 15.0  # seconds of trying to reach the daemon; the unit's TimeoutStopSec is 30s
 RETRY_EVERY = 0.5
 CHECK_FOR = 5.0  # seconds for systemd to say whether the system shuts down
-SHUTDOWN_TARGET = "shutdown.target"
 
 
 class Outcome(StrEnum):
@@ -57,17 +48,15 @@ class Outcome(StrEnum):
 
 
 async def system_is_stopping(systemctl: str | None = None) -> bool:
-    """Whether the system is shutting down: a start job for shutdown.target is queued.
+    """Whether the system is shutting down (shutdown.py).
 
     systemctl: the program to ask (tests); by default systemctl, when systemd runs."""
-    if systemctl is None:
-        systemctl = shutil.which("systemctl")
-        if systemctl is None or not os.path.isdir("/run/systemd/system"):
-            return False  # not booted with systemd: no shutdown transaction to tell apart
+    argv = shutdown.list_jobs_argv(systemctl)
+    if not argv:
+        return False  # not booted with systemd: no shutdown transaction to tell apart
     try:
         proc = await asyncio.create_subprocess_exec(
-            systemctl, "list-jobs", "--no-legend", "--no-pager", SHUTDOWN_TARGET,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             preexec_fn=_ignore_stop_signals)
     except OSError as exc:
         _say(f"cannot ask systemd whether the system shuts down ({exc}); "
@@ -85,9 +74,7 @@ async def system_is_stopping(systemctl: str | None = None) -> bool:
         _say(f"systemctl list-jobs failed (exit {proc.returncode}: "
              f"{err.decode(errors='replace').strip()}); treating the stop as a cancel")
         return False
-    # One line per job: ID UNIT TYPE STATE.
-    return any(line.split()[1:3] == [SHUTDOWN_TARGET, "start"]
-               for line in out.decode(errors="replace").splitlines())
+    return shutdown.shutting_down(out.decode(errors="replace"))
 
 
 def _ignore_stop_signals() -> None:

@@ -6,6 +6,8 @@ The units themselves run under real systemd in tests/system/test_step_units.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from orchestratord.errors import StepFailure, StepTimeout
 from orchestratord.model import ActionSpec
 from orchestratord.runners import run_action
-from orchestratord.runners.unit import StepUnits
+from orchestratord.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
 from orchestratord.skills.systemd import BOOTED_MARKER
 from orchestratord.step_sandbox import StepSandboxSettings
 
@@ -94,3 +96,21 @@ async def test_a_successful_units_stdout_is_the_result(tmp_path):
     collector = left(tmp_path, "u.service", {"SERVICE_RESULT": "success", "EXIT_CODE": "exited",
                                              "EXIT_STATUS": "0"}, '{"found": 3}\n')
     assert await collector._collect("u.service", ["x"], 1024) == {"found": 3}
+
+
+@pytest.mark.parametrize("result,jobs,interrupted", [
+    ("signal", "9 shutdown.target start waiting\n", True),
+    ("exit-code", "9 shutdown.target start waiting\n", True),  # its SIGTERM handler exited 1
+    ("signal", "12 orchestrator-step-r-s-1.service stop running\n", False),  # stopped alone
+    ("success", "9 shutdown.target start waiting\n", False),  # it finished first
+])
+def test_a_unit_stopped_by_a_shutdown_is_interrupted_not_failed(tmp_path, result, jobs,
+                                                                 interrupted):
+    """Regression: after a reboot the daemon collected the step unit the shutdown had
+    killed as a failed step (killed by SIGTERM) instead of running it again."""
+    where = tmp_path / "u.service"
+    where.mkdir()
+    list_jobs = [sys.executable, "-c", f"print({jobs!r}, end='')"]  # stands in for systemctl
+    subprocess.run([sys.executable, "-I", "-c", WRITE_STATUS, str(where / "status"), *list_jobs],
+                   env={"SERVICE_RESULT": result}, check=True)
+    assert _stopped_by_shutdown(where) is interrupted
