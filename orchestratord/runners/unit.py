@@ -267,7 +267,7 @@ class StepUnits:
         result = _result(stdout)
         outcome, code = status.get("SERVICE_RESULT", ""), status.get("EXIT_CODE", "")
         number = int(status["EXIT_STATUS"]) if str(status.get("EXIT_STATUS", "")).isdigit() else None
-        if outcome == "success" and number in (0, None):
+        if _completed(status):
             return result
         last = stderr_tail.splitlines()[-1] if stderr_tail else ""
         if not status:
@@ -308,8 +308,14 @@ def _stopped_by_shutdown(where: Path) -> bool:
         status = json.loads((where / "status").read_text())
     except (OSError, ValueError):
         return False
-    return (status.get("SERVICE_RESULT") != "success"
-            and shutdown.shutting_down(str(status.get("JOBS", ""))))
+    return not _completed(status) and shutdown.shutting_down(str(status.get("JOBS", "")))
+
+
+def _completed(status: dict[str, Any]) -> bool:
+    """Whether the command ran to its end with status 0. Not SERVICE_RESULT alone: systemd
+    counts a death by SIGTERM (a stop) as "success" for a service."""
+    return (status.get("SERVICE_RESULT") == "success" and status.get("EXIT_CODE") == "exited"
+            and str(status.get("EXIT_STATUS")) == "0")
 
 
 def _entries(directory: Path) -> list[os.DirEntry]:
