@@ -23,6 +23,7 @@ the client exits 7: the run was not cancelled.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
