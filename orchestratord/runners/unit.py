@@ -133,10 +133,20 @@ class StepUnits:
                 else:
                     try:
                         self._bus = await SystemdBus.connect()
-                        self.daemon_unit = await self._bus.service_of(os.getpid())
                     except SystemdBusError as exc:
                         self._unavailable = str(exc)
+                    else:
+                        self.daemon_unit = await self._own_service(self._bus)
         return self._unavailable
+
+    @staticmethod
+    async def _own_service(bus: SystemdBus) -> str | None:
+        try:
+            return await bus.service_of(os.getpid())
+        except SystemdBusError as exc:  # steps still run, unordered against the daemon
+            log.warning("cannot tell which service the daemon runs in (%s): at shutdown its "
+                        "step units may be stopped before it, and their steps fail", exc)
+            return None
 
     def detach(self) -> None:
         """The daemon stops: leave running units alone, to be collected after the restart."""
