@@ -44,7 +44,7 @@ def write(machine: Machine, path: str, text: str) -> None:
     machine.succeed(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF")
 
 
-def install(machine: Machine, venv: str) -> None:
+def install(machine: Machine, venv: str, step_units: str = "never") -> None:
     """The project's package and unit files installed as a distribution would, with the
     test skill `work` and the settings; workflows are the caller's."""
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
@@ -58,8 +58,10 @@ def install(machine: Machine, venv: str) -> None:
     write(machine, f"{ETC}/settings.json", json.dumps({
         "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
         # These tests are about the daemon around steps run as its children (a shared
-        # ledger in the state directory); test_step_units.py runs steps as units.
-        "step_units": "never"}))
+        # ledger in the state directory); test_step_units.py runs steps as units. A step
+        # in a unit may write the ledger too.
+        "step_units": step_units,
+        "step_sandbox": {"skills": {"work": {"ReadWritePaths": ["/var/lib/agent-orchestrator"]}}}}))
 
 
 @pytest.fixture(scope="module")
