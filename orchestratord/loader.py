@@ -18,11 +18,12 @@ import jsonschema
 from . import expr
 from .errors import DefinitionError, ExpressionError, ParamsError, Problem
 from .graph import Graph, build, did_you_mean
-from .model import UNION_TAGS, Workflow, WorkflowDocument
+from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
 from .redact import is_secret_name
 from .runners.python import resolve
 from .skills import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
+from .step_routes import resolve_steps
 
 
 @dataclass(frozen=True)
@@ -59,34 +60,45 @@ def load_workflow(path: str | Path, *, skill_paths: Iterable[str | Path] = (),
     return check_document(doc, registry, path.parent)
 
 
-def load_text(text: str, file: str, registry: Registry, directory: Path) -> Definition:
+def load_text(text: str, file: str, registry: Registry, directory: Path, *,
+              stored: bool = False) -> Definition:
     """Like load_workflow, for a definition held in memory (API bodies, stored runs)."""
     return check_document(parse_text(text, file, json_only=file.endswith(".json")),
-                          registry, directory)
+                          registry, directory, stored=stored)
 
 
-def load_data(data: dict[str, Any], file: str, registry: Registry, directory: Path) -> Definition:
+def load_data(data: dict[str, Any], file: str, registry: Registry, directory: Path, *,
+              stored: bool = False) -> Definition:
     """Check an already parsed definition (e.g. the copy stored with a run)."""
-    return load_text(json.dumps(data), file, registry, directory)
+    return load_text(json.dumps(data), file, registry, directory, stored=stored)
 
 
 def stored_definition(source: dict[str, Any], file: str, registry: Registry) -> Definition:
-    """The definition a run started with (stored with it), checked against today's skills."""
-    return load_data(source, file, registry, Path(file).parent)
+    """The definition a run started with (stored with it), checked against today's skills.
+
+    Routed steps keep the skill and action they resolved to when the run started.
+    """
+    return load_data(source, file, registry, Path(file).parent, stored=True)
 
 
-def check_document(doc: Document, registry: Registry, directory: Path) -> Definition:
+def check_document(doc: Document, registry: Registry, directory: Path, *,
+                   stored: bool = False) -> Definition:
     # Problems such as duplicate keys leave data to check further; syntax errors do not.
     problems = list(doc.problems)
     if doc.data is None and problems:
         raise DefinitionError(problems)
     if not isinstance(doc.data, dict):
         raise DefinitionError([doc.problem((), "expected a mapping with a 'workflow:' key")])
-    model, shape_problems = doc.validate(WorkflowDocument, tags=UNION_TAGS)
+    model, shape_problems = doc.validate(WorkflowDocument, tags=UNION_TAGS,
+                                         context=STORED if stored else None)
     if model is None:
         raise DefinitionError(problems + shape_problems)
     skills, skill_problems = registry.merged(model.skills, doc.file, directory, doc)
     problems += skill_problems
+    workflow, route_problems = resolve_steps(model.workflow, skills, doc)
+    if route_problems:  # an unresolved step has no name yet to build the graph with
+        raise DefinitionError(problems + route_problems)
+    model = model.model_copy(update={"workflow": workflow})
     graph, graph_problems = build(model.workflow, doc)
     problems += graph_problems
     problems += _check_steps(model.workflow, graph, skills, doc, acyclic=not graph_problems)
