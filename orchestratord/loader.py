@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 import jsonschema
 
-from . import expr
+from . import aggregate, expr
 from .errors import DefinitionError, ExpressionError, ParamsError, Problem
 from .graph import Graph, build, did_you_mean
 from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
@@ -44,6 +45,24 @@ class Definition:
         skill = self.skills.get(name)
         assert skill is not None, f"checked at load time: {name}"
         return skill
+
+    def select(self, selector: aggregate.Selector) -> tuple[str, ...]:
+        """The steps an aggregate (`steps_matching`, `results`) reads, in declaration order."""
+        return aggregate.select(selector, self._capabilities)
+
+    @cached_property
+    def _capabilities(self) -> dict[str, tuple[str, ...]]:
+        return step_capabilities(self.graph, self.skills)
+
+
+def step_capabilities(graph: Graph, skills: Registry) -> dict[str, tuple[str, ...]]:
+    """What each step's action declares, with its skill's, by step id in declaration order."""
+    out = {}
+    for node in graph.nodes.values():
+        skill = skills.get(node.step.skill or "")
+        action = skill.actions.get(node.step.action or "") if skill else None
+        out[node.id] = (*skill.capabilities, *action.capabilities) if skill and action else ()
+    return out
 
 
 def load_workflow(path: str | Path, *, skill_paths: Iterable[str | Path] = (),
@@ -113,6 +132,7 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
     problems: list[Problem] = []
     declared = set(workflow.params)
     names = set(graph.nodes) | set(graph.groups)
+    capabilities = step_capabilities(graph, skills)
 
     def refs(at: Path_, compiled: Any, step_id: str | None) -> None:
         for name in sorted(compiled.param_refs - declared):
@@ -125,6 +145,9 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
             elif step_id is not None and acyclic and not graph.is_upstream(name, step_id):
                 problems.append(doc.problem(at, f"steps.{name} has not finished when step "
                                             f"'{step_id}' starts: add '{name}' to its depends_on"))
+        for selector in sorted(compiled.selectors, key=str):
+            problems.extend(doc.problem(at, p) for p in _selection_problems(
+                selector, capabilities, graph, step_id if acyclic else None))
 
     def compile_at(at: Path_, value: Any, step_id: str | None, condition: bool = False) -> Any:
         try:
@@ -153,6 +176,27 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
                 compile_at(where + ("params",), rollback.params, None)
     compile_at(("workflow", "outputs"), workflow.outputs, None)
     return problems
+
+
+def _selection_problems(selector: aggregate.Selector, capabilities: dict[str, tuple[str, ...]],
+                        graph: Graph, step_id: str | None) -> list[str]:
+    """An aggregate must select some step, and only steps finished before step_id starts."""
+    selected = aggregate.select(selector, capabilities)
+    if not selected:
+        ids = list(capabilities)
+        return [f"no step {selector} (step ids: {', '.join(ids[:12])}"
+                f"{', ...' if len(ids) > 12 else ''})"]
+    if step_id is None:
+        return []
+    if step_id in selected:
+        return [f"step '{step_id}' reads the steps {selector}, itself among them: select "
+                "only steps that finish before it"]
+    early = [sid for sid in selected if not graph.is_upstream(sid, step_id)]
+    if not early:
+        return []
+    return [f"the steps {selector} include {', '.join(map(repr, early))}, not finished "
+            f"when step '{step_id}' starts: add "
+            f"{'it (or its' if len(early) == 1 else 'them (or their'} group) to its depends_on"]
 
 
 def _action(skills: Registry, skill_name: str, action_name: str, at: Path_, doc: Document,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import tenacity
 
-from . import expr, redact, retry
+from . import aggregate, expr, redact, retry
 from .context import StepContext, step_logger
 from .errors import ExpressionError, StepFailure, StepTimeout
 from .loader import Definition
@@ -100,8 +100,9 @@ class RunDriver:
             status, error, outputs = self._outcome()
             if status == "succeeded":
                 try:
-                    outputs = await engine.evaluator.render(expr.compile_value(workflow.outputs),
-                                                            self._scope(None))
+                    compiled = expr.compile_value(workflow.outputs)
+                    outputs = await engine.evaluator.render(
+                        compiled, self._scope(None, compiled.selectors))
                 except ExpressionError as exc:
                     status, error = "failed", f"outputs: {exc}"
             if status != "succeeded" and workflow.on_failure == "rollback":
@@ -239,23 +240,28 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not await self.engine.evaluator.truthy(compiled,
-                                                          self._scope(compiled.step_refs)):
+                if not await self.engine.evaluator.truthy(
+                        compiled, self._scope(compiled.step_refs, compiled.selectors)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def _scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
-        """What expressions see: params, the referenced steps (all if None), run."""
+    def _scope(self, refs: frozenset[str] | None,
+               selectors: frozenset[aggregate.Selector] = frozenset()) -> dict[str, Any]:
+        """What expressions see: params, the referenced steps (all if None), run; and
+        the steps each aggregate selects (read by `aggregate`, not by name)."""
+        chosen = {s.key: self.definition.select(s) for s in selectors}
         names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
+        names = names | {sid for ids in chosen.values() for sid in ids}
         steps = {}
         for name in names:
             members = self.graph.groups.get(name)
             steps[name] = _group_view({m: self.views[m] for m in members}) if members \
                 else self.views[name]
         return {"params": self.params, "steps": steps,
-                "run": {"id": self.run_id, "workflow": self.definition.name}}
+                "run": {"id": self.run_id, "workflow": self.definition.name},
+                aggregate.SELECTIONS_KEY: chosen}
 
     async def _end_without_running(self, node_id: str, status: str, reason: str) -> None:
         await self.store.step_finished(self.run_id, node_id, status, attempt=None,
@@ -395,7 +401,7 @@ class RunDriver:
         try:
             compiled = expr.compile_value(params)
             rendered = params if compiled.is_static else await self.engine.evaluator.render(
-                compiled, self._scope(compiled.step_refs))
+                compiled, self._scope(compiled.step_refs, compiled.selectors))
         except ExpressionError as exc:
             raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
         self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
