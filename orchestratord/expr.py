@@ -3,8 +3,9 @@
 Jinja2 expression syntax, evaluated in an ImmutableSandboxedEnvironment over the roots
 `params`, `steps` and `run` (plain dicts). Any other free name fails at compile time, so
 a typo fails when the workflow is loaded. Jinja's filters and tests, `range` and `dict`
-stay available, and `steps_matching` / `results` collect many steps (`aggregate`). `steps.health-monitoring.x` means `steps['health-monitoring'].x`, since
-a step without an id is named by its skill. A missing key is an error, yet `is defined`
+stay available, and `steps_matching` / `results` collect many steps (`aggregate`).
+`steps.health-monitoring.x` means `steps['health-monitoring'].x`, since a step without
+an id is named by its skill. A missing key is an error, yet `is defined`
 and `| default(y)` work on whole chains; on a mapping `a.items` is the key `items`.
 
 Cost is bounded before it is paid: a source has at most MAX_SOURCE_CHARS characters and

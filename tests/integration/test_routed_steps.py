@@ -37,12 +37,17 @@ WORKFLOW = f"""
 """
 
 
-def test_route_and_capability_steps_run_and_are_recorded(tmp_path, skill_root):
+def facts_workflow(tmp_path, skill_root, gate: str | None = None):
+    """WORKFLOW and the two skills its steps resolve to (host-facts waiting for gate)."""
     write_skill(skill_root, "host-facts", {"collect": {
-        "command": says("host-facts"), "examples": [FACTS]}})
+        "command": says("host-facts", gate=gate), "examples": [FACTS]}})
     write_skill(skill_root, "kernel-facts", {"read": {
         "command": says("kernel-facts"), "capabilities": ["facts.kernel"]}})
-    path = write_workflow(tmp_path, WORKFLOW)
+    return write_workflow(tmp_path, WORKFLOW)
+
+
+def test_route_and_capability_steps_run_and_are_recorded(tmp_path, skill_root):
+    path = facts_workflow(tmp_path, skill_root)
     state = ["--state", str(tmp_path / "state.db")]
 
     done = ctl(*state, "run", str(path), "--json")
@@ -64,11 +69,7 @@ def test_a_resumed_run_keeps_its_recorded_resolution(tmp_path, skill_root):
     """Guards against resume re-routing: a skill added after the run started that would
     now win the route must not replace the action the run recorded."""
     gate = tmp_path / "gate"
-    write_skill(skill_root, "host-facts", {"collect": {
-        "command": says("host-facts", gate=str(gate)), "examples": [FACTS]}})
-    write_skill(skill_root, "kernel-facts", {"read": {
-        "command": says("kernel-facts"), "capabilities": ["facts.kernel"]}})
-    path = write_workflow(tmp_path, WORKFLOW)
+    path = facts_workflow(tmp_path, skill_root, gate=str(gate))
     state = ["--state", str(tmp_path / "state.db")]
     failed = ctl(*state, "run", str(path), "--json")
     assert failed.returncode == 1, failed.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from orchestratord.aggregate import SELECTIONS_KEY, Selector
@@ -14,6 +16,22 @@ from tests.conftest import ECHO, write_skill, write_workflow
 
 def view(status: str, result: object) -> dict:
     return {"status": status, "result": result, "error": None, "attempts": 1, "duration": 0.1}
+
+
+def checks_workflow(tmp_path, skill_root, more_steps: str):
+    """Two health checks in a group, the run's outputs collecting them, then more_steps."""
+    write_skill(skill_root, "probe", {"check": {"command": ECHO, "capabilities": ["health.check"]},
+                                      "lint": {"command": ECHO}})
+    return write_workflow(tmp_path, textwrap.dedent("""
+        workflow:
+          name: agg
+          outputs:
+            all: "{{ results(capability='health.check') }}"
+          steps:
+            - parallel:
+                - {id: check-a, skill: probe, action: check}
+                - {id: check-b, skill: probe, action: check}
+    """) + textwrap.indent(textwrap.dedent(more_steps).strip("\n"), "    ") + "\n")
 
 
 SCOPE = {"steps": {"check-b": view("succeeded", {"ok": True}),
@@ -56,17 +74,7 @@ def test_an_unselected_aggregate_fails_instead_of_reading_nothing():
 
 
 def test_the_loader_checks_what_aggregates_read(tmp_path, skill_root):
-    write_skill(skill_root, "probe", {"check": {"command": ECHO, "capabilities": ["health.check"]},
-                                      "lint": {"command": ECHO}})
-    path = write_workflow(tmp_path, """
-        workflow:
-          name: agg
-          outputs:
-            all: "{{ results(capability='health.check') }}"
-          steps:
-            - parallel:
-                - {id: check-a, skill: probe, action: check}
-                - {id: check-b, skill: probe, action: check}
+    path = checks_workflow(tmp_path, skill_root, """
             - id: summary
               skill: probe
               action: lint
@@ -100,17 +108,7 @@ def test_the_loader_checks_what_aggregates_read(tmp_path, skill_root):
 
 
 def test_a_workflow_reading_finished_steps_loads(tmp_path, skill_root):
-    write_skill(skill_root, "probe", {"check": {"command": ECHO, "capabilities": ["health.check"]},
-                                      "lint": {"command": ECHO}})
-    path = write_workflow(tmp_path, """
-        workflow:
-          name: agg
-          outputs:
-            checks: "{{ results(capability='health.check') }}"
-          steps:
-            - parallel:
-                - {id: check-a, skill: probe, action: check}
-                - {id: check-b, skill: probe, action: check}
+    path = checks_workflow(tmp_path, skill_root, """
             - {id: summary, skill: probe, action: lint, params: {all: "{{ results('check-*') }}"}}
     """)
     definition = load_workflow(path, registry=discover([skill_root]))
