@@ -42,12 +42,18 @@
       });
 
       # The package defaults to one built from the system's own nixpkgs (its Python),
-      # so a system that imports this module does not evaluate a second nixpkgs.
+      # so a system that imports this module does not evaluate a second nixpkgs. A
+      # cross-built system's build-time checks run a build for the build platform.
       nixosModules.default =
         { lib, pkgs, ... }:
         {
           imports = [ ./nix/module.nix ];
-          services.agent-orchestrator.package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
+          services.agent-orchestrator = {
+            package = lib.mkDefault (pkgs.callPackage ./nix/package.nix { });
+            checkPackage = lib.mkIf (!pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) (
+              lib.mkDefault (pkgs.buildPackages.callPackage ./nix/package.nix { })
+            );
+          };
         };
 
       checks = forAllSystems (pkgs: {

@@ -30,7 +30,10 @@ from typing import Any
 from .results import Row, at_most, fmt_n, median_time
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+# The programs through their modules, as their console scripts run them: an interpreter
+# may have no scripts beside it (the Nix check phase runs test_bench.py that way).
+DAEMON = [sys.executable, "-m", "orchestratord.daemon"]
+CTL = [sys.executable, "-m", "orchestratord.cli"]
 STARTS, CLI_REPEAT, RUNS = 3, 7, 1_000
 WORKFLOW = """\
 workflow:
@@ -85,7 +88,7 @@ class Daemon:
             log = open(self.root / "daemon.log", "ab")
             started = time.perf_counter()
             self.proc = subprocess.Popen(
-                [str(BIN / "orchestratord"), "--settings", str(self.settings),
+                [*DAEMON, "--settings", str(self.settings),
                  "--log-target", "stderr", "--log-level", "info"],
                 env=_env(NOTIFY_SOCKET=str(path)), stdout=log, stderr=log, cwd=self.root)
             log.close()
@@ -180,10 +183,9 @@ def daemon_rows() -> list[Row]:
             rows.append(Row("daemon", f"RSS after {fmt_n(RUNS)} runs", after, "MiB",
                             baseline=idle, note=f"3 steps each; {RUNS / took:.0f} runs/s",
                             extra={"seconds": took}))
-            cli = str(BIN / "orchestratorctl")
             env = _env(ORCHESTRATOR_SOCKET=str(daemon.socket))
-            for name, argv in (("CLI --version", [cli, "--version"]),
-                               ("CLI runs (daemon)", [cli, "runs", "--limit", "20"])):
+            for name, argv in (("CLI --version", [*CTL, "--version"]),
+                               ("CLI runs (daemon)", [*CTL, "runs", "--limit", "20"])):
                 ms = cli_time(argv, env) * 1000
                 target, ok = at_most(ms, 150, "ms")
                 rows.append(Row("daemon", name, ms, "ms", baseline=python_s * 1000,
@@ -218,7 +220,7 @@ def history_rows(runs: int = 100_000) -> list[Row]:
         target, ok = at_most(ms, history.TARGET_MS, "ms")
         rows.append(Row("history", f"runs query, {fmt_n(runs)} runs", ms, "ms",
                         target=target, ok=ok, note="Store.list_runs, 20 newest (filtered too)"))
-        cli = [str(BIN / "orchestratorctl"), "--state", str(db)]
+        cli = [*CTL, "--state", str(db)]
         env = _env()
         ms = cli_time([*cli, "runs", "--limit", "20"], env) * 1000
         rows.append(Row("history", f"CLI runs --state, {fmt_n(runs)} runs", ms, "ms",

@@ -23,7 +23,6 @@ let
     mkEnableOption
     mkIf
     mkOption
-    mkPackageOption
     types
     ;
 
@@ -40,27 +39,83 @@ let
   workflowsDir = "${etcDir}/workflows";
   skillsDir = "${etcDir}/skills";
   defaultSocket = "/run/agent-orchestrator/control.sock";
+  defaultStateDir = "/var/lib/agent-orchestrator";
+
+  paths = import ./module-paths.nix {
+    inherit lib opt defaultStateDir;
+    runtimeDir = dirOf defaultSocket;
+  };
+
+  # nixos/lib/systemd-lib.nix's unitNameType, so that a wrong name is reported at this
+  # module's option rather than at systemd.services."orchestrator@".onFailure.
+  unitName =
+    types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)"
+    // {
+      description = "systemd unit name (with its suffix, e.g. `alert@%i.service`)";
+    };
+
+  # The programs that check settings and workflows run on the build platform: where it
+  # cannot execute the host's, checkPackage is the build platform's build (or null: the
+  # checks are skipped with a warning).
+  canExecuteHost = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+  checker = cfg.checkPackage;
+  checkerBin = program: "${lib.getBin checker}/bin/${program}";
+
+  # Keys whose null means something to the daemon (not "use the default").
+  meaningfulNulls = [ "workspace_retention" ];
 
   # Unset optional keys (null) are left out: the daemon's defaults apply. The file is
   # checked by the daemon itself while the system is built, so a wrong value fails
   # `nixos-rebuild build` with the daemon's message (file:line:column: field: why).
+  settingsJSON = jsonFormat.generate "agent-orchestrator-settings.json" (
+    lib.filterAttrs (n: v: v != null || lib.elem n meaningfulNulls) cfg.settings
+  );
   settingsFile =
-    pkgs.runCommand "agent-orchestrator-settings.json"
+    if checker == null then
+      settingsJSON
+    else
+      pkgs.runCommand "agent-orchestrator-settings.json"
+        {
+          settings = settingsJSON;
+          preferLocalBuild = true;
+        }
+        ''
+          cp "$settings" settings.json
+          # The build sandbox has none of the system's groups; socket_group is one
+          # this module creates (users.groups below).
+          if ! ${checkerBin "orchestratord"} --check --skip-host-checks --settings settings.json; then
+            echo "${opt}.settings is not valid (see above)." >&2
+            exit 1
+          fi
+          cp "$settings" "$out"
+        '';
+
+  # `startAt = "dialy"` would build and fail only when the timer is loaded at activation:
+  # systemd-analyze (the build platform's) checks every calendar event while building.
+  calendarEvents = lib.unique (lib.concatMap (w: lib.toList w.startAt) (lib.attrValues cfg.workflows));
+  calendarCheck =
+    pkgs.runCommand "agent-orchestrator-calendar-check"
       {
-        settings = jsonFormat.generate "agent-orchestrator-settings.json" (
-          lib.filterAttrs (_: v: v != null) cfg.settings
-        );
-        nativeBuildInputs = [ cfg.package ];
+        nativeBuildInputs = [ pkgs.buildPackages.systemd ];
         preferLocalBuild = true;
       }
-      ''
-        cp "$settings" settings.json
-        if ! orchestratord --check --settings settings.json; then
-          echo "${opt}.settings is not valid (see above)." >&2
-          exit 1
-        fi
-        cp "$settings" "$out"
-      '';
+      (
+        lib.concatMapStrings (
+          event:
+          let
+            owners = lib.attrNames (lib.filterAttrs (_: w: lib.elem event (lib.toList w.startAt)) cfg.workflows);
+          in
+          ''
+            if ! systemd-analyze calendar -- ${lib.escapeShellArg event} >/dev/null; then
+              echo ${
+                lib.escapeShellArg "${opt}.workflows.${lib.head owners}.startAt: `${event}` is not a calendar event (systemd.time(7)); `systemd-analyze calendar '${event}'` says why."
+              } >&2
+              exit 1
+            fi
+          ''
+        ) calendarEvents
+        + "touch $out\n"
+      );
 
   # One directory per skill declared in Nix: SKILL.md (what an agent reads) and
   # actions.yaml (what the daemon runs), as the daemon finds them on its skill path.
@@ -91,19 +146,18 @@ let
     let
       rendered = jsonFormat.generate "${name}.json" (wf.renderWorkflow name w);
     in
-    if !cfg.validateWorkflows then
+    if !cfg.validateWorkflows || checker == null then
       rendered
     else
       pkgs.runCommand "agent-orchestrator-workflow-${name}.json"
         {
           workflow = rendered;
-          nativeBuildInputs = [ cfg.package ];
           preferLocalBuild = true;
         }
         ''
           mkdir workflows
           cp "$workflow" workflows/${lib.escapeShellArg "${name}.json"}
-          if ! orchestratorctl ${
+          if ! ${checkerBin "orchestratorctl"} ${
             lib.concatMapStringsSep " " (p: "--skills ${lib.escapeShellArg "${p}"}") validatorSkillPaths
           } validate workflows/${lib.escapeShellArg "${name}.json"}; then
             echo "${opt}.workflows.${name} is not a valid workflow (see above)." >&2
@@ -120,8 +174,23 @@ let
 
   allowSwitch = cfg.settings.skills."nixos-deployment".allow_switch or false == true;
 
+  # Headers of webhooks and of skills' http actions: all are written to the Nix store.
+  authorizationHeaders =
+    map (hook: "${opt}.settings.alerts.webhooks (${hook.url})") (
+      lib.filter hasAuthorization cfg.settings.alerts.webhooks
+    )
+    ++ lib.concatLists (
+      lib.mapAttrsToList (
+        skill: s:
+        lib.mapAttrsToList (action: _: "${opt}.skills.${skill}.actions.${action}.http") (
+          lib.filterAttrs (_: a: a.http != null && hasAuthorization a.http) s.actions
+        )
+      ) cfg.skills
+    );
+  hasAuthorization = x: lib.any (h: lib.toLower h == "authorization") (lib.attrNames x.headers);
+
   settingsOptions = import ./settings-options.nix {
-    inherit lib opt workflowsDir defaultSocket;
+    inherit lib opt workflowsDir defaultSocket defaultStateDir;
     jsonType = jsonFormat.type;
     inherit (wf) duration;
   };
@@ -131,7 +200,32 @@ in
   options.services.agent-orchestrator = {
     enable = mkEnableOption "agent-orchestrator, durable workflows of agent skills under systemd";
 
-    package = mkPackageOption pkgs "agent-orchestrator" { };
+    package = mkOption {
+      type = types.package;
+      default =
+        pkgs.agent-orchestrator or (throw "${opt}.package: pkgs has no agent-orchestrator; import the module as the flake's nixosModules.default, add its overlays.default, or set ${opt}.package.");
+      defaultText = lib.literalExpression "pkgs.agent-orchestrator";
+      description = ''
+        The agent-orchestrator package (daemon, CLI and units). `pkgs.agent-orchestrator`
+        exists with the flake's overlay; the flake's `nixosModules.default` sets this
+        option to a build from the system's own nixpkgs.
+      '';
+    };
+
+    checkPackage = mkOption {
+      type = types.nullOr types.package;
+      default = if canExecuteHost then cfg.package else pkgs.buildPackages.agent-orchestrator or null;
+      defaultText = lib.literalExpression ''
+        if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform
+        then config.${opt}.package
+        else pkgs.buildPackages.agent-orchestrator or null
+      '';
+      description = ''
+        The package, built for the build platform, whose `orchestratord --check` and
+        `orchestratorctl validate` check the settings and workflows while the system is
+        built. `null` skips those checks (with a warning), for cross-builds without it.
+      '';
+    };
 
     settings = mkOption {
       type = types.submodule settingsOptions;
@@ -226,7 +320,7 @@ in
     };
 
     alertUnits = mkOption {
-      type = types.listOf types.str;
+      type = types.listOf unitName;
       default = [ ];
       example = [ "notify-admin@%n.service" ];
       description = ''
@@ -282,13 +376,28 @@ in
       ++ lib.mapAttrsToList (name: w: {
         assertion = lib.all (s: s != "") (lib.toList w.startAt);
         message = "${opt}.workflows.${name}.startAt: an empty calendar event; use [ ] for no timer.";
-      }) cfg.workflows;
+      }) cfg.workflows
+      ++ paths.assertions cfg.settings;
 
-    warnings = lib.concatMap (
-      hook:
-      lib.optional (lib.any (h: lib.toLower h == "authorization") (lib.attrNames hook.headers))
-        "${opt}.settings.alerts.webhooks: the Authorization header of ${hook.url} ends up world-readable in the Nix store; send alerts through an alert command that reads a token from ${opt}.secrets instead."
-    ) cfg.settings.alerts.webhooks;
+    warnings =
+      map (
+        where:
+        "${where}: the Authorization header ends up world-readable in the Nix store; send it from a command that reads a token from ${opt}.secrets instead."
+      ) authorizationHeaders
+      ++ lib.optional (checker == null)
+        "${opt}: settings and workflows are not checked while the system is built: the build platform cannot run ${opt}.package; set ${opt}.checkPackage to a build of it for the build platform.";
+
+    # Checked while the system is built; nothing of it is installed.
+    system.checks = lib.optional (calendarEvents != [ ]) calendarCheck;
+
+    # The daemon gives the control socket to this group; the group must exist.
+    users.groups = lib.mkIf (cfg.settings.socket_group != null) {
+      ${cfg.settings.socket_group} = { };
+    };
+
+    # Paths outside the unit's StateDirectory= and RuntimeDirectory=: created before
+    # the daemon starts and writable under ProtectSystem=strict.
+    systemd.tmpfiles.settings.agent-orchestrator = paths.tmpfiles cfg.settings;
 
     services.agent-orchestrator.settings = {
       skill_paths = lib.mkIf (cfg.skills != { }) (lib.mkBefore [ skillsDir ]);
@@ -331,8 +440,9 @@ in
       # [Install] sections of packaged units are not read on NixOS.
       wantedBy = [ "multi-user.target" ];
       inherit (cfg) path environment;
-      # The daemon rereads workflows and skills on SIGHUP (ExecReload=), so a rebuild
-      # that changes only them reloads it without interrupting runs. Settings are read
+      # The daemon rereads workflows and skills on reload (ExecReload= asks it over the
+      # control socket and waits until it has), so a rebuild that changes only them
+      # reloads it without interrupting runs, and the switch returns once they are in use. Settings are read
       # at start: a change restarts it (running runs resume afterwards).
       reloadTriggers = lib.attrValues workflowFiles ++ lib.optional (cfg.skills != { }) skillTree;
       restartTriggers = [ settingsFile ];
@@ -340,8 +450,8 @@ in
         {
           LoadCredential = lib.mapAttrsToList (name: file: "${name}:${file}") cfg.secrets;
         }
-        (lib.mkIf (cfg.settings.state_dir != "/var/lib/agent-orchestrator") {
-          ReadWritePaths = [ cfg.settings.state_dir ];
+        (lib.mkIf (paths.extraDirs cfg.settings != [ ]) {
+          ReadWritePaths = paths.extraDirs cfg.settings;
         })
         # nixos-rebuild switch writes the system profile, /boot and /etc, and restarts
         # anything: the unit's sandbox is lifted when the deployment skill may switch.
@@ -366,8 +476,17 @@ in
     # Drop-in for the template: every orchestrator@<name> unit.
     systemd.services."orchestrator@" = {
       overrideStrategy = "asDropin";
+      # A switch must not cancel a running workflow: an active orchestrator@<name> is
+      # its run's client, and its unit changes with every nixpkgs update (its PATH).
+      # The new definition applies from the next start, as for restic's oneshot units.
+      restartIfChanged = false;
       onFailure = cfg.alertUnits;
       environment.ORCHESTRATOR_SOCKET = cfg.settings.socket;
+      # A cancel the daemon cannot take while it restarts is written to the state
+      # database (the packaged unit allows /var/lib/agent-orchestrator).
+      serviceConfig = lib.mkIf (cfg.settings.state_dir != "/var/lib/agent-orchestrator") {
+        ReadWritePaths = [ cfg.settings.state_dir ];
+      };
     };
 
     # A timer per workflow with startAt, activating orchestrator@<name>.service.
@@ -376,11 +495,14 @@ in
       lib.nameValuePair "orchestrator@${name}" {
         description = "Scheduled runs of workflow ${name}";
         wantedBy = [ "timers.target" ];
-        timerConfig = {
-          OnCalendar = w.startAt;
-          Unit = "orchestrator@${name}.service";
-          Persistent = true;
-        };
+        timerConfig = lib.mkMerge [
+          {
+            OnCalendar = w.startAt;
+            Unit = "orchestrator@${name}.service";
+            Persistent = lib.mkDefault true;
+          }
+          w.timerConfig
+        ];
       }
     ) (lib.filterAttrs (_: w: w.startAt != [ ]) cfg.workflows);
   };

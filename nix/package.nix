@@ -4,7 +4,6 @@
 {
   lib,
   python3Packages,
-  coreutils,
   gitMinimal,
 }:
 
@@ -16,7 +15,8 @@ let
   # the package also builds against an older pin.
   systemd-python = python3Packages.systemd-python or python3Packages.systemd;
 
-  # pyproject.toml's dependencies and its `journald` extra.
+  # pyproject.toml's dependencies and its `journald` extra (tests/unit/test_nix_module.py
+  # holds the two lists equal).
   dependencies = with python3Packages; [
     pydantic
     pyyaml
@@ -26,7 +26,10 @@ let
     tenacity
     aiohttp
     sdnotify
+    dbus-fast
     prometheus-client
+    markupsafe
+    referencing
     systemd-python
   ];
   # pyproject.toml's `test` extra.
@@ -50,6 +53,7 @@ python3Packages.buildPythonApplication {
     fileset = lib.fileset.unions [
       ../pyproject.toml
       ../README.md
+      ../LICENSE # pyproject.toml's license-files
       ../orchestratord
       ../tests
       ../workflows
@@ -80,10 +84,11 @@ python3Packages.buildPythonApplication {
   # The unit files name their programs bare (`ExecStart=orchestratord ...`) so that the
   # same files serve a pip install under /usr/local; systemd needs absolute paths here.
   postInstall = ''
-    replacements=(--replace-quiet 'ExecReload=kill ' 'ExecReload=${coreutils}/bin/kill ')
+    replacements=()
     for program in $out/bin/*; do
       name=$(basename "$program")
       replacements+=(--replace-quiet "ExecStart=$name " "ExecStart=$out/bin/$name ")
+      replacements+=(--replace-quiet "ExecReload=$name " "ExecReload=$out/bin/$name ")
     done
     mkdir -p $out/lib/systemd/system
     for unit in orchestratord/units/*.service; do
@@ -110,8 +115,10 @@ python3Packages.buildPythonApplication {
 
   meta = {
     inherit (pyproject.project) description;
-    license = lib.licenses.mit;
+    license = lib.licenses.mit; # pyproject.toml: license = "MIT"
     mainProgram = "orchestratord";
     platforms = lib.platforms.linux;
-  };
+  }
+  # The project's public home, once pyproject.toml names one ([project.urls] Homepage).
+  // lib.optionalAttrs (pyproject.project ? urls) { homepage = pyproject.project.urls.Homepage; };
 }

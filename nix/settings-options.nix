@@ -8,6 +8,7 @@
   opt,
   workflowsDir,
   defaultSocket,
+  defaultStateDir,
 }:
 
 let
@@ -18,8 +19,18 @@ in
   options = {
     state_dir = mkOption {
       type = types.str;
-      default = "/var/lib/agent-orchestrator";
-      description = "The state database and the skills' files (systemd's StateDirectory).";
+      default = defaultStateDir;
+      description = ''
+        The state database and the skills' files (systemd's StateDirectory). Another
+        directory is created and made writable for the daemon; one in /tmp, /home or
+        the Nix store is refused.
+      '';
+    };
+    database = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/agent-orchestrator-db/state.db";
+      description = "The SQLite state database; default: state.db in state_dir. Its directory is made writable.";
     };
     workflows_dir = mkOption {
       type = types.str;
@@ -39,7 +50,7 @@ in
     socket = mkOption {
       type = types.str;
       default = defaultSocket;
-      description = "The daemon's control socket.";
+      description = "The daemon's control socket. Another directory than /run/agent-orchestrator is created for it.";
     };
     socket_group = mkOption {
       type = types.nullOr types.str;
@@ -58,11 +69,81 @@ in
       default = 64;
       description = "At most this many runs at once.";
     };
+    workspace_retention = mkOption {
+      # The daemon's own default, spelt out: null here is a value (keep every
+      # workspace), so it cannot also mean "unset".
+      type = types.nullOr duration;
+      default = "7d";
+      example = null;
+      description = "How long a run's workspace is kept after the run ended; null keeps them all.";
+    };
     step_timeout = mkOption {
       type = types.nullOr duration;
       default = null;
       example = "10m";
       description = "Timeout of steps that set none.";
+    };
+    step_units = mkOption {
+      type = types.enum [
+        "auto"
+        "always"
+        "never"
+      ];
+      default = "auto";
+      description = ''
+        Run each attempt of a command step as its own transient systemd unit
+        (orchestrator-step-<run>-<step>-<attempt>.service): sandboxed, resource-limited,
+        killed by cgroup, and collected after a daemon restart instead of run again.
+        `always` fails a step that cannot have one; `never` runs steps as the daemon's children.
+      '';
+    };
+    step_sandbox = mkOption {
+      default = { };
+      description = "The sandbox of step units, in systemd's own property names.";
+      type = types.submodule {
+        freeformType = jsonType;
+        options = {
+          default = mkOption {
+            type = types.attrsOf jsonType;
+            default = { };
+            example = {
+              MemoryMax = "1G";
+              CPUQuota = "50%";
+              TasksMax = 256;
+            };
+            description = ''
+              Unit properties of every command step, over the built-in hardening
+              (ProtectSystem=strict, ProtectHome=, PrivateTmp=, PrivateUsers=, no capabilities,
+              SystemCallFilter=@system-service, ...); set one to false or "no" to lift it.
+            '';
+          };
+          skills = mkOption {
+            type = types.attrsOf (types.attrsOf jsonType);
+            default = { };
+            example = {
+              code-review = {
+                PrivateNetwork = true;
+                MemoryMax = "2G";
+              };
+            };
+            description = ''
+              Per skill, by name: properties over the default. An action's own `sandbox:`
+              in its actions.yaml goes over these.
+            '';
+          };
+          unavailable = mkOption {
+            type = types.enum [
+              "warn"
+              "error"
+            ];
+            default = "warn";
+            description = ''
+              Where steps cannot run in units: run a step whose skill or action asks for a
+              sandbox without it (warn, recorded with the run) or fail it (error).
+            '';
+          };
+        };
+      };
     };
     alerts = mkOption {
       default = { };

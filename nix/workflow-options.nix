@@ -203,7 +203,8 @@ let
       Step ids or skill names this step waits for. Absent: the item before it.
       `[ ]`: nothing.
     '';
-    when = optional types.str "Run only if this expression over earlier results is true.";
+    # `when = true` as YAML's `when: true`: a constant expression all the same.
+    when = optional (types.coercedTo types.bool lib.boolToString types.str) "Run only if this expression over earlier results is true.";
     trigger_rule = mkOption {
       type = types.enum [
         "all_success"
@@ -269,12 +270,21 @@ let
     options = {
       description = optional types.str "What the workflow does.";
       params = mkOption {
-        type = types.attrsOf param;
+        # As in the file format, a value that is not an attribute set is the default.
+        type = types.attrsOf (
+          types.coercedTo (types.addCheck jsonType (v: !builtins.isAttrs v)) (v: {
+            default = v;
+          }) param
+        );
         default = { };
         example = {
-          packages.default = [ "vim" ];
+          packages = [ "vim" ];
+          min_free.default = 0.05;
         };
-        description = "Parameters a run may set (`orchestratorctl run NAME -p key=value`).";
+        description = ''
+          Parameters a run may set (`orchestratorctl run NAME -p key=value`). A value
+          that is not an attribute set is shorthand for `{ default = value; }`.
+        '';
       };
       concurrency = mkOption {
         type = types.ints.between 1 10000;
@@ -306,7 +316,27 @@ let
         description = ''
           When to run the workflow, in {manpage}`systemd.time(7)` calendar event syntax.
           Creates `orchestrator@<name>.timer` (Persistent=: a run missed while the machine
-          was off starts at boot).
+          was off starts at boot). Each event is checked with `systemd-analyze calendar`
+          while the system is built.
+        '';
+      };
+      timerConfig = mkOption {
+        type = types.attrsOf (
+          types.oneOf [
+            types.str
+            types.int
+            types.bool
+            (types.listOf types.str)
+          ]
+        );
+        default = { };
+        example = {
+          RandomizedDelaySec = "1h";
+          Persistent = false;
+        };
+        description = ''
+          More of the timer's [Timer] section ({manpage}`systemd.timer(5)`), over the
+          module's `OnCalendar=` (startAt), `Unit=` and `Persistent=true`.
         '';
       };
     };

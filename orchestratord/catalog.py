@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import DefinitionError, Problem
 from .loader import Definition, load_workflow
-from .skills import Registry, discover, search_path
+from .skills import Registry, discover_all, search_path
 
 log = logging.getLogger("orchestratord.catalog")
 
@@ -37,35 +37,61 @@ def load_catalog(workflows_dir: Path | None, skill_paths: list[Path],
     """
     catalog = Catalog()
     beside = [workflows_dir / "skills"] if workflows_dir else []
-    try:
-        catalog.skills = discover(search_path([*skill_paths, *beside]))
-    except DefinitionError as exc:
-        catalog.problems += exc.problems
-        catalog.skills = previous.skills if previous else Registry()
-    files = sorted(p for p in workflows_dir.iterdir() if p.suffix in SUFFIXES) \
-        if workflows_dir and workflows_dir.is_dir() else []
+    catalog.skills, problems = discover_all(search_path([*skill_paths, *beside]))
+    catalog.problems += problems
+    _keep_broken_skills(catalog, previous)
     origin: dict[str, Path] = {}
-    for path in files:
-        try:
-            definition = load_workflow(path, registry=catalog.skills)
-        except DefinitionError as exc:
-            catalog.problems += exc.problems
+    for path in _workflow_files(workflows_dir, catalog):
+        definition = _load_one(path, catalog)
+        if definition is None:
             for name in _names_in(path, previous):
                 catalog.workflows[name] = previous.workflows[name]
                 catalog.kept.append(name)
-            continue
-        if definition.name in origin:
+        elif definition.name in origin:
             catalog.problems.append(Problem(str(path), 1, 1, "workflow.name",
                                             f"workflow '{definition.name}' is also defined in "
                                             f"{origin[definition.name]}"))
-            continue
-        origin[definition.name] = path
-        catalog.workflows[definition.name] = definition
+        else:
+            origin[definition.name] = path
+            catalog.workflows[definition.name] = definition
     for problem in catalog.problems:
         log.error("%s", problem)
     for name in catalog.kept:
         log.warning("workflow %s keeps its previous definition until its file is fixed", name)
     return catalog
+
+
+def _load_one(path: Path, catalog: Catalog) -> Definition | None:
+    try:
+        return load_workflow(path, registry=catalog.skills)
+    except DefinitionError as exc:
+        catalog.problems += exc.problems
+    except Exception as exc:  # a bug, or a limit not yet thought of: this file's loss only
+        log.exception("loading %s failed", path)
+        catalog.problems.append(Problem(str(path), 1, 1, "", f"cannot load: {exc!r}"))
+    return None
+
+
+def _workflow_files(workflows_dir: Path | None, catalog: Catalog) -> list[Path]:
+    if workflows_dir is None or not workflows_dir.is_dir():
+        return []
+    try:
+        return sorted(p for p in workflows_dir.iterdir() if p.suffix in SUFFIXES)
+    except OSError as exc:
+        catalog.problems.append(Problem(str(workflows_dir), 1, 1, "",
+                                        f"cannot list the workflows: {exc.strerror}"))
+        return []
+
+
+def _keep_broken_skills(catalog: Catalog, previous: Catalog | None) -> None:
+    """A skill whose files broke since the last load keeps its previous definition."""
+    if previous is None:
+        return
+    broken = {Path(p.file).parent.resolve() for p in catalog.problems}
+    for name, skill in previous.skills.skills.items():
+        if catalog.skills.get(name) is None and skill.directory in broken:
+            catalog.skills.add(skill)
+            log.warning("skill %s keeps its previous definition until its files are fixed", name)
 
 
 def _names_in(path: Path, previous: Catalog | None) -> list[str]:

@@ -19,13 +19,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # asyncio, yaml and the engine are imported where used: a CLI that answers --version or
 # a daemon query should not pay for what it does not run.
 from . import __version__
 from .errors import DefinitionError, OrchestratorError, ParamsError
-from .paths import default_socket, default_state_file
+from .paths import client_socket, default_state_file
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
         "rollback_failed": 6, "interrupted": 130}
@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"orchestratorctl {__version__}")
     p.add_argument("--state", type=Path, default=None, help="state database (embedded mode)")
     p.add_argument("--socket", type=Path, default=None,
-                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET, else the default)")
+                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET; else the user's own "
+                        "daemon's, else the system daemon's, when it exists)")
     p.add_argument("--skills", action="append", default=[], metavar="DIR",
                    help="another directory of skills (repeatable)")
     p.add_argument("-v", "--verbose", action="count", default=0)
@@ -54,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     c = sub.add_parser("run", help="run a workflow (a file here, a name by the daemon)")
     c.add_argument("target", help="a workflow file, or the name of a workflow the daemon serves")
+    c.add_argument("--daemon", action="store_true",
+                   help="TARGET names a workflow the daemon serves, never a file here (what "
+                        "orchestrator@NAME.service runs: `run --daemon --wait -- NAME`)")
     c.add_argument("--wait", action="store_true",
                    help="with the daemon: follow the run and exit with its outcome")
     c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -62,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("runs", help="list recent runs")
     c.add_argument("--workflow")
     c.add_argument("--status")
-    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--limit", type=_runs_limit, default=20,
+                   help="at most this many runs")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("show", help="a run with its steps")
     c.add_argument("run")
@@ -81,12 +86,32 @@ def parser() -> argparse.ArgumentParser:
                    help="only steps started since T: an ISO date/time (2024-05-01, "
                         "2024-05-01T10:00Z) or a duration back from now (7d, 12h, 30m)")
     c.add_argument("--json", action="store_true")
-    c = sub.add_parser("cancel", help="ask the process driving a run to cancel it")
+    c = sub.add_parser("cancel", help="cancel a run: its live driver stops it, or it is "
+                                      "taken over and ends here now if none lives")
     c.add_argument("run")
     sub.add_parser("workflows", help="the workflows the daemon serves")
     from .cli_skills import add_commands
     add_commands(sub)
     return p
+
+
+def whole_number(highest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to highest (what the daemon accepts)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 20 else 0
+        except ValueError:
+            value = 0
+        if not 1 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {highest}, "
+                                             f"got {text[:40]!r}")
+        return value
+    return parse
+
+
+def _runs_limit(text: str) -> int:
+    from .store import MAX_RUNS_LISTED
+    return whole_number(MAX_RUNS_LISTED)(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +240,9 @@ def _finish(result: Any, as_json: bool) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
-    if not Path(args.target).is_file():
+    # Anything but a directory that exists is a file to run (a FIFO or a device is then
+    # refused by the loader, exit 2), never a workflow name to ask the daemon for.
+    if args.daemon or not os.path.lexists(args.target) or os.path.isdir(args.target):
         from . import remote
         return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
     from .loader import load_workflow
@@ -224,7 +251,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _socket(args: argparse.Namespace) -> Path:
-    return args.socket or Path(os.environ.get("ORCHESTRATOR_SOCKET") or default_socket())
+    return args.socket or client_socket()
+
+
+def _quoted(run: str) -> str:
+    """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
+    from urllib.parse import quote
+    return quote(run, safe="")
 
 
 def _remote(args: argparse.Namespace) -> bool:
@@ -235,7 +268,7 @@ def _remote(args: argparse.Namespace) -> bool:
 def _resume(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        return remote.resume(_socket(args), args.run, as_json=args.json)
+        return remote.resume(_socket(args), _quoted(args.run), as_json=args.json)
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
@@ -302,7 +335,7 @@ def _show(args: argparse.Namespace) -> int:
                                              await store.attempts(run.id))
     if _remote(args):
         from . import remote
-        data = remote.call(_socket(args), "GET", f"/runs/{args.run}")
+        data = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}")
         if args.json:
             print(json.dumps(data, indent=2))
             return 0
@@ -323,9 +356,8 @@ def _report(args: argparse.Namespace) -> int:
     from .report import build_report, render
     if _remote(args):
         # The daemon builds (and redacts) the model; any format renders from it here.
-        from urllib.parse import quote
         from . import remote
-        model = remote.call(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
+        model = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}/report"
                                                   "?format=json")
     else:
         model = _store_call(args, lambda store: build_report(store, args.run))
@@ -370,21 +402,19 @@ def _stats(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        remote.call(_socket(args), "POST", f"/runs/{args.run}/cancel")
+        remote.call(_socket(args), "POST", f"/runs/{_quoted(args.run)}/cancel")
         print(f"cancel requested for run {args.run}")
         return 0
 
-    async def cancel(store: Any) -> Any:
-        run = await store.get_run(args.run)
-        if run.status not in ("running", "pending"):
-            return run, False
-        await store.request_cancel(run.id)
-        return run, True
-    run, asked = _store_call(args, cancel)
-    if not asked:
-        print(f"run {run.id} is {run.status}; nothing to cancel", file=sys.stderr)
-        return EXIT_CANNOT
-    print(f"cancel requested for run {run.id}; its driver stops it within a second")
+    async def work(engine: Any) -> Any:
+        run = await engine.store.get_run(args.run)
+        return run.id, await engine.cancel_run(run.id, _stored_definition(run, args.skills))
+    import asyncio
+    run_id, result = asyncio.run(_with_engine(args, work))
+    if result is None:
+        print(f"cancel requested for run {run_id}; its driver stops it within a second")
+    else:  # nobody drove it: it was taken over and ended here
+        print(f"run {run_id} {result.status.replace('_', ' ')}: no process was driving it")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from .workspaces import workspace_dir
 
@@ -19,6 +19,8 @@ class StepContext:
     `settings` is the daemon's settings mapping; skills read their own section of it.
     `run_view` returns the run as stored so far (statuses, results, timings), its
     secrets masked, for skills such as status reports; it is None where no store is attached.
+    `on_spawn` is awaited with the pid of a process group a runner starts, before the
+    group is given any work, so that the store knows what to stop if the driver dies.
     """
 
     run_id: str
@@ -32,6 +34,7 @@ class StepContext:
     skill_dir: Path | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
     run_view: Any = None
+    on_spawn: Callable[[int], Awaitable[None]] | None = None
 
     @property
     def workspace(self) -> Path | None:

@@ -16,12 +16,13 @@ from typing import Any, Callable, Mapping
 
 import aiohttp
 
-from . import redact
-from .errors import RunStateError
+from . import processes, redact
+from .errors import LeaseHeld, RunStateError
 from .evaluator import Evaluator
 from .loader import Definition, bind_params
 from .run import RunDriver, RunResult
-from .store import TERMINAL, Store, process_identity
+from .runners.unit import StepUnits
+from .store import TERMINAL, Store
 
 __all__ = ["Engine", "Listener", "RunResult"]
 
@@ -35,14 +36,15 @@ class Engine:
 
     def __init__(self, store: Store, *, settings: Mapping[str, Any] | None = None,
                  owner: str | None = None, lease_ttl: float = 15.0, kill_grace: float = 5.0,
-                 step_timeout: float | None = None,
+                 step_timeout: float | None = None, step_units: StepUnits | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep):
         self.store = store
         self.settings = dict(settings or {})
-        self.owner = owner or process_identity()
+        self.owner = owner or processes.process_identity()
         self.lease_ttl = lease_ttl
         self.kill_grace = kill_grace
         self.step_timeout = step_timeout
+        self.step_units = step_units  # command steps as systemd units, where set
         self.sleep = sleep  # retry back-off; injectable so tests need not wait
         self.listeners: list[Listener] = []
         # Secrets of the runs driven now: scrubbed from log records and emitted events.
@@ -74,8 +76,25 @@ class Engine:
                                 + ("; start a new run" if run.status != "succeeded" else ""))
         redrive = run.status in TERMINAL
         await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
-        await self.store.prepare_resume(run.id, redrive=redrive)
+        try:
+            await self._stop_orphans(run.id)
+            await self.store.prepare_resume(run.id, redrive=redrive)
+        except BaseException:
+            await asyncio.shield(self.store.release_lease(run.id, self.owner))
+            raise
         return await self.drive(run.id, definition, resumed=True)
+
+    async def _stop_orphans(self, run_id: str) -> None:
+        """Stop the process groups of attempts a dead driver left running (their leaders'
+        identities are recorded), and wait until they are gone: an attempt about to run
+        again must never run beside its old copy."""
+        for a in await self.store.orphans(run_id):
+            if not await processes.stop_group(a.process, grace=self.kill_grace,
+                                              timeout=self.kill_grace + 10):
+                raise RunStateError(
+                    f"run {run_id}: attempt {a.attempt} of step {a.step_id} left process group "
+                    f"{a.process.split(':')[1]} running, and it cannot be stopped from here; "
+                    "stop it, then resume the run again")
 
     async def drive(self, run_id: str, definition: Definition, *, resumed: bool = False) -> RunResult:
         """Drive a recorded run until it ends (or this task is cancelled: interrupted)."""
@@ -87,6 +106,27 @@ class Engine:
             return await driver.drive(resumed)
         finally:
             del self._drivers[run.id]
+
+    async def cancel_run(self, run_id: str, definition: Definition) -> RunResult | None:
+        """Cancel a run wherever it is; the cancel is never lost.
+
+        The request is recorded first (store.request_cancel). A run driven here, or by
+        another live process, is stopped by its driver within a second: None. A run that
+        nobody drives (its driver died, or it never started) is taken over here and ends
+        at once: what its dead driver left running is stopped, nothing more is launched,
+        and `on_failure: rollback` compensates; its result is returned.
+        """
+        run = await self.store.get_run(run_id)
+        if run.status in TERMINAL:
+            raise RunStateError(f"run {run.id} is {run.status.replace('_', ' ')}; "
+                                "nothing to cancel")
+        await self.store.request_cancel(run.id)
+        if self.cancel(run.id) or await self.store.driven(run.id):
+            return None
+        try:
+            return await self.resume(run.id, definition)
+        except LeaseHeld:
+            return None  # a driver took the run meanwhile; it honours the request
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run this engine drives; False if it drives no such run."""
@@ -104,6 +144,8 @@ class Engine:
     async def close(self) -> None:
         self.secrets.uninstall()
         await self.evaluator.close()
+        if self.step_units is not None:
+            await self.step_units.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -3,7 +3,8 @@
     OrchestratorError
      ├── DefinitionError      a workflow or skill definition is invalid (all its problems)
      ├── ExpressionError      a `when` or `{{ }}` expression cannot be parsed or evaluated
- ├── ParamsError          the params given to a run do not fit the workflow's params
+     ├── ParamsError          the params given to a run do not fit the workflow's params
+     ├── WorkflowNotFound     no workflow of that name is served (invalid input, like params)
      ├── StepFailure          a step's action failed; `retryable` says whether to try again
      │    └── StepTimeout     the action ran past its timeout and was stopped
      ├── StoreError           the state database cannot be used
@@ -58,6 +59,14 @@ class ExpressionError(OrchestratorError):
 
 class ParamsError(OrchestratorError):
     """The params given to a run are unknown, missing or of the wrong type."""
+
+
+class WorkflowNotFound(OrchestratorError):
+    """No workflow of that name is served; `name` is the name asked for."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        super().__init__(f"no workflow '{name}' (known: {', '.join(sorted(known)) or 'none'})")
 
 
 class StepFailure(OrchestratorError):

@@ -89,12 +89,13 @@ def build(workflow: Workflow, doc: Document) -> tuple[Graph, list[Problem]]:
             first_use[name] = where
 
     implicit: list[str] = []  # ids of the item before: the default dependency
-    group_count = 0
+    anonymous_groups = 0  # parallel-N names the N-th group without an id (README)
     for i, item in enumerate(workflow.steps):
         path = base + (i,)
         if isinstance(item, ParallelGroup):
-            group_count += 1
-            gid = item.id or f"parallel-{group_count}"
+            if item.id is None:
+                anonymous_groups += 1
+            gid = item.id or f"parallel-{anonymous_groups}"
             claim(gid, path, item.id is not None)
             members = []
             for j, member in enumerate(item.parallel):

@@ -201,4 +201,57 @@ MIGRATIONS: dict[int, str] = {
     -- The last success of each workflow (metrics at start-up, staleness alerts).
     CREATE INDEX runs_last_success ON runs (workflow, finished_at) WHERE status = 'succeeded';
     """,
+    4: """
+    -- The leader of a command attempt's process group as host:pid:starttime (processes.py),
+    -- so that a resume stops what a dead driver left running before the attempt runs again.
+    ALTER TABLE attempts ADD COLUMN process TEXT;
+    -- The earliest start of a step's next attempt during a retry back-off: a resume waits
+    -- for it rather than starting the attempt at once.
+    ALTER TABLE steps ADD COLUMN not_before REAL;
+
+    CREATE TRIGGER project_attempt_process AFTER INSERT ON events
+    WHEN NEW.type = 'attempt_process'
+    BEGIN
+        UPDATE attempts SET process = NEW.data ->> '$.process'
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = NEW.data ->> '$.kind' AND attempt = NEW.attempt;
+    END;
+
+    CREATE TRIGGER project_step_retry AFTER INSERT ON events
+    WHEN NEW.type = 'step_retry' AND NEW.data ->> '$.not_before' IS NOT NULL
+    BEGIN
+        UPDATE steps SET not_before = NEW.data ->> '$.not_before'
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+
+    -- A cancel request lives until the run ends: taking the lease no longer clears it, so
+    -- whoever drives the run next honours it (store.request_cancel).
+    CREATE TRIGGER project_run_end AFTER INSERT ON events
+    WHEN NEW.type LIKE 'run!_%' ESCAPE '!' AND NEW.data ->> '$.status' IN (
+        'succeeded', 'failed', 'cancelled', 'timed_out', 'rolled_back', 'rollback_failed')
+    BEGIN
+        UPDATE runs SET cancel_requested = 0 WHERE id = NEW.run_id;
+    END;
+    UPDATE runs SET cancel_requested = 0 WHERE status IN (
+        'succeeded', 'failed', 'cancelled', 'timed_out', 'rolled_back', 'rollback_failed');
+    """,
+    5: """
+    -- A step's result is kept in clear once only, in steps.result, where resume reads it
+    -- to render later steps' params; the store writes it in the same transaction as the
+    -- step's end event, which records the result as shown (secrets masked). The event
+    -- log no longer holds a second clear copy.
+    DROP TRIGGER project_step_end;
+    CREATE TRIGGER project_step_end AFTER INSERT ON events
+    WHEN NEW.type IN ('step_succeeded', 'step_failed', 'step_skipped',
+                      'step_upstream_failed', 'step_cancelled')
+    BEGIN
+        UPDATE attempts SET status = 'succeeded', finished_at = NEW.ts
+        WHERE NEW.type = 'step_succeeded' AND run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = 'action' AND attempt = NEW.attempt;
+        UPDATE steps SET status = substr(NEW.type, 6),
+            error = NEW.data ->> '$.error', finished_at = NEW.ts,
+            started_at = COALESCE(started_at, NEW.ts), finished_seq = NEW.seq
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+    """,
 }

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Mapping
 
 
-def state_home() -> Path:
+def state_home(environ: Mapping[str, str] = os.environ) -> Path:
     """$XDG_STATE_HOME/agent-orchestrator (~/.local/state/agent-orchestrator)."""
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    base = environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "agent-orchestrator"
 
 
@@ -23,9 +24,37 @@ def default_state_file() -> Path:
     return state_home() / "state.db"
 
 
-def default_socket() -> Path:
-    """systemd's RuntimeDirectory, else the user's runtime dir, else /run (root)."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
-    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
-    return Path(base) / "agent-orchestrator" / "control.sock"
+# The system daemon's socket (orchestratord.service: RuntimeDirectory=agent-orchestrator).
+SYSTEM_SOCKET = Path("/run/agent-orchestrator/control.sock")
+
+
+def default_socket(environ: Mapping[str, str] = os.environ, euid: int | None = None) -> Path:
+    """Where the daemon listens by default: systemd's RuntimeDirectory, else /run for
+    root, else the user's own directories. Never a world-writable directory such as
+    /tmp, where any local user could bind the name first."""
+    if environ.get("RUNTIME_DIRECTORY"):
+        return Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+    return _own_socket(environ, os.geteuid() if euid is None else euid)
+
+
+def client_socket(environ: Mapping[str, str] = os.environ, euid: int | None = None,
+                  system: Path = SYSTEM_SOCKET) -> Path:
+    """Where orchestratorctl looks for a daemon: $ORCHESTRATOR_SOCKET; else the user's
+    own daemon if its socket exists; else the system daemon if its socket exists (for
+    members of its socket_group); else the user's own path, where no daemon listens, so
+    that commands use the embedded state file."""
+    if environ.get("ORCHESTRATOR_SOCKET"):
+        return Path(environ["ORCHESTRATOR_SOCKET"])
+    own = _own_socket(environ, os.geteuid() if euid is None else euid)
+    if own.is_socket() or not system.is_socket():
+        return own
+    return system
+
+
+def _own_socket(environ: Mapping[str, str], euid: int) -> Path:
+    """$XDG_RUNTIME_DIR (private to the user), /run for root, else under state_home()."""
+    if environ.get("XDG_RUNTIME_DIR"):
+        return Path(environ["XDG_RUNTIME_DIR"]) / "agent-orchestrator" / "control.sock"
+    if euid == 0:
+        return SYSTEM_SOCKET
+    return state_home(environ) / "control.sock"

@@ -3,15 +3,16 @@
 `run NAME --wait` is what `orchestrator@NAME.service` executes: it follows the run,
 mirrors its progress to its own output (so to its unit's journal), survives a restart
 of the daemon (the run is resumed there and followed again), turns SIGTERM — `systemctl
-stop orchestrator@NAME` — into a cancel of the run, and exits with the run's outcome so
-that a failed run fails the unit and OnFailure= fires.
+stop orchestrator@NAME` — into a cancel of the run (but not at system shutdown: see
+stopping.py), and exits with the run's outcome so that a failed run fails the unit and
+OnFailure= fires. A stop done as asked exits 128 + the signal (143): the unit's
+SuccessExitStatus=, a clean stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from .client import Client, DaemonError, request
 from .progress import Progress
+from .stopping import StopHandler, exit_status
 from .store import TERMINAL
 
 EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
@@ -66,11 +68,28 @@ def as_rows(items: list[dict[str, Any]]) -> list[SimpleNamespace]:
 
 
 async def _follow(client: Client, run_id: str, as_json: bool) -> int:
+    follower = asyncio.create_task(_events_until_end(client, run_id, as_json))
+    stop = StopHandler(client, run_id, follower)
+    stop.install()
+    try:
+        run = await follower
+    except asyncio.CancelledError:
+        if stop.outcome is None:
+            raise
+        run = None  # the stop handler ended following: the run is not ours to wait for
+    finally:
+        stop.uninstall()
+    if run is not None:
+        if as_json:
+            print(json.dumps({k: run[k] for k in ("id", "workflow", "status", "outputs", "error")}))
+        elif run.get("outputs"):
+            print(json.dumps(run["outputs"], indent=2))
+    return exit_status(stop, run, EXIT)
+
+
+async def _events_until_end(client: Client, run_id: str, as_json: bool) -> dict[str, Any] | None:
+    """Mirror the run's progress until it ends; None if the daemon stays unreachable."""
     progress = Progress(sys.stderr if as_json else sys.stdout)
-    loop = asyncio.get_running_loop()
-    cancel = lambda: asyncio.ensure_future(_cancel(client, run_id))  # noqa: E731
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, cancel)
     after, lost_since = 0, None
     while True:
         try:
@@ -84,24 +103,12 @@ async def _follow(client: Client, run_id: str, as_json: bool) -> int:
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since > RECONNECT_FOR:
                 print(f"orchestratorctl: {exc}", file=sys.stderr)
-                return 7
+                return None
             await asyncio.sleep(0.5)
             continue
         if run["status"] in TERMINAL:
-            break
+            return run
         await asyncio.sleep(0.5)  # interrupted: the restarted daemon picks it up
-    if as_json:
-        print(json.dumps({k: run[k] for k in ("id", "workflow", "status", "outputs", "error")}))
-    elif run.get("outputs"):
-        print(json.dumps(run["outputs"], indent=2))
-    return EXIT.get(run["status"], 1)
-
-
-async def _cancel(client: Client, run_id: str) -> None:
-    try:
-        await client.call("POST", f"/runs/{run_id}/cancel")
-    except DaemonError:
-        pass  # already ended, or the daemon is gone; following tells the outcome
 
 
 def _progress_event(event: dict[str, Any]) -> dict[str, Any]:

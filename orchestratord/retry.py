@@ -15,6 +15,8 @@ import tenacity
 from .errors import StepFailure
 from .model import RetryPolicy
 
+NO_RETRY = RetryPolicy()  # one attempt: what a step or action without a policy gets
+
 
 def wait_strategy(policy: RetryPolicy) -> tenacity.wait.wait_base:
     if policy.backoff == "fixed":

@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import tenacity
 
-from . import aggregate, expr, redact, retry
-from .context import StepContext, step_logger
-from .errors import ExpressionError, StepFailure, StepTimeout
+from . import aggregate, attempts, compensation, expr, redact, retry
+from .context import step_logger
+from .errors import ExpressionError, StepFailure
 from .loader import Definition
-from .model import ActionSpec, RetryPolicy, RollbackSpec
-from .runners import run_action
 from .store import StepRow
 
 if TYPE_CHECKING:
@@ -41,16 +36,17 @@ if TYPE_CHECKING:
 # The engine's logger: its records are the engine's, and its secret filter is on it.
 log = logging.getLogger("orchestratord.engine")
 
-# journald MESSAGE_IDs of run lifecycle records (stable; generated once with uuid4).
+# journald MESSAGE_IDs of run lifecycle records: random 128-bit ids, generated once
+# (`python -c 'import uuid; print(uuid.uuid4().hex)'`) and never changed, as journald
+# catalogs expect.
 MESSAGE_IDS = {
-    "run_started": "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01",
-    "run_succeeded": "0d8c6f3a1b2e4c5d8e9f7a6b5c4d3e02",
-    "run_failed": "e1f2a3b4c5d64e7f8a9b0c1d2e3f4a03",
+    "run_started": "f446608fec154ea3937484243ef77427",
+    "run_succeeded": "dae3034fb2f641d0bf0eff6a1de3aca9",
+    "run_failed": "4def8be22be84f989496f502ade47ca4",
 }
 
 DONE = frozenset({"succeeded", "failed", "skipped", "upstream_failed", "cancelled"})
 FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
-NO_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -87,6 +83,8 @@ class RunDriver:
         engine, workflow = self.engine, self.definition.workflow
         await self.store.acquire_lease(self.run_id, engine.owner, engine.lease_ttl)
         engine.secrets.add(self.run_id, redact.workflow_param_secrets(self.params, workflow.params))
+        for row in self.rows.values():  # a resumed run's results, as hunted when recorded
+            engine.secrets.add(self.run_id, redact.secret_values(row.result))
         keeper = asyncio.create_task(self._keep_lease())
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
@@ -94,19 +92,17 @@ class RunDriver:
             await self._set("running", "run_resumed" if resumed else "run_started")
             self._log(logging.INFO, "run_started", "run %s of %s %s", self.run_id,
                       workflow.name, "resumed" if resumed else "started")
-            await self._schedule()
-            if self.stop_reason == "lease_lost":
-                return RunResult(self.run_id, "interrupted", error="lost the run's lease")
-            status, error, outputs = self._outcome()
-            if status == "succeeded":
-                try:
-                    compiled = expr.compile_value(workflow.outputs)
-                    outputs = await engine.evaluator.render(
-                        compiled, self._scope(None, compiled.selectors))
-                except ExpressionError as exc:
-                    status, error = "failed", f"outputs: {exc}"
-            if status != "succeeded" and workflow.on_failure == "rollback":
-                status = await self._compensate()
+            plan = await compensation.recorded_plan(self) if resumed else None
+            if plan is not None:
+                # It was rolling back when its driver stopped: that is all that is left.
+                error, outputs = plan.error, None
+                status = await compensation.compensate(self, plan)
+            else:
+                ended = await self._forward()
+                if ended is None:
+                    return RunResult(self.run_id, "interrupted", error="lost the run's lease")
+                status, error, outputs = ended
+            outputs = attempts.shown(self, outputs)  # recorded and returned as shown
             await self._set(status, f"run_{status}", error=error, outputs=outputs)
             level = logging.INFO if status == "succeeded" else logging.ERROR
             self._log(level, "run_succeeded" if status == "succeeded" else "run_failed",
@@ -125,6 +121,27 @@ class RunDriver:
             keeper.cancel()
             await asyncio.shield(self.store.release_lease(self.run_id, engine.owner))
             engine.secrets.discard(self.run_id)
+
+    async def _forward(self) -> tuple[str, str | None, Any] | None:
+        """Run the steps; (status, error, outputs) at the end, None if the lease was lost."""
+        workflow = self.definition.workflow
+        if await self.store.cancel_requested(self.run_id):
+            self.stop("cancelled")  # asked while no process drove the run: honoured first
+        await self._schedule()
+        if self.stop_reason == "lease_lost":
+            return None
+        status, error, outputs = self._outcome()
+        if status == "succeeded":
+            try:
+                compiled = expr.compile_value(workflow.outputs)
+                outputs = await self.engine.evaluator.render(
+                    compiled, self.scope(None, compiled.selectors))
+            except ExpressionError as exc:
+                status, error = "failed", f"outputs: {exc}"
+        if status != "succeeded" and workflow.on_failure == "rollback":
+            status = await compensation.compensate(
+                self, await compensation.record_plan(self, status, error))
+        return status, error, outputs
 
     def stop(self, reason: str) -> None:
         """Stop launching steps and cancel the running ones (cancelled, timed_out)."""
@@ -209,10 +226,10 @@ class RunDriver:
                     else:
                         task.result()  # an engine bug must surface, not vanish
                     self._release(node_id, waiting, ready)
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the store failed under a step
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # none left unretrieved
             raise
 
     def _release(self, node_id: str, waiting: dict[str, int], ready: collections.deque) -> None:
@@ -241,14 +258,14 @@ class RunDriver:
             try:
                 compiled = expr.Expression.compile(node.step.when)
                 if not await self.engine.evaluator.truthy(
-                        compiled, self._scope(compiled.step_refs, compiled.selectors)):
+                        compiled, self.scope(compiled.step_refs, compiled.selectors)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def _scope(self, refs: frozenset[str] | None,
-               selectors: frozenset[aggregate.Selector] = frozenset()) -> dict[str, Any]:
+    def scope(self, refs: frozenset[str] | None,
+              selectors: frozenset[aggregate.Selector]) -> dict[str, Any]:
         """What expressions see: params, the referenced steps (all if None), run; and
         the steps each aggregate selects (read by `aggregate`, not by name)."""
         chosen = {s.key: self.definition.select(s) for s in selectors}
@@ -300,11 +317,12 @@ class RunDriver:
         step = node.step
         skill = self.definition.skill(step.skill)
         action = skill.actions[step.action]
-        policy = step.retry or action.retry or NO_RETRY
+        policy = step.retry or action.retry or retry.NO_RETRY
         timeout = step.timeout or action.timeout or self.engine.step_timeout
         started = time.monotonic()
         try:
-            params = await self._render(step.params, action)
+            params = await attempts.render(self, step.params, action)
+            shown = attempts.shown_params(self, step.params, params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -317,159 +335,41 @@ class RunDriver:
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:
             delay = state.next_action.sleep if state.next_action else 0
-            await self.store.record_event(self.run_id, "step_retry", step_id=node_id,
-                                          attempt=self.current_attempt[node_id],
-                                          data={"delay": round(delay, 3)})
+            await self.store.retry_scheduled(self.run_id, node_id, self.current_attempt[node_id],
+                                             delay)
             log.warning("step %s: retrying in %.1f s", node_id, delay, extra={"fields": fields})
 
+        if row.not_before is not None and (left := row.not_before - time.time()) > 0:
+            # A retry back-off its last driver did not live to finish: wait out the rest.
+            log.info("step %s: retrying in %.1f s", node_id, left, extra={"fields": fields})
+            await self.engine.sleep(left)
         try:
             async for attempt in retry.retrying(policy, failed_before=row.failed_attempts,
                                                 sleep=self.engine.sleep, before_sleep=before_sleep):
                 with attempt:
-                    result = await self._attempt(node_id, skill, action, params, timeout,
-                                                 limit, fields)
+                    result = await attempts.run(self, node_id, skill, action, params, shown,
+                                                timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
                                            attempt=self.current_attempt[node_id], error=str(exc),
-                                           result=exc.result)
+                                           result=exc.result,
+                                           shown=attempts.shown(self, exc.result))
             return self._finish_failed(node_id, exc)
+        # A value masked in the result by its key (token) is hunted wherever it goes next.
+        self.engine.secrets.add(self.run_id, redact.secret_values(result))
         await self.store.step_finished(self.run_id, node_id, "succeeded",
-                                       attempt=self.current_attempt[node_id], result=result)
+                                       attempt=self.current_attempt[node_id], result=result,
+                                       shown=attempts.shown(self, result))
         self._ended(node_id, "succeeded", result, None)
         self.views[node_id]["duration"] = time.monotonic() - started
-        log.info("step %s succeeded", node_id, extra={"fields": fields})
+        log.info("step %s succeeded", node_id,
+                 extra={"fields": {**fields, "ATTEMPT": self.current_attempt[node_id]}})
 
     def _finish_failed(self, node_id: str, exc: StepFailure) -> None:
         if self.graph.nodes[node_id].step.continue_on_error:
             self.tolerated.add(node_id)
         self._ended(node_id, "failed", exc.result, str(exc))
-
-    async def _attempt(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                       timeout: float | None, limit: asyncio.Semaphore | None,
-                       fields: dict[str, Any], kind: str = "action") -> Any:
-        async with limit or contextlib.nullcontext():
-            return await self._attempt_now(node_id, skill, action, params, timeout, fields, kind)
-
-    async def _attempt_now(self, node_id: str, skill: Any, action: ActionSpec, params: Any,
-                           timeout: float | None, fields: dict[str, Any], kind: str) -> Any:
-        number = self.current_attempt[node_id] = self.current_attempt[node_id] + 1
-        await self.store.attempt_started(self.run_id, node_id, number,
-                                         self._redacted(params, action), kind=kind)
-        self.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
-                           "run_id": self.run_id, "workflow": self.definition.name,
-                           "step_id": node_id, "attempt": number,
-                           "skill": fields["SKILL"], "action": fields["ACTION"]})
-        ctx = StepContext(
-            run_id=self.run_id, workflow=self.definition.name, step_id=node_id,
-            skill=skill.name, action=self.graph.nodes[node_id].step.action if kind == "action"
-            else fields["ACTION"], attempt=number,
-            idempotency_key=f"{self.run_id}/{node_id}" + ("/rollback" if kind != "action" else ""),
-            log=step_logger("orchestratord.step", **fields, ATTEMPT=number),
-            skill_dir=skill.directory, settings=self.engine.settings, run_view=self._run_view)
-        try:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await run_action(action, params, ctx,
-                                            http_session=self.engine.http_session,
-                                            kill_grace=self.engine.kill_grace)
-            except TimeoutError:
-                raise StepTimeout(f"timed out after {timeout:g} s") from None
-            except (StepFailure, asyncio.CancelledError):
-                raise
-            except Exception as exc:  # a runner bug fails this step, not the whole run
-                log.exception("step %s: unexpected error in the %s runner", node_id, action.kind,
-                              extra={"fields": fields})
-                raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
-        except StepFailure as exc:
-            self._scrub_failure(exc)
-            status = "timeout" if isinstance(exc, StepTimeout) else "failed"
-            await self.store.attempt_failed(self.run_id, node_id, number, status=status,
-                                            error=str(exc), exit_code=exc.exit_code,
-                                            stderr_tail=exc.stderr_tail, kind=kind)
-            log.warning("attempt %d of step %s failed: %s", number, node_id, exc,
-                        extra={"fields": {**fields, "ATTEMPT": number}})
-            raise
-
-    async def _run_view(self) -> dict[str, Any]:
-        """The run as stored so far, for skills that report on it (secrets redacted)."""
-        run = await self.store.get_run(self.run_id)
-        run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await self.store.steps(run.id))
-        return {"run": run, "steps": steps}
-
-    async def _render(self, params: dict[str, Any], action: ActionSpec) -> Any:
-        try:
-            compiled = expr.compile_value(params)
-            rendered = params if compiled.is_static else await self.engine.evaluator.render(
-                compiled, self._scope(compiled.step_refs, compiled.selectors))
-        except ExpressionError as exc:
-            raise StepFailure(self.engine.secrets.scrub(self.run_id, f"params: {exc}")) from None
-        self.engine.secrets.add(self.run_id, redact.secret_values(rendered, action.params))
-        if action.params is not None:
-            error = jsonschema.exceptions.best_match(
-                jsonschema.validators.validator_for(action.params)(action.params).iter_errors(rendered))
-            if error is not None:
-                where = "".join(f"[{p!r}]" for p in error.absolute_path)
-                raise StepFailure(self.engine.secrets.scrub(self.run_id,
-                                                            f"params{where}: {error.message}"))
-        return rendered
-
-    def _redacted(self, params: Any, action: ActionSpec) -> Any:
-        """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
-        return self.engine.secrets.scrub(self.run_id, redact.redact(params, action.params))
-
-    def _scrub_failure(self, exc: StepFailure) -> None:
-        """Scrub a failure's message, stderr tail and result of this run's secrets."""
-        scrub = functools.partial(self.engine.secrets.scrub, self.run_id)
-        exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)
-        exc.stderr_tail, exc.result = scrub(exc.stderr_tail), scrub(exc.result)
-
-    # -- rollback -----------------------------------------------------------------------
-
-    async def _compensate(self) -> str:
-        rows = sorted((r for r in await self.store.steps(self.run_id)
-                       if r.status == "succeeded" and r.finished_seq is not None),
-                      key=lambda r: r.finished_seq, reverse=True)
-        await self.store.record_event(self.run_id, "run_rolling_back",
-                                      data={"steps": [r.step_id for r in rows]})
-        failed = []
-        for row in rows:
-            node = self.graph.nodes[row.step_id]
-            own = self.definition.skill(node.step.skill).actions[node.step.action]
-            spec: RollbackSpec | None = node.step.rollback or own.rollback
-            if spec is None:
-                continue
-            skill = self.definition.skill(spec.skill or node.step.skill)
-            action = skill.actions[spec.action]
-            fields = {**self.log.extra["fields"], "STEP_ID": row.step_id, "SKILL": skill.name,
-                      "ACTION": spec.action}
-            self.current_attempt[row.step_id] = 0
-            try:
-                # The stored params are redacted: render the step's own params again.
-                params = await self._render(node.step.params, own) if spec.params is None \
-                    else await self._render(spec.params, action)
-                policy = action.retry or NO_RETRY
-                async for attempt in retry.retrying(policy, failed_before=0, sleep=self.engine.sleep,
-                                                    before_sleep=_nothing):
-                    with attempt:
-                        await self._attempt(row.step_id, skill, action, params,
-                                            action.timeout or self.engine.step_timeout, None,
-                                            fields, kind="rollback")
-            except StepFailure as exc:
-                failed.append(row.step_id)
-                await self.store.compensation_finished(self.run_id, row.step_id,
-                                                       self.current_attempt[row.step_id], False,
-                                                       str(exc))
-                log.error("rollback of step %s failed: %s", row.step_id, exc, extra={"fields": fields})
-                continue
-            await self.store.compensation_finished(self.run_id, row.step_id,
-                                                   self.current_attempt[row.step_id], True)
-            log.info("rolled back step %s with %s", row.step_id, spec.action, extra={"fields": fields})
-        return "rollback_failed" if failed else "rolled_back"
-
-
-async def _nothing(_: Any) -> None:
-    return None
 
 
 def _view(status: str, result: Any, error: str | None, attempts: int,

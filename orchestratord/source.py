@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,80 @@ import yaml
 from .errors import Problem
 
 Path_ = tuple[str | int, ...]
-MAX_NODES = 200_000  # bounds alias expansion ("billion laughs") and giant files
-MAX_BYTES = 4 * 1024 * 1024
+# Definition files are written by people: the examples have under 100 values and 10
+# levels. The limits are checked while reading and composing, so a hostile file costs
+# at most about a second and a few tens of MB, however large or deep it is.
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 50_000  # composed nodes, and values after alias expansion ("billion laughs")
+MAX_DEPTH = 64      # far below Python's recursion limit, which deeper input would hit
 
-# The pure-Python loader: its messages are the same on every machine, and definition
-# files are small.
-_Loader = yaml.SafeLoader
+
+class Unreadable(Exception):
+    """A definition file that is not read: not a regular file, too large, not UTF-8."""
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a regular file of at most MAX_BYTES; else Unreadable says why."""
+    try:
+        raw = read_regular(path, MAX_BYTES + 1)  # the size may lie (/proc) or grow meanwhile
+    except OSError as exc:
+        raise Unreadable(f"cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise Unreadable(f"file is larger than {MAX_BYTES} bytes; refusing to read it")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"not UTF-8 text: {exc.reason}") from None
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most limit bytes of path if it is a regular file, else Unreadable; OSError as is.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO,
+    a device (/dev/zero) or a directory, also behind a symlink or swapped in after a
+    check by name, is refused at once instead of hanging or filling memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Unreadable(f"is {_file_kind(mode)}, not a regular file; refusing to read it")
+    with open(fd, "rb") as file:
+        return file.read(limit)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+class TooLarge(yaml.MarkedYAMLError):
+    """A document past MAX_NODES or MAX_DEPTH, at the node where the limit was hit."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The pure-Python safe loader (its messages are the same on every machine) that
+    counts nodes and depth as it composes, before building anything larger."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._nodes = self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise TooLarge(problem=f"more than {MAX_NODES} values; refusing", problem_mark=mark)
+        if self._depth >= MAX_DEPTH:
+            raise TooLarge(problem=f"nested deeper than {MAX_DEPTH} levels; refusing",
+                           problem_mark=mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @dataclass
@@ -40,6 +110,7 @@ class Document:
     problems: list[Problem] = field(default_factory=list)
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    too_large: bool = False  # past a limit of size or depth: nothing else is worth saying
 
     def locate(self, path: Path_, *, key: bool = False) -> tuple[int, int]:
         """Position of the value (or key) at path, else of its nearest written parent."""
@@ -142,15 +213,9 @@ def load_file(path: str | Path) -> Document:
     """Read and parse a definition file; problems are collected, never raised."""
     shown = str(path)
     try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        return Document(shown, problems=[Problem(shown, 1, 1, "", f"cannot read: {exc.strerror}")])
-    if len(raw) > MAX_BYTES:
-        return Document(shown, problems=[Problem(shown, 1, 1, "", f"file is larger than {MAX_BYTES} bytes")])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Document(shown, problems=[Problem(shown, 1, 1, "", f"not UTF-8 text: {exc.reason}")])
+        text = read_text(path)
+    except Unreadable as exc:
+        return Document(shown, problems=[Problem(shown, 1, 1, "", str(exc))])
     return parse_text(text, shown, json_only=shown.endswith(".json"))
 
 
@@ -160,14 +225,19 @@ def parse_text(text: str, file: str, *, json_only: bool = False) -> Document:
     if json_only:
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        except RecursionError:
+            data = None  # too deep: the YAML walk below says where
         except ValueError as exc:
             line, col = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
             doc.problems.append(Problem(file, line, col, "", f"JSON syntax: {getattr(exc, 'msg', exc)}"))
             return doc
-        # JSON is YAML too, and the YAML walk knows positions; rare JSON that PyYAML
-        # cannot read (tabs in odd places) keeps its data without them.
+        # JSON is YAML too, and the YAML walk knows positions and enforces the limits;
+        # rare JSON that PyYAML cannot read (tabs in odd places) keeps its data without
+        # positions, unless it is too large.
         located = parse_text(text, file)
-        return located if not located.problems else Document(file, data)
+        if not located.problems or located.too_large or data is None:
+            return located
+        return Document(file, data)
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
@@ -184,8 +254,10 @@ def parse_text(text: str, file: str, *, json_only: bool = False) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(p for p in (exc.context, exc.problem) if p)
-        doc.problems.append(Problem(file, line, col, "", f"YAML syntax: {what}"))
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        doc.too_large = isinstance(exc, TooLarge)
+        doc.problems.append(Problem(file, line, col, "", what if doc.too_large
+                                    else f"YAML syntax: {what}"))
+    except (yaml.YAMLError, ValueError) as exc:
         doc.problems.append(Problem(file, 1, 1, "", f"YAML: {exc}"))
     finally:
         loader.dispose()
@@ -202,7 +274,13 @@ def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class _Walker:
-    """Builds plain data from composed YAML nodes, recording positions on the way."""
+    """Builds plain data from composed YAML nodes, recording positions on the way.
+
+    Aliases make the data larger and deeper than the composed document, so the limits
+    are checked again here, per value built.
+    """
+
+    MERGE = "tag:yaml.org,2002:merge"
 
     def __init__(self, loader: Any, doc: Document):
         self.loader, self.doc, self.count, self.stack = loader, doc, 0, set()
@@ -210,7 +288,11 @@ class _Walker:
     def walk(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise ValueError(f"more than {MAX_NODES} values (aliases expanded); refusing")
+            raise TooLarge(problem=f"more than {MAX_NODES} values (aliases expanded); refusing",
+                           problem_mark=node.start_mark)
+        if len(path) > MAX_DEPTH:
+            raise TooLarge(problem=f"nested deeper than {MAX_DEPTH} levels (aliases expanded); "
+                           "refusing", problem_mark=node.start_mark)
         self.doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if id(node) in self.stack:
             raise ValueError(f"recursive alias at line {node.start_mark.line + 1}")
@@ -227,13 +309,16 @@ class _Walker:
             self.stack.discard(id(node))
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # resolves `<<` merge keys
         out: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 mark = key_node.start_mark
                 raise yaml.MarkedYAMLError(problem="a mapping key must be a plain value",
                                            problem_mark=mark)
+            if key_node.tag == self.MERGE:
+                self._merge(value_node, path, merged)
+                continue
             key = self.loader.construct_object(key_node)
             key = key if isinstance(key, (str, int)) and not isinstance(key, bool) else str(key)
             here = path + (key,)
@@ -241,4 +326,21 @@ class _Walker:
             if key in out:
                 self.doc.problems.append(self.doc.problem(here, f"duplicate key {key!r}", key=True))
             out[key] = self.walk(value_node, here)
-        return out
+        return {**merged, **out}
+
+    def _merge(self, value: yaml.Node, path: Path_, merged: dict[Any, Any]) -> None:
+        """`<<: *a` or `<<: [*a, *b]`: keys of the earlier mapping win, written keys over all.
+
+        Done here rather than by PyYAML's flatten_mapping, which copies merged mappings
+        into each other before anything is counted (exponential with nested merges).
+        """
+        own = self.doc.values[path]
+        sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for source in sources:
+            data = self.walk(source, path)
+            if not isinstance(data, dict):
+                raise yaml.MarkedYAMLError(problem="a merge key '<<' takes a mapping or a list "
+                                           "of mappings", problem_mark=source.start_mark)
+            for key, item in data.items():
+                merged.setdefault(key, item)
+        self.doc.values[path] = own  # the walk above recorded the source's position here

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParamsError, StoreError
+from .store import database_error
 
 SUCCEEDED = ("succeeded", "compensated", "compensation_failed")
 RAN = "attempts > 0 AND duration IS NOT NULL"  # the partial indexes' condition, verbatim
@@ -134,10 +135,10 @@ class _connect:
             self.conn = sqlite3.connect(self.db, isolation_level=None, timeout=10)
             self.conn.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read state database {self.db}: {exc}") from exc
+            raise database_error(self.db, exc) from exc
         return self.conn
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         self.conn.close()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot read statistics from {self.db}: {exc}") from exc
+            raise database_error(self.db, exc) from exc

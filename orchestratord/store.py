@@ -10,21 +10,22 @@ host is free at once, any other only when it expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import secrets
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 import aiosqlite
 
 from .errors import LeaseHeld, RunNotFound, StoreError
 from .migrations import MIGRATIONS
+from .processes import alive
 
+MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
@@ -64,6 +65,7 @@ class StepRow:
     started_at: float | None
     finished_at: float | None
     finished_seq: int | None
+    not_before: float | None  # earliest start of the next attempt (a retry back-off)
 
     @property
     def duration(self) -> float | None:
@@ -73,7 +75,7 @@ class StepRow:
 
 
 STEP_COLUMNS = ("run_id, step_id, position, skill, action, status, attempts, failed_attempts, "
-                "params, result, error, started_at, finished_at, finished_seq")
+                "params, result, error, started_at, finished_at, finished_seq, not_before")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ class AttemptRow:
     error: str | None
     exit_code: int | None
     stderr_tail: str | None
+    process: str | None  # identity of its process group's leader (processes.py)
+
+
+ATTEMPT_COLUMNS = ("run_id, step_id, kind, attempt, status, started_at, finished_at, error, "
+                   "exit_code, stderr_tail, process")
 
 
 @dataclass(frozen=True)
@@ -109,35 +116,57 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def process_identity(pid: int | None = None) -> str:
-    """host:pid:starttime, unique for a process even across pid reuse."""
-    pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}"
+def database_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """The StoreError a person sees for an SQLite error: which database, and what to do."""
+    # SQLITE_CORRUPT (and its extended codes), SQLITE_NOTADB: the file cannot be read as
+    # a database, now or ever; anything else (locked, full, read-only) may pass.
+    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return StoreError(
+            f"state database {path} is damaged ({exc}): stop what uses it, move it aside "
+            f"with its -wal and -shm files (mv {path} {path}.damaged) or restore it from a "
+            "backup; a new, empty one is created at the next start")
+    return StoreError(f"state database {path}: {exc}")
 
 
-def _start_time(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            # Field 22 is the start time; the command name (field 2) may hold spaces.
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return "?"
+class _Connection:
+    """The aiosqlite connection with SQLite's errors translated where they enter, so a
+    damaged or unusable file is a StoreError (exit 7) everywhere, never a traceback."""
 
+    def __init__(self, conn: aiosqlite.Connection, path: Path):
+        self._conn, self._path = conn, path
 
-def _owner_alive(owner: str) -> bool | None:
-    """Whether the owning process lives: None if it is on another host."""
-    host, _, rest = owner.partition(":")
-    pid, _, start = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    return _start_time(int(pid)) == start != "?"
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise database_error(self._path, exc) from exc
+
+    async def execute(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Cursor:
+        with self._translated():
+            return await self._conn.execute(sql, args)
+
+    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Iterable[Any]:
+        with self._translated():
+            return await self._conn.execute_fetchall(sql, args)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        with self._translated():
+            await self._conn.executemany(sql, rows)
+
+    async def executescript(self, script: str) -> None:
+        with self._translated():
+            await self._conn.executescript(script)
+
+    async def close(self) -> None:
+        await self._conn.close()
 
 
 class Store:
     """The state database. Open with `await Store.open(path)`; close with `await close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self._conn = conn
+        self._conn: _Connection | None = _Connection(conn, path)
         self.path = path
         # One connection serves every coroutine of the process: transactions must not
         # interleave, or a second BEGIN would land inside the first.
@@ -155,23 +184,23 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = await aiosqlite.connect(path, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database {path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open state database {path}: {exc.strerror}") from exc
+        except sqlite3.Error as exc:
+            raise database_error(path, exc) from exc
         store = cls(conn, path)
         if sqlite3.sqlite_version_info < (3, 38):
             await conn.close()
             raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the state database "
                              "needs 3.38 or newer (JSON operators)")
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute(f"PRAGMA synchronous={synchronous}")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=10000")
+            await store._conn.execute("PRAGMA journal_mode=WAL")
+            await store._conn.execute(f"PRAGMA synchronous={synchronous}")
+            await store._conn.execute("PRAGMA foreign_keys=ON")
+            await store._conn.execute("PRAGMA busy_timeout=10000")
             await store._migrate()
-        except BaseException as exc:
+        except BaseException:
             await conn.close()  # else its thread keeps the process alive
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cannot use state database {path}: {exc}") from exc
             raise
         return store
 
@@ -195,6 +224,20 @@ class Store:
                 f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
                 f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Connection]:
+        """One write transaction, rolled back on any error (the connection has already
+        made a database error a StoreError)."""
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+
     async def _append(self, run_id: str, type_: str, step_id: str | None = None,
                       attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
         """Append an event; triggers apply it to the tables in the same transaction.
@@ -202,13 +245,10 @@ class Store:
         Returns its seq, the order of changes (used to compensate in reverse order).
         """
         async with self._write:
-            try:
-                cursor = await self._conn.execute(
-                    "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+            cursor = await self._conn.execute(
+                "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
         return cursor.lastrowid
 
     # -- runs ---------------------------------------------------------------------------
@@ -217,36 +257,29 @@ class Store:
                          params: dict[str, Any], steps: list[tuple[str, str, str]]) -> str:
         """Record a new pending run and its steps (id, skill, action); returns its id."""
         run_id = secrets.token_hex(6)
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await conn.execute(
-                    "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
-                     time.time()))
-                await conn.executemany(
-                    "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
-                    "VALUES (?,?,?,?,?, 'pending', ?)",
-                    [(run_id, sid, i, skill, action, workflow)
-                     for i, (sid, skill, action) in enumerate(steps)])
-                await conn.execute(
-                    "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                    (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                await conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: {exc}") from exc
-                raise
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                 time.time()))
+            await conn.executemany(
+                "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
+                "VALUES (?,?,?,?,?, 'pending', ?)",
+                [(run_id, sid, i, skill, action, workflow)
+                 for i, (sid, skill, action) in enumerate(steps)])
+            await conn.execute(
+                "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
+                (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
         return run_id
 
     async def get_run(self, run_id: str) -> RunRow:
+        """The run with this id, or the only one whose id starts with it (literally)."""
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows:
+        if not rows and run_id:
+            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run.
             rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+                "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])
@@ -271,6 +304,13 @@ class Store:
             **({"outputs": outputs} if outputs is not None else {})})
 
     async def request_cancel(self, run_id: str) -> None:
+        """Record that the run is to be cancelled; the request is never lost.
+
+        A live driver sees it within a second and stops the run. A run nobody drives
+        (its driver died, or the daemon that would drive it is down) keeps the request
+        until whoever takes its lease next (a resume, the daemon at start-up) honours it
+        before launching anything. It is cleared when the run ends.
+        """
         await self._append(run_id, "run_cancel_requested")
 
     async def cancel_requested(self, run_id: str) -> bool:
@@ -282,26 +322,26 @@ class Store:
 
     async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run for owner, or raise LeaseHeld naming who drives it."""
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = await conn.execute_fetchall(
-                    "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
-                if not rows:
-                    raise RunNotFound(f"no run '{run_id}'")
-                holder, expires = rows[0]
-                now = time.time()
-                if holder and holder != owner and expires > now and _owner_alive(holder) is not False:
-                    raise LeaseHeld(f"run {run_id} is being driven by {holder} "
-                                    f"(lease for {expires - now:.0f} s more)")
-                await conn.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ?, cancel_requested = 0 "
-                    "WHERE id = ?", (owner, now + ttl, run_id))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
+            if not rows:
+                raise RunNotFound(f"no run '{run_id}'")
+            holder, expires = rows[0]
+            now = time.time()
+            if holder != owner and _live_lease(holder, expires, now):
+                raise LeaseHeld(f"run {run_id} is being driven by {holder} "
+                                f"(lease for {expires - now:.0f} s more)")
+            # A cancel requested before stays: the new owner honours it (request_cancel).
+            await conn.execute(
+                "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
+                (owner, now + ttl, run_id))
+
+    async def driven(self, run_id: str) -> bool:
+        """Whether a live process holds the run's lease (drives it now)."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
+        return bool(rows) and _live_lease(rows[0][0], rows[0][1], time.time())
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost to another process."""
@@ -326,13 +366,34 @@ class Store:
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
-            "SELECT * FROM attempts WHERE run_id = ? ORDER BY started_at", (run_id,))
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY started_at",
+            (run_id,))
         return [AttemptRow(*r) for r in rows]
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
         return await self._append(run_id, "step_started" if kind == "action" else
                                   "compensation_started", step_id, attempt, {"params": params})
+
+    async def attempt_process(self, run_id: str, step_id: str, attempt: int, kind: str,
+                              process: str) -> int:
+        """Record the identity of the leader of an attempt's process group, so that a
+        resume can stop it if its driver dies (processes.stop_group)."""
+        return await self._append(run_id, "attempt_process", step_id, attempt,
+                                  {"kind": kind, "process": process})
+
+    async def orphans(self, run_id: str) -> list[AttemptRow]:
+        """Attempts recorded running with a process: what a dead driver may have left."""
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? AND status = 'running' "
+            "AND process IS NOT NULL", (run_id,))
+        return [AttemptRow(*r) for r in rows]
+
+    async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
+        """Record a retry back-off: the step's next attempt starts no earlier than now +
+        delay, in this process or in one that resumes the run after a crash."""
+        return await self._append(run_id, "step_retry", step_id, attempt,
+                                  {"delay": round(delay, 3), "not_before": time.time() + delay})
 
     async def attempt_failed(self, run_id: str, step_id: str, attempt: int, *, status: str,
                              error: str, exit_code: int | None, stderr_tail: str,
@@ -343,16 +404,41 @@ class Store:
             "stderr_tail": stderr_tail, "kind": kind})
 
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
-                            result: Any = None, error: str | None = None) -> int:
-        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
-        return await self._append(run_id, f"step_{status}", step_id, attempt, {
-            **({"result": result} if result is not None else {}),
-            **({"error": error} if error else {})})
+                            result: Any = None, shown: Any = None, error: str | None = None) -> int:
+        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event.
+
+        result is kept as it is in steps.result (resume renders later steps from it);
+        the event records `shown`, the result with its secrets masked.
+        """
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, time.time(), f"step_{status}", step_id, attempt, _dumps({
+                    **({"result": shown} if shown is not None else {}),
+                    **({"error": error} if error else {})})))
+            await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
+                               (_dumps(result), run_id, step_id))
+        return cursor.lastrowid
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:
         return await self._append(run_id, "step_compensated" if ok else "step_compensation_failed",
                                   step_id, attempt, {"error": error} if error else None)
+
+    async def rollback_started(self, run_id: str, steps: list[str], outcome: str,
+                               error: str | None) -> int:
+        """Record that the run rolls back: the steps to compensate (in order) and the
+        outcome that made it roll back. From here on the run only compensates."""
+        return await self._append(run_id, "run_rolling_back",
+                                  data={"steps": steps, "outcome": outcome, "error": error})
+
+    async def rollback_plan(self, run_id: str) -> dict[str, Any] | None:
+        """What `rollback_started` recorded, or None if the run never began to roll back."""
+        rows = await self._conn.execute_fetchall(
+            "SELECT data FROM events WHERE run_id = ? AND type = 'run_rolling_back' "
+            "ORDER BY seq DESC LIMIT 1", (run_id,))
+        return _loads(rows[0][0]) if rows else None
 
     async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
         """Make a run drivable again (see the project_resume trigger).
@@ -380,12 +466,9 @@ class Store:
     async def claim_alert(self, subject: str, kind: str, workflow: str) -> bool:
         """Record that an alert is being sent; False if it was already (dedup, restarts)."""
         async with self._write:
-            try:
-                cursor = await self._conn.execute(
-                    "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
-                    "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: {exc}") from exc
+            cursor = await self._conn.execute(
+                "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
+                "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
         return cursor.rowcount == 1
 
     async def unalerted_runs(self, statuses: Iterable[str], since: float) -> list[RunRow]:
@@ -414,6 +497,11 @@ class Store:
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
         return rows[0][0]
+
+
+def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:
+    """A lease holds until it expires, or at once when its owner died on this host."""
+    return bool(holder) and expires > now and alive(holder) is not False
 
 
 def _run(r: Any) -> RunRow:

@@ -23,6 +23,30 @@ EX_TEMPFAIL = 75  # sysexits.h: "try again later"
 TAIL_LINES = 40
 
 
+def command_path(program: str, directory: Path | None) -> str:
+    """argv[0] as it is executed, or ValueError saying why it may not be.
+
+    A relative path with a slash (`scripts/check.sh`) names a file of the skill: it must
+    exist inside the skill's directory, also after symlinks are followed, and be
+    executable. A bare name (`python3`) is looked up on PATH when the step runs, and an
+    absolute path is taken as written: neither is checked when a workflow is validated,
+    because the machine that validates (a NixOS build) is not the one that runs.
+    """
+    if "/" not in program or os.path.isabs(program):
+        return program
+    if directory is None:
+        raise ValueError(f"{program!r} is relative, but the skill has no directory")
+    base = directory.resolve()
+    path = (base / program).resolve()
+    if not path.is_relative_to(base):
+        raise ValueError(f"{program!r} leads out of the skill's directory {base}")
+    if not path.is_file():
+        raise ValueError(f"{program!r}: no such file in the skill's directory {base}")
+    if not os.access(path, os.X_OK):
+        raise ValueError(f"{program!r} is not executable (chmod +x {path})")
+    return str(path)
+
+
 async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
                       env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
                       kill_grace: float = 5.0, max_output: int = 16 * 1024 * 1024) -> Any:
@@ -36,6 +60,8 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
         raise StepFailure(f"cannot execute {argv[0]!r}: {exc.strerror}") from None
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
+        if ctx.on_spawn is not None:
+            await ctx.on_spawn(proc.pid)  # the group leads with pgid == pid (new session)
         stdout, *_ = await asyncio.gather(
             _read_all(proc.stdout, max_output), _log_lines(proc.stderr, ctx, tail),
             _feed(proc.stdin, params), _reap_group_after_exit(proc))

@@ -18,11 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover, load_skill_dir,
-                       schema_problems, search_path)
+from .registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover, discover_all,
+                       load_skill_dir, action_problems, search_path)
 
-__all__ = ["BUNDLED", "SKILL_PATH_ENV", "Registry", "Skill", "discover", "load_skill_dir",
-           "schema_problems", "search_path", "section", "state_dir", "atomic_write"]
+__all__ = ["BUNDLED", "SKILL_PATH_ENV", "Registry", "Skill", "discover", "discover_all",
+           "load_skill_dir", "action_problems", "search_path", "section", "state_dir",
+           "atomic_write"]
 
 
 def section(ctx: Any, name: str) -> dict[str, Any]:

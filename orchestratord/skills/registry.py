@@ -17,7 +17,8 @@ import jsonschema
 
 from ..errors import DefinitionError, Problem
 from ..model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from ..source import Document, load_file, parse_text
+from ..runners.command import command_path
+from ..source import Document, Unreadable, load_file, parse_text, read_text
 
 log = logging.getLogger("orchestratord.skills")
 
@@ -75,7 +76,7 @@ class Registry:
         out = Registry(dict(self.skills))
         problems = []
         for name, spec in inline.items():
-            problems += schema_problems(doc, spec.actions, ("skills", name, "actions"))
+            problems += action_problems(doc, spec.actions, ("skills", name, "actions"), directory)
             clash = out.add(_from_spec(name, spec, directory, origin))
             if clash:
                 problems.append(doc.problem(("skills", name), clash, key=True))
@@ -98,6 +99,15 @@ def search_path(extra: Iterable[Path | str] = ()) -> list[Path]:
 
 def discover(paths: Iterable[Path]) -> Registry:
     """Every skill directory found under paths; raises DefinitionError with all problems."""
+    registry, problems = discover_all(paths)
+    if problems:
+        raise DefinitionError(problems)
+    return registry
+
+
+def discover_all(paths: Iterable[Path]) -> tuple[Registry, list[Problem]]:
+    """The skills that load, and the problems of those that do not (for the daemon,
+    where one broken skill must not take the others down with it)."""
     registry, problems = Registry(), []
     for root in paths:
         for skill_md in sorted(Path(root).glob("*/SKILL.md")):
@@ -107,9 +117,7 @@ def discover(paths: Iterable[Path]) -> Registry:
                 clash = registry.add(skill)
                 if clash:
                     problems.append(Problem(str(skill_md), 1, 1, "name", clash))
-    if problems:
-        raise DefinitionError(problems)
-    return registry
+    return registry, problems
 
 
 def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
@@ -129,7 +137,7 @@ def load_skill_dir(directory: Path) -> tuple[Skill | None, list[Problem]]:
         if spec is None:
             return None, problems
         actions, concurrency = dict(spec.actions), spec.concurrency
-        problems = schema_problems(doc, actions, ("actions",))
+        problems = action_problems(doc, actions, ("actions",), directory)
         if problems:
             return None, problems
     return Skill(front.name, front.description, actions, directory.resolve(), str(skill_md),
@@ -141,9 +149,9 @@ def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, str, list[Pro
     """The frontmatter of SKILL.md, checked, and the text after it."""
     shown = str(skill_md)
     try:
-        text = skill_md.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, "", [Problem(shown, 1, 1, "", f"cannot read: {exc}")]
+        text = read_text(skill_md)
+    except Unreadable as exc:
+        return None, "", [Problem(shown, 1, 1, "", str(exc))]
     lines = text.splitlines()
     if not lines or lines[0].strip() != "---" or "---" not in (l.strip() for l in lines[1:]):
         return None, "", [Problem(shown, 1, 1, "", "SKILL.md must start with YAML frontmatter "
@@ -158,10 +166,17 @@ def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, str, list[Pro
     return front, "\n".join(lines[end + 1:]).strip(), problems
 
 
-def schema_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple) -> list[Problem]:
-    """Actions whose `params` is not a valid JSON Schema."""
+def action_problems(doc: Document, actions: Mapping[str, ActionSpec], base: tuple,
+                    directory: Path | None = None) -> list[Problem]:
+    """Actions whose `params` is not a valid JSON Schema, or whose command is a relative
+    path that is not an executable file inside the skill's directory."""
     out = []
     for name, action in actions.items():
+        if action.command is not None:
+            try:
+                command_path(action.command[0], directory)
+            except ValueError as exc:
+                out.append(doc.problem(base + (name, "command", 0), f"command {exc}"))
         if action.params is None:
             continue
         try:

@@ -19,7 +19,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 SEED = ROOT / "workflows" / "code-review-pipeline.yaml"
 SKILLS = ROOT / "workflows" / "skills"
-CTL = Path(sys.executable).parent / "orchestratorctl"
+# The CLI's entry point, not a console script: the Nix check phase has none beside the
+# interpreter.
+CTL = [sys.executable, "-m", "orchestratord.cli"]
 
 APP_V1 = 'def greet(name):\n    return f"hello {name}"\n'
 # The second commit brings what pyflakes sees: an unused import and an undefined name.
@@ -75,7 +77,7 @@ def environment(github: Path) -> dict[str, str]:
 
 def ctl(tmp_path: Path, github: Path, *args: str) -> subprocess.CompletedProcess:
     # --skills: the workflows made here use the skills beside the example workflows.
-    return subprocess.run([str(CTL), "--state", str(tmp_path / "state" / "state.db"),
+    return subprocess.run([*CTL, "--state", str(tmp_path / "state" / "state.db"),
                            "--skills", str(SKILLS), *args],
                           cwd=tmp_path, env=environment(github), capture_output=True, text=True,
                           timeout=240)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 from tests.conftest import py_command, write_skill, write_workflow
+from tests.integration.embedded import ctl, db
 
 STEP = py_command("""
     import json, os, random, sys, time
@@ -24,20 +20,6 @@ STEP = py_command("""
     time.sleep(random.uniform(0.1, 0.3))
     print(json.dumps({"key": key}))
 """)
-
-
-def ctl(state: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "orchestratord.cli", "--state", str(state), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "ORCHESTRATOR_SKILL_PATH": ""})
-
-
-def db(state: Path, sql: str, *args) -> list[tuple]:
-    conn = sqlite3.connect(state)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_root):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 from .daemon_process import workflow
+from .embedded import ctl, db, lines, wait_for
 
 
 def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
@@ -45,12 +48,12 @@ def test_bad_requests_get_4xx_and_the_daemon_keeps_serving(env, daemon):
     assert b" 400 " in raw(b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{nope")
     assert b" 400 " in raw(b'POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]')
     assert b" 404 " in raw(b"GET /runs/ffffffffffff HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert b" 409 " in raw(b'POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{"workflow":"nah"}')
+    assert b" 400 " in raw(b'POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\n\r\n{"workflow":"nah"}')
     big = b"x" * (2 * 1024 * 1024)
     assert b" 413 " in raw(b"POST /runs HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
     assert b" 400 " in raw(b"\x00\xff garbage\r\n\r\n")
     params = d.ctl("run", "hello", "--wait", "-p", "nope=1")
-    assert params.returncode != 0 and "unknown param 'nope'" in params.stderr
+    assert params.returncode == 2 and "unknown param 'nope'" in params.stderr, params
     assert d.ctl("run", "hello", "--wait").returncode == 0
     assert d.proc.poll() is None
 
@@ -106,3 +109,54 @@ def test_watchdog_pings_from_the_loop(env, daemon):
     d.notify.wait_for("READY=1")
     d.notify.wait_for("WATCHDOG=1", timeout=2)
     d.notify.wait_for("WATCHDOG=1", timeout=2)
+
+
+def test_cancel_of_a_run_whose_other_driver_died(env, daemon):
+    """Regression: the daemon only recorded a cancel for a run another process drove, and
+    when that process was dead nothing ever honoured it."""
+    ledger, state = env / "ledger", env / "state" / "state.db"
+    (env / "other.yaml").write_text(workflow("other", ledger, steps=3, sleep=30))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    driver = ctl(state, "run", str(env / "other.yaml"))
+    wait_for("the first step", lambda: lines(ledger))
+    driver.kill()
+    driver.wait()
+    [(run_id,)] = db(state, "SELECT id FROM runs")
+    result = d.ctl("cancel", run_id)
+    assert result.returncode == 0, result.stderr
+    wait_for("the run to end cancelled", lambda: db(
+        state, "SELECT status FROM runs WHERE id = ?", run_id) == [("cancelled",)])
+    assert lines(ledger) == ["s0"], "nothing ran after the cancel"
+    assert d.stop() == 0
+
+
+def test_reload_request_returns_once_the_new_definitions_are_in_use(env, daemon):
+    """Regression: `systemctl reload` (ExecReload=kill -HUP) returned before the reload."""
+    path = env / "workflows" / "hello.yaml"
+    path.write_text(workflow("hello", env / "ledger", steps=1))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    path.write_text(workflow("hello", env / "ledger", steps=2))
+    (env / "workflows" / "bad.yaml").write_text("workflow:\n  name: bad\n  steps: [{skill: nope}]\n")
+    before = time.monotonic_ns() // 1000
+    reload = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--settings",
+                             str(env / "settings.json"), "--reload"],
+                            capture_output=True, text=True, timeout=30)
+    assert reload.returncode == 0, reload.stderr
+    assert "reloaded: 1 workflows, 1 problems" in reload.stdout
+    assert "bad.yaml:3:11" in reload.stderr
+    # no waiting: the answer came once the new definition was in use
+    assert d.ctl("workflows").stdout.startswith("hello\t2 steps")
+    d.notify.wait_for("RELOADING=1")
+    usec = int(d.notify.wait_for("MONOTONIC_USEC=").split("=", 1)[1])
+    assert before <= usec <= time.monotonic_ns() // 1000, "MONOTONIC_USEC is CLOCK_MONOTONIC"
+    d.notify.wait_for("READY=1")
+
+
+def test_reload_request_without_a_daemon_fails_and_says_where(env):
+    reload = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--settings",
+                             str(env / "settings.json"), "--reload"],
+                            capture_output=True, text=True, timeout=30)
+    assert reload.returncode == 1
+    assert f"cannot reach orchestratord at {env / 'run' / 'control.sock'}" in reload.stderr

@@ -16,7 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 SEED = ROOT / "workflows" / "deploy-nixos-system.yaml"
-CTL = Path(sys.executable).parent / "orchestratorctl"
+# The CLI's entry point, not a console script: the Nix check phase has none beside the
+# interpreter.
+CTL = [sys.executable, "-m", "orchestratord.cli"]
 
 
 def ctl(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
@@ -24,7 +26,7 @@ def ctl(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess
     for name in ("ORCHESTRATOR_STATE", "ORCHESTRATOR_SOCKET", "ORCHESTRATOR_SETTINGS"):
         env.pop(name, None)
     env.update(extra_env)
-    return subprocess.run([str(CTL), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([*CTL, *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from pathlib import Path
 
 import pytest
 
 from orchestratord.engine import Engine
 from orchestratord.loader import load_workflow
+from orchestratord.run import MESSAGE_IDS
 from orchestratord.skills import discover
 from orchestratord.store import Store
 from tests.conftest import py_command, write_skill, write_workflow
@@ -393,3 +396,23 @@ async def test_a_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="has schema version 999, newer than this orchestratord"):
         await Store.open(path)
+
+
+async def test_run_records_carry_random_message_ids_and_attempts(tmp_path, store, skills, caplog):
+    """Regression: the run MESSAGE_IDs were hand-patterned (e1f2a3b4c5d6...), not the random
+    128-bit ids journald catalogs expect, and "step succeeded" records had no ATTEMPT."""
+    caplog.set_level(logging.INFO, logger="orchestratord.engine")
+    d = load(tmp_path, skills, "workflow:\n  name: ids\n  steps:\n    - {id: a, skill: t, action: noop}\n")
+    await Engine(store).run(d)
+    [fields] = [r.fields for r in caplog.records if r.getMessage() == "step a succeeded"]
+    assert fields["ATTEMPT"] == 1
+    ids = {r.fields.get("MESSAGE_ID") for r in caplog.records} - {None}
+    assert ids == {MESSAGE_IDS["run_started"], MESSAGE_IDS["run_succeeded"]}
+    for mid in MESSAGE_IDS.values():
+        u = uuid.UUID(hex=mid)
+        assert (u.version, u.variant, u.hex) == (4, uuid.RFC_4122, mid)
+        # Counting patterns (digits two apart differing by one) are rare in random hex:
+        # at most 13 in 100000 uuid4s; a hand-made id like the old ones has 16 to 21.
+        steps = sum(abs(int(mid[i + 2], 16) - int(mid[i], 16)) == 1 for i in range(30))
+        assert steps < 12, f"MESSAGE_ID {mid} looks hand-made"
+    assert len(set(MESSAGE_IDS.values())) == len(MESSAGE_IDS)

@@ -196,12 +196,13 @@ async def test_report_through_the_daemon(tmp_path, chromium):
 
         md = daemon.ctl("report", reported.run_id)
         assert md.returncode == 0 and "## Rollback" in md.stdout and SECRET not in md.stdout
-        from orchestratord.client import Client, DaemonError
+        from orchestratord.client import Client
+        from orchestratord.errors import ParamsError  # a 400: invalid input, exit 2
         async with Client(tmp_path / "run" / "control.sock") as client:
             model = await client.call("GET", f"/runs/{reported.run_id}/report")
             assert model["summary"]["attempts"] == 6
             assert model["run"]["params"]["api_token"] == "***"
-            with pytest.raises(DaemonError, match="format: expected one of md, json, html"):
+            with pytest.raises(ParamsError, match="format: expected one of md, json, html"):
                 await client.call("GET", f"/runs/{reported.run_id}/report?format=pdf")
         # A browser or curl on the socket gets the page itself.
         connector = aiohttp.UnixConnector(path=str(tmp_path / "run" / "control.sock"))

@@ -6,6 +6,7 @@ working directory, so build, switch and rollback are checked by what they actual
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from orchestratord.engine import Engine
 from orchestratord.errors import StepFailure
 from orchestratord.loader import load_workflow
 from orchestratord.skills import discover, search_path
-from orchestratord.skills.nixos_deployment.actions import parse_check
+from orchestratord.skills.nixos_deployment.actions import DEFAULT_FILE, parse_check
 from orchestratord.store import Store
 from tests.conftest import write_workflow
 
@@ -253,3 +254,48 @@ async def test_missing_nixos_rebuild_is_a_clear_failure(tmp_path, store, state, 
     result, steps = await run(tmp_path, store, settings(state, allow_switch=True), step(action))
     assert result.status == "failed"
     assert steps[action].error == "nixos-rebuild not found on PATH; this action needs NixOS"
+
+
+@pytest.mark.parametrize("output, why", [
+    ("/dev/zero", "must be a relative path under the state directory"),
+    ("../../../etc/x.nix", "must be a relative path under the state directory"),
+    ("a/../../x.nix", "without '..'"),
+    ("out/zero", "leads out of the state directory"),  # out -> /dev
+])
+async def test_output_param_is_confined_to_the_state_directory(tmp_path, store, state, output,
+                                                               why):
+    """/dev/zero was read into memory in a thread no timeout stops, and ../../.. wrote
+    outside the state directory: params.output is now checked before anything is read."""
+    (state / "out").symlink_to("/dev")
+    result, steps = await asyncio.wait_for(
+        run(tmp_path, store, settings(state), generate(["vim"], output=output)), 60)
+    assert result.status == "failed"
+    assert f"params.output {output!r}" in steps["gen"].error and why in steps["gen"].error
+    assert not list(state.rglob("*.nix"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+async def test_output_that_is_not_a_regular_file_is_neither_read_nor_replaced(
+        tmp_path, store, state, kind):
+    target = state / SKILL / DEFAULT_FILE
+    target.parent.mkdir()
+    if kind == "fifo":
+        os.mkfifo(target)
+        writer = os.open(target, os.O_RDWR)  # a writer that never writes: reads would block
+    elif kind == "device":
+        target.symlink_to("/dev/zero")
+    else:
+        target.mkdir()
+    try:
+        # The administrator's setting may point anywhere, but never at a device.
+        config = settings(state, output="/dev/zero") if kind == "device" else settings(state)
+        result, steps = await asyncio.wait_for(run(tmp_path, store, config, generate(["vim"])), 60)
+    finally:
+        if kind == "fifo":
+            os.close(writer)
+    assert result.status == "failed"
+    shown = "/dev/zero" if kind == "device" else target
+    assert f"output {shown} is a" in steps["gen"].error
+    assert "not a regular file" in steps["gen"].error
+    if kind == "fifo":
+        assert target.is_fifo()

@@ -23,6 +23,10 @@ def write_skills(root: Path, skills: dict[str, Any]) -> None:
                  "tags": spec.get("tags", [])}
         (directory / "SKILL.md").write_text(
             f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n# {name}\n\n{spec.get('body', '')}\n")
+        # A relative command must be an executable file of the skill (checked at load).
+        script = directory / "run.py"
+        script.write_text("#!/usr/bin/env python3\nimport json, sys\njson.dump({}, sys.stdout)\n")
+        script.chmod(0o755)
         actions = {a: {"command": ["./run.py"], **fields} for a, fields in spec["actions"].items()}
         (directory / "actions.yaml").write_text(yaml.safe_dump({"actions": actions}))
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
+
+from orchestratord.run import MESSAGE_IDS
 
 from .machine import Machine
 
@@ -39,10 +42,9 @@ def write(machine: Machine, path: str, text: str) -> None:
     machine.succeed(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF")
 
 
-@pytest.fixture(scope="module")
-def daemon(machine: Machine, installed_project: str) -> Machine:
-    """The project's package and unit files installed as a distribution would."""
-    venv = installed_project
+def install(machine: Machine, venv: str) -> None:
+    """The project's package and unit files installed as a distribution would, with the
+    test skill `work` and the settings; workflows are the caller's."""
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
     units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
                             "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
@@ -52,7 +54,15 @@ def daemon(machine: Machine, installed_project: str) -> Machine:
     write(machine, f"{ETC}/skills/work/actions.yaml",
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
+        # These tests are about the daemon around steps run as its children (a shared
+        # ledger in the state directory); test_step_units.py runs steps as units.
+        "step_units": "never"}))
+
+
+@pytest.fixture(scope="module")
+def daemon(machine: Machine, installed_project: str) -> Machine:
+    install(machine, installed_project)
     write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
     write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
     write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
@@ -87,7 +97,7 @@ def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine
     assert {r.get("STEP_ID") for r in records} >= {"s0", "s1", "s2"}
     assert any(r.get("MESSAGE") == "working on s1" and r.get("ATTEMPT") == "1" and
                r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
-    assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
+    assert any(r.get("MESSAGE_ID") == MESSAGE_IDS["run_started"] for r in records)
     # the client unit mirrors progress in its own journal
     client = daemon.succeed("journalctl -u orchestrator@hello -o cat")
     assert "✓ s2 succeeded" in client
@@ -112,15 +122,9 @@ def test_reload_picks_up_changes_and_keeps_a_running_definition(daemon: Machine)
     daemon.succeed("systemctl reload orchestratord")
 
 
-def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
-    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
-    daemon.succeed("systemctl start --no-block orchestrator@slow")
-    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
-    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
-    daemon.succeed(f"kill -9 {pid}")
-    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
-                               "&& systemctl is-active orchestratord")
-    # the client unit follows the run across the restart and reports its outcome
+def slow_run_succeeded_across_the_restart(daemon: Machine) -> None:
+    """orchestrator@slow followed its run to success; each step ran once but the one in
+    flight at the restart, which may have run twice."""
     daemon.wait_until_succeeds("systemctl show -p ActiveState --value orchestrator@slow "
                                "| grep -qx inactive", timeout=90)
     assert daemon.succeed("systemctl show -p Result --value orchestrator@slow").strip() == "success"
@@ -132,15 +136,109 @@ def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine)
     assert len(ran) - len(set(ran)) <= 1, f"only the step in flight may run twice: {ran}"
 
 
-def test_stopping_the_unit_cancels_the_run(daemon: Machine) -> None:
+def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed(f"kill -9 {pid}")
+    daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
+                               "&& systemctl is-active orchestratord")
+    # the client unit follows the run across the restart and reports its outcome
+    slow_run_succeeded_across_the_restart(daemon)
+
+
+def test_a_restart_mid_run_interrupts_and_resumes_the_run(daemon: Machine) -> None:
+    """What `nixos-rebuild switch` does when settings change (restartTriggers): a
+    `systemctl restart` of the daemon. The run goes on afterwards; its client unit, which
+    a switch leaves alone (restartIfChanged = false), reports its outcome."""
+    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 2")
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    daemon.succeed("systemctl restart orchestratord")
+    assert daemon.succeed("systemctl show -p MainPID --value orchestratord").strip() != pid
+    slow_run_succeeded_across_the_restart(daemon)
+
+
+def test_stopping_the_unit_cancels_the_run_and_is_a_clean_stop(daemon: Machine) -> None:
+    """Regression: a deliberate stop failed the unit (status 3) and fired OnFailure=."""
+    write(daemon, "/etc/systemd/system/alerted.service",
+          "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo %i >> /run/alerted'\n")
+    write(daemon, "/etc/systemd/system/orchestrator@.service.d/alert.conf",
+          "[Unit]\nOnFailure=alerted.service\n")
+    daemon.succeed("systemctl daemon-reload && rm -f /run/alerted")
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("orchestratorctl runs --workflow slow --status running --json "
                                "| grep -q running")
     daemon.succeed("systemctl stop orchestrator@slow")
     run = last_run(daemon, "slow")
     assert run["status"] == "cancelled"
+    state = daemon.unit_state("orchestrator@slow.service")
+    assert (state["ActiveState"], state["Result"]) == ("inactive", "success"), state
     # no step process survives
     daemon.wait_until_fails("pgrep -f '^python3 step.py'")
+
+    # cancelled by someone else: the unit fails, and OnFailure= fires
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("orchestratorctl runs --workflow slow --status running --json "
+                               "| grep -q running")
+    daemon.succeed(f"orchestratorctl cancel {last_run(daemon, 'slow')['id']}")
+    daemon.wait_until_succeeds("systemctl is-failed orchestrator@slow")
+    assert daemon.succeed("systemctl show -p ExecMainStatus --value orchestrator@slow").strip() == "3"
+    daemon.wait_until_succeeds("test -s /run/alerted")
+    daemon.succeed("systemctl reset-failed orchestrator@slow && "
+                   "rm /etc/systemd/system/orchestrator@.service.d/alert.conf && "
+                   "systemctl daemon-reload")
+
+
+def test_a_stop_while_the_daemon_is_down_is_bounded_and_the_cancel_honoured(daemon: Machine) -> None:
+    """Regression: with orchestratord stopped, `systemctl stop orchestrator@X` hung until
+    TimeoutStopSec (90 s) and the cancel was lost: the run resumed and ran to its end."""
+    daemon.succeed("systemctl start orchestratord && rm -f /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start --no-block orchestrator@slow")
+    daemon.wait_until_succeeds("test -s /var/lib/agent-orchestrator/ledger")
+    run_id = last_run(daemon, "slow")["id"]
+    daemon.succeed("systemctl stop orchestratord")
+    started = time.monotonic()
+    daemon.succeed("systemctl stop orchestrator@slow", timeout=120)
+    took = time.monotonic() - started
+    assert took < 25, f"stopping the client took {took:.0f}s"
+    state = daemon.unit_state("orchestrator@slow.service")
+    assert (state["ActiveState"], state["Result"]) == ("inactive", "success"), \
+        daemon.unit_report("orchestrator@slow.service")
+    client = daemon.succeed("journalctl --sync; journalctl -u orchestrator@slow -o cat")
+    assert f"recorded the cancel of run {run_id} in /var/lib/agent-orchestrator/state.db" in client
+    ran = daemon.succeed("cat /var/lib/agent-orchestrator/ledger")
+    daemon.succeed("systemctl start orchestratord")
+    daemon.wait_until_succeeds(f"orchestratorctl show {run_id} --json | grep -q '\"cancelled\"'")
+    assert daemon.succeed("cat /var/lib/agent-orchestrator/ledger") == ran, "a step ran again"
+
+
+def test_an_instance_name_is_only_a_workflow_and_an_unknown_one_is_invalid_input(daemon: Machine) -> None:
+    """Regression: `systemctl start orchestrator@--help` succeeded without a run."""
+    daemon.succeed("systemctl start orchestratord")
+    for name in ("--help", "nope"):
+        daemon.fail(f"systemctl start orchestrator@{name}")
+        unit = f"orchestrator@{name}.service"
+        assert daemon.succeed(f"systemctl show -p ExecMainStatus --value -- {unit}").strip() == "2"
+        assert f"no workflow '{name}'" in daemon.succeed(f"journalctl --sync; journalctl -o cat -u {unit}")
+        daemon.succeed(f"systemctl reset-failed -- {unit}")
+
+
+def test_reload_returns_once_the_reload_is_done(daemon: Machine) -> None:
+    """Regression: ExecReload=kill -HUP returned before the daemon had reread anything.
+    Many workflows make the reload slow enough for the old race to show."""
+    daemon.succeed("systemctl start orchestratord")
+    daemon.succeed(f"for i in $(seq 400); do "
+                   f"sed s/hello/many$i/ {ETC}/workflows/hello.json > {ETC}/workflows/many$i.json; done")
+    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 5))
+    daemon.succeed("systemctl reload orchestratord")
+    assert "hello\t5 steps" in daemon.succeed("orchestratorctl workflows")  # no waiting
+    daemon.succeed(f"rm {ETC}/workflows/many*.json")
+    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 3))
+    daemon.succeed("systemctl reload orchestratord")
+    assert "hello\t3 steps" in daemon.succeed("orchestratorctl workflows")
 
 
 def test_watchdog_restarts_a_daemon_whose_loop_is_blocked(daemon: Machine) -> None:
@@ -160,6 +258,14 @@ def test_hardening_exposure(daemon: Machine) -> None:
     out = daemon.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
     score = float(out.split("exposure level for orchestratord.service:")[1].split()[0])
     assert score < 3.0, out
+
+
+def test_the_daemon_runs_with_the_units_file_limit(daemon: Machine) -> None:
+    """The control API takes at most a quarter of the file limit; the unit raises it so
+    that steps keep plenty (regression: clients starved a step of descriptors)."""
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    limits = daemon.succeed(f"grep 'Max open files' /proc/{pid}/limits").split()
+    assert limits[3:5] == ["16384", "16384"], limits
 
 
 def test_hundred_runs_at_once(daemon: Machine) -> None:

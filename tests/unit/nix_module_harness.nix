@@ -11,6 +11,10 @@
 {
   nixpkgsLib,
   config,
+  # A cross-built system: the build platform cannot run the host's programs.
+  cross ? false,
+  # Whether pkgs has agent-orchestrator (the flake's overlay).
+  overlay ? true,
 }:
 
 let
@@ -27,6 +31,11 @@ let
       outPath = "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-${name}";
     };
 
+  package = drv "agent-orchestrator-0.1.0" { meta.mainProgram = "orchestratord"; };
+  platform = name: {
+    system = name;
+    canExecute = other: other.system == name;
+  };
   pkgs = {
     # As pkgs/pkgs-lib/formats.nix defines the JSON format's type.
     formats.json =
@@ -56,10 +65,26 @@ let
     writeText = name: text: drv name { inherit text; };
     linkFarm = name: entries: drv name { inherit entries; };
     runCommand = name: env: script: drv name { inherit env script; };
-    agent-orchestrator = drv "agent-orchestrator-0.1.0" { meta.mainProgram = "orchestratord"; };
+    stdenv = {
+      buildPlatform = platform "x86_64-linux";
+      hostPlatform = platform (if cross then "aarch64-linux" else "x86_64-linux");
+    };
+    buildPackages = {
+      systemd = drv "systemd-build" { };
+      agent-orchestrator = drv "agent-orchestrator-0.1.0-build" { };
+    };
+  }
+  // lib.optionalAttrs overlay { agent-orchestrator = package; };
+
+  # nixos/lib/systemd-lib.nix: a type for options that take a unit name.
+  unitNameType = types.strMatching "[a-zA-Z0-9@%:_.\\-]+[.](service|socket|device|mount|automount|swap|target|path|timer|scope|slice)";
+  unitNames = mkOption {
+    type = types.listOf unitNameType;
+    default = [ ];
   };
 
-  # nixos/lib/systemd-unit-options.nix: a unit setting; list definitions concatenate.
+  # nixos/lib/systemd-unit-options.nix: a unit setting; list definitions concatenate,
+  # a mix of lists and non-lists is an error, non-lists must agree.
   unitOption = lib.mkOptionType {
     name = "systemd option";
     merge =
@@ -67,24 +92,65 @@ let
       let
         defs' = lib.filterOverrides defs;
       in
-      if lib.any (def: lib.isList def.value) defs' then
-        lib.concatMap (def: lib.toList def.value) defs'
+      if lib.isList (lib.head defs').value then
+        lib.concatMap (
+          def:
+          if lib.isList def.value then
+            def.value
+          else
+            throw "The definitions for systemd unit options should be either all lists or all non-lists, but for the option ${lib.showOption loc}, they are a mix"
+        ) defs'
       else
         lib.mergeEqualOption loc defs';
   };
 
+  # systemd-unit-options.nix's checkService: Type= and Restart= take these values only.
+  # It sees the definitions before merging: mkOverride and mkIf wrappers unwrapped first.
+  checkService =
+    config:
+    let
+      unwrap = v: if lib.elem (v._type or "") [ "override" "if" ] then v.content else v;
+      oneOf = key: values: !(config ? ${key}) || lib.elem (unwrap config.${key}) values;
+    in
+    oneOf "Type" [
+      "exec"
+      "simple"
+      "forking"
+      "oneshot"
+      "dbus"
+      "notify"
+      "notify-reload"
+      "idle"
+    ]
+    && oneOf "Restart" [
+      "no"
+      "on-success"
+      "on-failure"
+      "on-abnormal"
+      "on-abort"
+      "on-watchdog"
+      "always"
+    ];
+
   commonUnitOptions = {
+    enable = mkOption {
+      type = types.bool;
+      default = true;
+    };
     description = mkOption {
-      type = types.str;
+      type = types.singleLineStr;
       default = "";
     };
-    wantedBy = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
-    };
-    onFailure = mkOption {
-      type = types.listOf types.str;
-      default = [ ];
+    wantedBy = unitNames;
+    requiredBy = unitNames;
+    wants = unitNames;
+    requires = unitNames;
+    after = unitNames;
+    before = unitNames;
+    onFailure = unitNames;
+    unitConfig = mkOption {
+      type = types.attrsOf unitOption;
+      default = { };
     };
     overrideStrategy = mkOption {
       type = types.enum [
@@ -97,6 +163,73 @@ let
 
   nixosOptions = {
     options = {
+      system.checks = mkOption {
+        type = types.listOf types.package;
+        default = [ ];
+      };
+      users.groups = mkOption {
+        type = types.attrsOf (
+          types.submodule (
+            { name, ... }:
+            {
+              options.name = mkOption {
+                type = types.passwdEntry types.str;
+                default = name;
+              };
+              options.gid = mkOption {
+                type = types.nullOr types.int;
+                default = null;
+              };
+              options.members = mkOption {
+                type = types.listOf (types.passwdEntry types.str);
+                default = [ ];
+              };
+            }
+          )
+        );
+        default = { };
+      };
+      # nixos/modules/system/boot/systemd/tmpfiles.nix
+      systemd.tmpfiles.settings = mkOption {
+        type = types.attrsOf (
+          types.attrsOf (
+            types.attrsOf (
+              types.submodule (
+                { name, ... }:
+                {
+                  options = {
+                    type = mkOption {
+                      type = types.str;
+                      default = name;
+                    };
+                    mode = mkOption {
+                      type = types.str;
+                      default = "-";
+                    };
+                    user = mkOption {
+                      type = types.str;
+                      default = "-";
+                    };
+                    group = mkOption {
+                      type = types.str;
+                      default = "-";
+                    };
+                    age = mkOption {
+                      type = types.str;
+                      default = "-";
+                    };
+                    argument = mkOption {
+                      type = types.str;
+                      default = "";
+                    };
+                  };
+                }
+              )
+            )
+          )
+        );
+        default = { };
+      };
       assertions = mkOption {
         type = types.listOf types.unspecified;
         default = [ ];
@@ -130,11 +263,24 @@ let
           types.submodule {
             options = commonUnitOptions // {
               path = mkOption {
-                type = types.listOf (types.either types.package types.str);
+                type = types.listOf (
+                  types.oneOf [
+                    types.package
+                    types.str
+                  ]
+                );
                 default = [ ];
               };
               environment = mkOption {
-                type = types.attrsOf (types.nullOr (types.either types.str types.package));
+                type = types.attrsOf (
+                  types.nullOr (
+                    types.oneOf [
+                      types.str
+                      types.path
+                      types.package
+                    ]
+                  )
+                );
                 default = { };
               };
               reloadTriggers = mkOption {
@@ -142,11 +288,23 @@ let
                 default = [ ];
               };
               restartTriggers = mkOption {
-                type = types.listOf unitOption;
+                type = types.listOf types.unspecified;
                 default = [ ];
               };
+              restartIfChanged = mkOption {
+                type = types.bool;
+                default = true;
+              };
+              reloadIfChanged = mkOption {
+                type = types.bool;
+                default = false;
+              };
+              stopIfChanged = mkOption {
+                type = types.bool;
+                default = true;
+              };
               serviceConfig = mkOption {
-                type = types.attrsOf unitOption;
+                type = types.addCheck (types.attrsOf unitOption) checkService;
                 default = { };
               };
             };
@@ -209,7 +367,7 @@ let
         inputs = lib.mapAttrs (_: v: if v ? type then describe v else v) (
           removeAttrs d.env [ "nativeBuildInputs" ]
         );
-        nativeBuildInputs = map (p: p.name) d.env.nativeBuildInputs;
+        nativeBuildInputs = map (p: p.name) (d.env.nativeBuildInputs or [ ]);
       }
     else
       throw "not a stand-in derivation: ${d.name or "?"}";
@@ -223,4 +381,14 @@ in
   packages = map (p: p.name) cfg.systemd.packages;
   variables = cfg.environment.variables;
   settings = cfg.services.agent-orchestrator.settings;
+  checks = map describe cfg.system.checks;
+  groups = lib.mapAttrs (_: g: g.name) cfg.users.groups;
+  tmpfiles = cfg.systemd.tmpfiles.settings;
+  # The package whose programs check settings and workflows at build time, by store path.
+  checker =
+    let
+      p = cfg.services.agent-orchestrator.checkPackage;
+    in
+    if p == null then null else "${p}";
+  packageDefaultText = evaluated.options.services.agent-orchestrator.package.defaultText.text;
 }

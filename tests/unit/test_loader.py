@@ -72,6 +72,27 @@ def test_sequence_semantics(tmp_path, seed_skills):
                     "after-group": ("p1", "p2"), "one": ("p1",), "whole": ("p1", "p2")}
 
 
+def test_parallel_n_counts_only_groups_without_an_id(tmp_path, seed_skills):
+    """Regression: a group with an id used to take a number, so the first anonymous group
+    after it was parallel-2, not parallel-1 as the README and the schema say."""
+    path = write_workflow(tmp_path, """
+        workflow:
+          name: groups
+          steps:
+            - id: named
+              parallel:
+                - {id: n1, skill: code-review, action: review_changes}
+            - parallel:
+                - {id: a1, skill: code-review, action: review_changes}
+            - parallel:
+                - {id: b1, skill: code-review, action: review_changes}
+            - {id: last, skill: code-review, action: review_changes, depends_on: [parallel-1]}
+    """)
+    graph = load_workflow(path, registry=discover([seed_skills])).graph
+    assert graph.groups == {"named": ("n1",), "parallel-1": ("a1",), "parallel-2": ("b1",)}
+    assert graph.nodes["last"].deps == ("a1",)
+
+
 def test_yaml_syntax_error(tmp_path, seed_skills):
     path = write_workflow(tmp_path, """
         workflow:

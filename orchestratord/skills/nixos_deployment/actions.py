@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 from ...context import StepContext
 from ...errors import StepFailure
 from ...runners.command import run_command
+from ...source import Unreadable, read_regular
 from .. import atomic_write, section, state_dir
 
 SKILL = "nixos-deployment"
@@ -47,7 +48,7 @@ async def generate_config(params: Mapping[str, Any], ctx: StepContext) -> dict[s
     settings = section(ctx, SKILL)
     packages = checked_names(params.get("packages"), "packages", required=True)
     services = checked_names(params.get("services"), "services", required=False)
-    path = output_path(params.get("output") or settings.get("output"), state_dir(ctx))
+    path = output_path(params.get("output"), settings.get("output"), state_dir(ctx))
     text = render_module(packages, services)
     parse_checked = await parse_check(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -102,12 +103,31 @@ def render_module(packages: Iterable[str], services: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def output_path(value: str | None, base: Path) -> Path:
-    """Where the module goes; a relative path is relative to the state directory."""
-    if not value:
-        return base / SKILL / DEFAULT_FILE
+def output_path(param: str | None, configured: str | None, base: Path) -> Path:
+    """Where the module goes.
+
+    params.output (from a workflow, or a client of the API) is a path under the state
+    directory, and must stay there: no absolute path, no '..', no symlink leading out.
+    The settings' `output` is the administrator's choice and may be anywhere; relative,
+    it is taken under the state directory too.
+    """
+    if param:
+        return _confined(param, base)
+    if configured:
+        path = Path(configured)
+        return path if path.is_absolute() else base / path
+    return base / SKILL / DEFAULT_FILE
+
+
+def _confined(value: str, base: Path) -> Path:
     path = Path(value)
-    return path if path.is_absolute() else base / path
+    if path.is_absolute() or ".." in path.parts:
+        raise StepFailure(f"params.output {value!r}: must be a relative path under the state "
+                          f"directory {base}, without '..'")
+    if not (base / path).resolve().is_relative_to(base.resolve()):
+        raise StepFailure(f"params.output {value!r}: leads out of the state directory {base} "
+                          "through a symlink")
+    return base / path
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -115,11 +135,17 @@ def write_if_changed(path: Path, text: str) -> bool:
 
     A reader (nixos-rebuild, or the next run after a crash) sees the old file or the
     new one, never half of it. Mode 0644: configuration, not a secret; nix reads it.
+    What is there must be a regular file (or nothing): a device or a FIFO is neither
+    read (no more than the new text's length plus one byte is, in any case) nor replaced.
     """
     data = text.encode()
-    with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        if path.read_bytes() == data:
+    try:
+        if read_regular(path, len(data) + 1) == data:
             return False
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except Unreadable as exc:
+        raise StepFailure(f"output {path} {exc}") from None
     atomic_write(path, data)
     return True
 
