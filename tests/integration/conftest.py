@@ -42,4 +42,4 @@ def daemon(env):
     for d in started:
         if d.proc.poll() is None:
             d.proc.kill()
-            d.proc.wait()
+            d.proc.wait(timeout=30)
