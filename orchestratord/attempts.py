@@ -106,7 +106,7 @@ async def render(driver: RunDriver, params: dict[str, Any], action: ActionSpec) 
         compiled = expr.compile_value(params)
         rendered = (params if compiled.is_static
                     else await driver.engine.evaluator.render(
-                        compiled, driver.scope(compiled.step_refs)))
+                        compiled, driver.scope(compiled.step_refs, compiled.selectors)))
     except ExpressionError as exc:
         raise StepFailure(driver.engine.secrets.scrub(driver.run_id, f"params: {exc}")) from None
     driver.engine.secrets.add(driver.run_id, redact.secret_values(rendered, action.params))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from . import attempts, compensation, expr, redact, retry
+from . import aggregate, attempts, compensation, expr, redact, retry
 from .context import step_logger
 from .errors import ExpressionError, StepFailure
 from .loader import Definition
@@ -133,8 +133,9 @@ class RunDriver:
         status, error, outputs = self._outcome()
         if status == "succeeded":
             try:
+                compiled = expr.compile_value(workflow.outputs)
                 outputs = await self.engine.evaluator.render(
-                    expr.compile_value(workflow.outputs), self.scope(None))
+                    compiled, self.scope(None, compiled.selectors))
             except ExpressionError as exc:
                 status, error = "failed", f"outputs: {exc}"
         if status != "succeeded" and workflow.on_failure == "rollback":
@@ -256,23 +257,28 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not await self.engine.evaluator.truthy(compiled,
-                                                          self.scope(compiled.step_refs)):
+                if not await self.engine.evaluator.truthy(
+                        compiled, self.scope(compiled.step_refs, compiled.selectors)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
-        """What expressions see: params, the referenced steps (all if None), run."""
+    def scope(self, refs: frozenset[str] | None,
+              selectors: frozenset[aggregate.Selector]) -> dict[str, Any]:
+        """What expressions see: params, the referenced steps (all if None), run; and
+        the steps each aggregate selects (read by `aggregate`, not by name)."""
+        chosen = {s.key: self.definition.select(s) for s in selectors}
         names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
+        names = names | {sid for ids in chosen.values() for sid in ids}
         steps = {}
         for name in names:
             members = self.graph.groups.get(name)
             steps[name] = _group_view({m: self.views[m] for m in members}) if members \
                 else self.views[name]
         return {"params": self.params, "steps": steps,
-                "run": {"id": self.run_id, "workflow": self.definition.name}}
+                "run": {"id": self.run_id, "workflow": self.definition.name},
+                aggregate.SELECTIONS_KEY: chosen}
 
     async def _end_without_running(self, node_id: str, status: str, reason: str) -> None:
         await self.store.step_finished(self.run_id, node_id, status, attempt=None,

@@ -75,7 +75,7 @@ def test_reload_keeps_the_old_definition_when_the_new_one_is_broken(env, daemon)
     d.notify.wait_for("READY=1")
     assert d.ctl("workflows").stdout.startswith("hello\t2 steps"), "the old definition stays"
     log = (env / "daemon.log").read_text()
-    assert "hello.yaml:3:11: steps[0].action: missing required key 'action'" in log
+    assert "hello.yaml:3:11: steps[0]: missing required key 'action'" in log
     assert "workflow hello keeps its previous definition" in log
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from orchestratord.aggregate import SELECTIONS_KEY, Selector
 from orchestratord.errors import ExpressionError
 from orchestratord.evaluator import Evaluator
 from orchestratord.expr import Expression, compile_value
@@ -108,6 +109,20 @@ async def test_values_come_back_as_data(evaluator):
     for source in ("params.env.upper", "(params.env ~ '').upper"):  # here and in the worker
         with pytest.raises(ExpressionError, match="builtin_function_or_method, not data"):
             await evaluator.evaluate(Expression.compile(source), SCOPE)
+
+
+async def test_aggregates_read_their_selection_in_the_worker(evaluator):
+    """Guards aggregates off the event loop: the selection the driver made travels to the
+    worker in the pickled scope, and stays out of what an expression can name there."""
+    scope = {**SCOPE, SELECTIONS_KEY: {Selector("a*").key: ("a",)}}
+    remote = Expression.compile("results('a*') | map(attribute='x') | list")
+    assert not remote.is_cheap
+    assert await evaluator.evaluate(remote, scope) == [[1, 2, 3]]
+    assert await evaluator.evaluate(Expression.compile("steps | list | join(',')"), scope) == "a"
+    with pytest.raises(ExpressionError, match="steps has no key '_selections'"):
+        await evaluator.evaluate(Expression.compile(f"steps['{SELECTIONS_KEY}'] | list"), scope)
+    with pytest.raises(ExpressionError, match="unknown name"):
+        Expression.compile(SELECTIONS_KEY)
 
 
 async def test_an_error_is_raised_at_its_path(evaluator):

@@ -134,7 +134,8 @@ def test_missing_key(tmp_path, seed_skills):
             - skill: code-review
     """)
     assert problems(path, seed_skills) == [
-        f"{path}:4:7: steps[0].action: missing required key 'action'"]
+        f"{path}:4:7: steps[0]: missing required key 'action' (which action of skill "
+        "'code-review' to run)"]
 
 
 def test_duplicate_ids_and_keys(tmp_path, seed_skills):

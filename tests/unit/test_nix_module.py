@@ -130,6 +130,22 @@ def test_example_deploy_workflow_renders_as_written_and_passes_the_validator(tmp
     assert out["etc"][SETTINGS]["path"] in daemon["restartTriggers"]
 
 
+def test_routed_steps_render_and_resolve_in_the_validator(tmp_path: Path) -> None:
+    out = nix_eval(module("""
+        workflows.routed.steps = [
+          { route = "check that the host is healthy"; }
+          { capability = "report.status"; trigger_rule = "all_done"; }
+        ];
+    """))
+    assert out["failedAssertions"] == []
+    doc = rendered_workflow(out, "routed")
+    assert doc["workflow"]["steps"] == [{"route": "check that the host is healthy"},
+                                        {"capability": "report.status",
+                                         "trigger_rule": "all_done"}]
+    done = validate(tmp_path, doc, "routed")
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_vm_tests_machine_serves_the_scenario_workflows_unchanged(tmp_path: Path) -> None:
     """nix/tests/scenario-machine.nix declares, in Nix, what the container tests copy in."""
     from orchestratord.model import WorkflowDocument
@@ -288,6 +304,9 @@ def test_a_bad_workflow_fails_the_build_step_with_the_validators_message(tmp_pat
      " move retry to its member steps"),
     ('workflows.deploy.steps = [ { parallel = [ { skill = "a"; } ]; } ];',
      "workflows.deploy.steps.0.parallel.0: a step needs `skill` and `action`"),
+    ('workflows.deploy.steps = [ { route = "check the host"; skill = "a"; action = "b"; } ];',
+     "workflows.deploy.steps.0: a step needs exactly one of `skill` (with `action`), `route` "
+     "or `capability`"),
     ('workflows."9lives".steps = [ { skill = "a"; action = "b"; } ];',
      "`9lives` is not a valid workflow name"),
     ('skills.s.actions.a = { command = [ "true" ]; http.url = "http://x"; };',
