@@ -268,8 +268,10 @@ class Store:
     async def get_run(self, run_id: str) -> RunRow:
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
+            # A prefix compared as text: LIKE would read '%' and '_' in it as wildcards.
             rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+                "SELECT * FROM runs WHERE ?1 <> '' AND substr(id, 1, length(?1)) = ?1 LIMIT 2",
+                (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])
