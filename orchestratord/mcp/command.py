@@ -83,7 +83,7 @@ async def _serve(args: argparse.Namespace, settings: Any, allow_run: bool,
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    if args.http is None:  # uvicorn handles SIGTERM itself: a graceful shutdown
+    if args.http is None:  # the HTTP server stops on SIGTERM itself, gracefully
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         server = build_server(backend, allow_run=allow_run)

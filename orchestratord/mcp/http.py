@@ -7,6 +7,7 @@ they reach the SDK's app.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -72,10 +73,30 @@ class BearerToken:
 
 
 async def serve_http(server: Any, listen: str, token: str) -> None:
-    """Serve the MCPServer at http://LISTEN/mcp until cancelled or signalled."""
+    """Serve the MCPServer at http://LISTEN/mcp until SIGTERM or SIGINT, then shut down
+    gracefully and return (so that the backend is closed: runs driven here end
+    interrupted, resumable)."""
+    import asyncio
+    import signal
+
     import uvicorn
+
+    class Server(uvicorn.Server):
+        # uvicorn re-raises a caught SIGTERM once it has stopped, which would kill the
+        # process before the backend closes; this loop's handlers stop it instead.
+        def capture_signals(self) -> Any:
+            return contextlib.nullcontext()
+
     host, port = loopback_address(listen)
     app = BearerToken(server.streamable_http_app(host=host), token)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    http = Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                 lifespan="on"))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, setattr, http, "should_exit", True)
     log.warning("MCP server listening on http://%s/mcp", listen)
-    await uvicorn.Server(config).serve()
+    try:
+        await http.serve()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
