@@ -170,7 +170,8 @@ class EmbeddedBackend:
     async def read_skill(self, name: str) -> dict[str, Any]:
         skill = self.catalog.skills.get(name)
         if skill is None:
-            raise OrchestratorError(f"no skill '{name}'{did_you_mean(name, self.catalog.skills.skills)}")
+            known = self.catalog.skills.skills
+            raise OrchestratorError(f"no skill '{name}'{did_you_mean(name, known)}")
         return {**describe(skill), "document": document(skill)}
 
     async def route(self, text: str, limit: int) -> dict[str, Any]:
