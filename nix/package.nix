@@ -26,6 +26,7 @@ let
     tenacity
     aiohttp
     sdnotify
+    dbus-fast
     prometheus-client
     markupsafe
     referencing

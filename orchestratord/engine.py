@@ -21,6 +21,7 @@ from .errors import LeaseHeld, RunStateError
 from .evaluator import Evaluator
 from .loader import Definition, bind_params
 from .run import RunDriver, RunResult
+from .runners.unit import StepUnits
 from .store import TERMINAL, Store
 
 __all__ = ["Engine", "Listener", "RunResult"]
@@ -35,7 +36,7 @@ class Engine:
 
     def __init__(self, store: Store, *, settings: Mapping[str, Any] | None = None,
                  owner: str | None = None, lease_ttl: float = 15.0, kill_grace: float = 5.0,
-                 step_timeout: float | None = None,
+                 step_timeout: float | None = None, step_units: StepUnits | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep):
         self.store = store
         self.settings = dict(settings or {})
@@ -43,6 +44,7 @@ class Engine:
         self.lease_ttl = lease_ttl
         self.kill_grace = kill_grace
         self.step_timeout = step_timeout
+        self.step_units = step_units  # command steps as systemd units, where set
         self.sleep = sleep  # retry back-off; injectable so tests need not wait
         self.listeners: list[Listener] = []
         # Secrets of the runs driven now: scrubbed from log records and emitted events.
@@ -142,6 +144,8 @@ class Engine:
     async def close(self) -> None:
         self.secrets.uninstall()
         await self.evaluator.close()
+        if self.step_units is not None:
+            await self.step_units.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

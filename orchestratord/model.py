@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
                       Tag, WithJsonSchema, field_validator, model_validator)
 
+from . import step_sandbox
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -105,6 +107,14 @@ class ActionSpec(Strict):
         default_factory=list, description="Requests it serves, as a person would ask.")
     mutating: bool = Field(False, description="It changes the system; `route --run` does "
                                               "not run it unasked.")
+    sandbox: dict[str, Any] | None = Field(
+        None, description="systemd unit properties of its step unit, over the skill's and "
+                          "the default sandbox (command actions only)")
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else step_sandbox.check(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionSpec:

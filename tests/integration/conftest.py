@@ -31,11 +31,11 @@ def env(tmp_path):
 
 @pytest.fixture
 def daemon(env):
-    """Starts daemons on env (daemon(**extra_environment)); kills what is left at the end."""
+    """Starts daemons on env (daemon(nofile=None, **extra_environment)); kills what is left at the end."""
     started = []
 
-    def start(**extra_env: str) -> Daemon:
-        d = Daemon(env, extra_env)
+    def start(nofile: int | None = None, **extra_env: str) -> Daemon:
+        d = Daemon(env, extra_env, nofile=nofile)
         started.append(d)
         return d
     yield start

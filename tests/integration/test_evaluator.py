@@ -61,7 +61,8 @@ async def evaluator():
 
 @pytest.mark.parametrize(("source", "bound"), [
     (f"{SHARED}|sum(start=[])|length", "took longer than 2 s"),          # quadratic
-    (f"{SHARED}|map('join')|join|length", "took longer than 2 s"),
+    # the deadline or the join's own charge, whichever the machine's speed meets first
+    (f"{SHARED}|map('join')|join|length", ("took longer than 2 s", "join would produce")),
     ("('x ' * 400000)|wordwrap(1)|wordwrap(1)|length", "took longer than 2 s"),
     (f"{SHARED}|string", "string would produce"),
     (f"{SHARED}|tojson", "tojson would produce"),
@@ -78,7 +79,9 @@ async def test_costly_expressions_fail_within_their_bound_and_the_loop_runs(
             await evaluator.evaluate(Expression.compile(source), SCOPE)
         elapsed = time.monotonic() - started
     message = str(failure.value)
-    assert message.startswith(f"expression {source!r}") and bound in message, message
+    bounds = (bound,) if isinstance(bound, str) else bound
+    assert message.startswith(f"expression {source!r}"), message
+    assert any(b in message for b in bounds), message
     assert elapsed < DEADLINE + 1.5, f"{elapsed:.2f} s"
     assert stall.worst < MAX_STALL, f"the loop stalled {stall.worst:.3f} s"
     # the next evaluation gets a working worker, restarted if it had to be killed

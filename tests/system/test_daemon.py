@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from orchestratord.run import MESSAGE_IDS
+
 from .machine import Machine
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
@@ -52,7 +54,10 @@ def install(machine: Machine, venv: str) -> None:
     write(machine, f"{ETC}/skills/work/actions.yaml",
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
+        # These tests are about the daemon around steps run as its children (a shared
+        # ledger in the state directory); test_step_units.py runs steps as units.
+        "step_units": "never"}))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,7 @@ def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine
     assert {r.get("STEP_ID") for r in records} >= {"s0", "s1", "s2"}
     assert any(r.get("MESSAGE") == "working on s1" and r.get("ATTEMPT") == "1" and
                r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
-    assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
+    assert any(r.get("MESSAGE_ID") == MESSAGE_IDS["run_started"] for r in records)
     # the client unit mirrors progress in its own journal
     client = daemon.succeed("journalctl -u orchestrator@hello -o cat")
     assert "✓ s2 succeeded" in client
@@ -253,6 +258,14 @@ def test_hardening_exposure(daemon: Machine) -> None:
     out = daemon.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
     score = float(out.split("exposure level for orchestratord.service:")[1].split()[0])
     assert score < 3.0, out
+
+
+def test_the_daemon_runs_with_the_units_file_limit(daemon: Machine) -> None:
+    """The control API takes at most a quarter of the file limit; the unit raises it so
+    that steps keep plenty (regression: clients starved a step of descriptors)."""
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    limits = daemon.succeed(f"grep 'Max open files' /proc/{pid}/limits").split()
+    assert limits[3:5] == ["16384", "16384"], limits
 
 
 def test_hundred_runs_at_once(daemon: Machine) -> None:
