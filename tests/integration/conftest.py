@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
 from orchestratord.store import Store
+from tests.conftest import missing
 
 from .daemon_process import Daemon
 
@@ -17,6 +19,13 @@ async def store(tmp_path):
     s = await Store.open(tmp_path / "state.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+def mcp_sdk() -> None:
+    """The MCP tests need the SDK (the `mcp` extra); skipped without it, failed on CI."""
+    if importlib.util.find_spec("mcp") is None:
+        missing("the MCP SDK is not installed: pip install -e '.[mcp]' (scripts/setup does)")
 
 
 @pytest.fixture

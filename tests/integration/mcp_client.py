@@ -7,13 +7,10 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import pytest
-
-pytest.importorskip("mcp", reason="the MCP server needs the `mcp` extra")
-
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+if TYPE_CHECKING:  # imported where used: without the SDK, the tests' mcp_sdk fixture says so
+    from mcp import ClientSession
 
 CTL = [sys.executable, "-m", "orchestratord.cli"]
 DEPLOY = Path(__file__).parents[2] / "workflows" / "deploy-nixos-system.yaml"
@@ -31,6 +28,7 @@ def server_env(home: Path) -> dict[str, str]:
 async def stdio_session(home: Path, *args: str, stderr: Path | None = None
                         ) -> AsyncIterator[ClientSession]:
     """A client session with `orchestratorctl ARGS` (ending in `mcp ...`) over stdio."""
+    from mcp import ClientSession, StdioServerParameters, stdio_client
     server = StdioServerParameters(command=CTL[0], args=[*CTL[1:], *args], env=server_env(home))
     with open(stderr or home / "mcp-stderr.log", "a") as errlog:
         async with stdio_client(server, errlog=errlog) as (read, write):
@@ -42,6 +40,7 @@ async def stdio_session(home: Path, *args: str, stderr: Path | None = None
 @contextlib.asynccontextmanager
 async def http_session(url: str, token: str) -> AsyncIterator[ClientSession]:
     import httpx2
+    from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx2.AsyncClient(headers=headers, timeout=120) as http:

@@ -11,6 +11,8 @@ import pytest
 
 from .mcp_client import DEPLOY, Progress, stdio_session, text
 
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
+
 TOOLS = {"list_workflows", "describe_workflow", "start_run", "get_run", "list_runs",
          "get_report", "cancel_run", "resume_run", "list_skills", "read_skill",
          "route_request", "call_skill"}

@@ -12,7 +12,7 @@ import pytest
 
 from .mcp_client import CTL, DEPLOY, server_env
 
-pytest.importorskip("mcp")
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
 
 
 class RawServer:

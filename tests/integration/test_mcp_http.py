@@ -13,6 +13,8 @@ import pytest
 
 from .mcp_client import CTL, DEPLOY, Progress, http_session, server_env, text
 
+pytestmark = pytest.mark.usefixtures("mcp_sdk")
+
 TOKEN = "0123456789abcdef0123456789abcdef"
 
 
