@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 from ..alerts import AlertManager
 from ..api import run_json
 from ..catalog import Catalog, load_catalog
-from ..engine import Engine
+from ..engine import Engine, check_resumable
 from ..errors import OrchestratorError, RunStateError, WorkflowNotFound
 from ..graph import did_you_mean
 from ..loader import Definition, stored_definition
@@ -86,7 +86,7 @@ class EmbeddedBackend:
         async def guarded() -> None:
             try:
                 await work
-            except RunStateError as exc:  # e.g. nothing to resume: the run shows it
+            except RunStateError as exc:  # e.g. an old attempt it cannot stop: the run shows it
                 log.warning("run %s: %s", run_id, exc)
             except Exception:  # a bug must not take the server down with it
                 log.exception("run %s failed inside the engine", run_id)
@@ -161,6 +161,7 @@ class EmbeddedBackend:
         run = await self.store.get_run(run_id)
         if run.id in self._tasks:
             raise RunStateError(f"run {run.id} is running")
+        check_resumable(run)  # a tool error to the agent, not a line in the log
         self._spawn(run.id, self.engine.resume(run.id, self._stored(run)))
         return run.id
 
