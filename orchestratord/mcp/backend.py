@@ -31,6 +31,9 @@ class Backend(Protocol):
     def events(self, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
         """The run's events after seq `after`, until the run has ended."""
         ...
+    async def last_seq(self, run_id: str) -> int:
+        """The seq of the run's latest event (0 if none): where following a resume starts."""
+        ...
     async def cancel_run(self, run_id: str) -> None: ...
     async def resume_run(self, run_id: str) -> str: ...
     async def list_skills(self) -> list[dict[str, Any]]: ...
@@ -90,6 +93,15 @@ class DaemonBackend:
     async def events(self, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
         async for event in self._client.events(quote(run_id, safe=""), after=after):
             yield event
+
+    async def last_seq(self, run_id: str) -> int:
+        seq = 0
+        while True:  # the daemon answers a bounded batch at a time
+            batch = [e["seq"] async for e in self._client.events(
+                quote(run_id, safe=""), after=seq, follow=False)]
+            if not batch:
+                return seq
+            seq = batch[-1]
 
     async def cancel_run(self, run_id: str) -> None:
         await self._call("POST", _run_path(run_id, "/cancel"))

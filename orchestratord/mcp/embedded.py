@@ -153,6 +153,12 @@ class EmbeddedBackend:
             except TimeoutError:
                 pass
 
+    async def last_seq(self, run_id: str) -> int:
+        seq = 0
+        while events := await self.store.events(run_id, after=seq):  # a batch at a time
+            seq = events[-1].seq
+        return seq
+
     async def cancel_run(self, run_id: str) -> None:
         run = await self.store.get_run(run_id)
         await self.engine.cancel_run(run.id, self._stored(run))

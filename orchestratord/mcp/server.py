@@ -9,8 +9,10 @@ Tools that change something refuse unless the server was started with --allow-ru
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import time
 from typing import Annotated, Any, Awaitable, Callable, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -119,7 +121,12 @@ def build_server(backend: Backend, *, allow_run: bool) -> MCPServer:
     async def resume_run(run_id: RunId, ctx: Context, wait: Wait = False) -> dict[str, Any]:
         """Continue an interrupted run, or redrive a failed one from its failed steps;
         succeeded steps are not run again."""
-        return await outcome(await backend.resume_run(run_id), wait, ctx)
+        run = await backend.get_run(run_id)
+        seen = await backend.last_seq(run["id"]) if wait else 0
+        run_id = await backend.resume_run(run["id"])
+        if wait:  # this resume's events only: the run's earlier end is history
+            await follow(backend, run_id, ctx, after=seen, resumed=True)
+        return summary(await backend.get_run(run_id))
 
     @tool(READ)
     async def list_skills() -> dict[str, Any]:
@@ -202,32 +209,47 @@ def checked(params: dict[str, Any] | None) -> dict[str, Any]:
     return params or {}
 
 
-async def follow(backend: Backend, run_id: str, ctx: Context) -> None:
+async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
+                 resumed: bool = False) -> None:
     """Report the run's steps as progress notifications until the run ends.
 
     Progress is the number of steps ended, of all the run's steps and its end (the
     last unit); a step that starts (or starts again) nudges it up a little, since MCP
     wants every notification's progress above the last one's.
+
+    A resumed run is followed from its events after `after`; its succeeded steps are
+    not run again, so they count as ended. Until its driver takes it up (a slot may be
+    busy) it still shows its old end, so that is waited out, for RESUME_WAIT at most.
     """
-    total = len((await backend.get_run(run_id))["steps"]) + 1
-    ended, progress = 0, 0.0
+    run = await backend.get_run(run_id)
+    total = len(run["steps"]) + 1
+    ended = sum(s["status"] == "succeeded" for s in run["steps"]) if resumed else 0
+    progress, taken_up = 0.0, not resumed
+    deadline = time.monotonic() + RESUME_WAIT
 
     async def report(message: str) -> None:
         nonlocal progress
         progress = max(float(ended), progress + 0.01)
         await ctx.report_progress(progress, total, message)
 
-    async for event in backend.events(run_id, after=0):
-        kind, step, data = event["type"], event.get("step_id"), event.get("data") or {}
-        if kind == "step_started":
-            await report(f"{step}: attempt {event.get('attempt')}")
-        elif kind.startswith("step_") and step and kind[5:] in STEP_ENDS:
-            ended += 1
-            error = f": {data['error']}" if data.get("error") else ""
-            await report(f"{step} {kind[5:].replace('_', ' ')}{error}")
-        elif kind.startswith("run_") and kind[4:] in TERMINAL:
-            ended = total
-            await report(f"run {run_id} {kind[4:].replace('_', ' ')}")
+    while True:
+        async for event in backend.events(run_id, after=after):
+            after = event["seq"]
+            kind, step, data = event["type"], event.get("step_id"), event.get("data") or {}
+            taken_up = taken_up or kind == "run_resumed"
+            if kind == "step_started":
+                await report(f"{step}: attempt {event.get('attempt')}")
+            elif kind.startswith("step_") and step and kind[5:] in STEP_ENDS:
+                ended += 1
+                error = f": {data['error']}" if data.get("error") else ""
+                await report(f"{step} {kind[5:].replace('_', ' ')}{error}")
+            elif kind.startswith("run_") and kind[4:] in TERMINAL:
+                ended = total
+                await report(f"run {run_id} {kind[4:].replace('_', ' ')}")
+        if taken_up or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.2)
 
 
+RESUME_WAIT = 30.0  # seconds a resumed run may wait for its driver while it is followed
 STEP_ENDS = {"succeeded", "failed", "skipped", "upstream_failed", "cancelled", "timed_out"}
