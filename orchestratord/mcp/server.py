@@ -125,7 +125,7 @@ def build_server(backend: Backend, *, allow_run: bool) -> MCPServer:
         seen = await backend.last_seq(run["id"]) if wait else 0
         run_id = await backend.resume_run(run["id"])
         if wait:  # this resume's events only: the run's earlier end is history
-            await follow(backend, run_id, ctx, after=seen, resumed=True)
+            await follow(backend, run_id, ctx, after=seen, before=run)
         return summary(await backend.get_run(run_id))
 
     @tool(READ)
@@ -210,21 +210,22 @@ def checked(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
-                 resumed: bool = False) -> None:
+                 before: dict[str, Any] | None = None) -> None:
     """Report the run's steps as progress notifications until the run ends.
 
     Progress is the number of steps ended, of all the run's steps and its end (the
     last unit); a step that starts (or starts again) nudges it up a little, since MCP
     wants every notification's progress above the last one's.
 
-    A resumed run is followed from its events after `after`; its succeeded steps are
-    not run again, so they count as ended. Until its driver takes it up (a slot may be
-    busy) it still shows its old end, so that is waited out, for RESUME_WAIT at most.
+    A resumed run (`before`: as it was before the resume) is followed from its events
+    after `after`; the steps that had succeeded are not run again, so they count as
+    ended. Until its driver takes it up (a slot may be busy) it still shows its old
+    end, so that is waited out, for RESUME_WAIT at most.
     """
-    run = await backend.get_run(run_id)
-    total = len(run["steps"]) + 1
-    ended = sum(s["status"] == "succeeded" for s in run["steps"]) if resumed else 0
-    progress, taken_up = 0.0, not resumed
+    steps = (before or await backend.get_run(run_id))["steps"]
+    total = len(steps) + 1
+    ended = sum(s["status"] == "succeeded" for s in steps) if before else 0
+    progress, taken_up = 0.0, before is None
     deadline = time.monotonic() + RESUME_WAIT
 
     async def report(message: str) -> None:
