@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from pathlib import Path
 
@@ -83,14 +84,20 @@ def load(tmp_path: Path, registry, text: str):
 
 
 def assert_no_survivors(pids_file: Path) -> None:
-    """The step's own child is reaped (no zombie); its grandchild is dead."""
+    """The step's own child is reaped (no zombie); its grandchild is dead, or dying: it
+    has been sent SIGKILL, which a busy machine may take a moment to carry out."""
     child, grandchild = map(int, pids_file.read_text().split())
     assert not Path(f"/proc/{child}").exists(), f"step process {child} left behind"
-    try:
-        state = Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return
-    assert state == "Z", f"grandchild {grandchild} still running (state {state})"
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            state = Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        assert time.monotonic() < deadline, f"grandchild {grandchild} still running (state {state})"
+        time.sleep(0.01)
 
 
 async def test_diamond_runs_branches_truly_in_parallel(tmp_path, store, skills):
