@@ -46,6 +46,7 @@ let
     pytest
     pytest-asyncio
     pytest-timeout
+    pytest-randomly # a random test order, so that no test depends on another
     hypothesis
     pyflakes # the code-review skill's linter, whose findings the pipeline test asserts
   ];

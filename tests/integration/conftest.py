@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from orchestratord.store import Store
-from tests.conftest import missing
+from tests.conftest import require_module
 
 from .daemon_process import Daemon
 
@@ -24,8 +23,7 @@ async def store(tmp_path):
 @pytest.fixture
 def mcp_sdk() -> None:
     """The MCP tests need the SDK (the `mcp` extra); skipped without it, failed on CI."""
-    if importlib.util.find_spec("mcp") is None:
-        missing("the MCP SDK is not installed: pip install -e '.[mcp]' (scripts/setup does)")
+    require_module("mcp", "the MCP SDK, the `mcp` extra: pip install -e '.[mcp]'")
 
 
 @pytest.fixture
@@ -51,4 +49,4 @@ def daemon(env):
     for d in started:
         if d.proc.poll() is None:
             d.proc.kill()
-            d.proc.wait()
+            d.proc.wait(timeout=30)

@@ -73,6 +73,23 @@ class Notifications:
                 self.seen.append(line)
         raise AssertionError(f"no {prefix} notification within {timeout}s; saw {self.seen}")
 
+    def count(self, message: str, seconds: float) -> int:
+        """How many `message` datagrams arrive in the next `seconds` (others are kept)."""
+        self.seen = [line for line in self.seen if line != message]
+        deadline, counted = time.monotonic() + seconds, 0
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            for line in data.splitlines():
+                if line == message:
+                    counted += 1
+                else:
+                    self.seen.append(line)
+        return counted
+
 
 class Daemon:
     def __init__(self, root: Path, extra_env: dict[str, str] | None = None,

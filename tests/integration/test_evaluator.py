@@ -14,6 +14,7 @@ import pytest
 from orchestratord.errors import ExpressionError
 from orchestratord.evaluator import Evaluator
 from orchestratord.expr import Expression, compile_value
+from tests.waiting import until_async
 
 DEADLINE = 2.0  # the production bound
 MAX_STALL = 0.25  # far below WatchdogSec; the loop only ever waits on a pipe
@@ -63,7 +64,8 @@ async def evaluator():
     (f"{SHARED}|sum(start=[])|length", "took longer than 2 s"),          # quadratic
     # the deadline or the join's own charge, whichever the machine's speed meets first
     (f"{SHARED}|map('join')|join|length", ("took longer than 2 s", "join would produce")),
-    ("('x ' * 400000)|wordwrap(1)|wordwrap(1)|length", "took longer than 2 s"),
+    # under 1 s a wordwrap on an idle machine: two of them finished within the deadline
+    ("('x ' * 400000)" + "|wordwrap(1)" * 10 + "|length", "took longer than 2 s"),
     (f"{SHARED}|string", "string would produce"),
     (f"{SHARED}|tojson", "tojson would produce"),
     (f"'%s' % {SHARED}", "% formatting would produce"),
@@ -118,10 +120,13 @@ async def test_an_error_is_raised_at_its_path(evaluator):
 async def test_cancellation_mid_evaluation_leaves_no_stale_reply(evaluator):
     slow = asyncio.create_task(evaluator.evaluate(
         Expression.compile(f"{SHARED}|sum(start=[])|length"), SCOPE))
-    await asyncio.sleep(0.3)
+    # The request is written as soon as the worker exists (no await in between); the
+    # evaluation then takes its whole 2 s bound, so the cancel lands mid-request.
+    await until_async("the evaluation to reach its worker", lambda: evaluator._worker, timeout=10)
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await slow
+        async with asyncio.timeout(10):
+            await slow
     assert await evaluator.evaluate(Expression.compile("params.n + 1"), SCOPE) == 4
 
 

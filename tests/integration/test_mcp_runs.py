@@ -3,18 +3,18 @@ call_skill against a real daemon, and a whole run embedded on a state file (no d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from tests.conftest import ECHO, py_command, write_skill
+from tests.waiting import file_words, until_async
 
+from .embedded import db
 from .mcp_client import CTL, DEPLOY, Progress, server_env, stdio_session, text
 
 pytestmark = pytest.mark.usefixtures("mcp_sdk")
@@ -47,14 +47,6 @@ async def call(session: Any, tool: str, args: dict[str, Any], **kw: Any) -> Any:
     return json.loads(text(result))
 
 
-async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
-    """Await check() until it is true; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:g} s"
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 def served(env, daemon):
     """A daemon serving the gated workflow and an echo skill; (home, socket, ledger, gate)."""
@@ -74,16 +66,12 @@ async def test_cancel_then_resume_through_the_daemon(served):
         started = await call(session, "start_run", {"workflow": "gated"})
         run_id = started["run_id"]
 
-        async def second_started() -> bool:
-            return ledger.exists() and "second" in ledger.read_text().split()
-
-        async def cancelled_() -> bool:
-            return (await call(session, "get_run", {"run_id": run_id}))["status"] == "cancelled"
-
-        await until("the gated step to start", second_started)
+        await until_async("the gated step to start", file_words(ledger, 2))
         cancelled = await call(session, "cancel_run", {"run_id": run_id[:8]})
         assert cancelled["run_id"] == run_id and cancelled["cancel_requested"] is True
-        await until("the run to end cancelled", cancelled_)
+        await until_async("the run to end cancelled", lambda: db(
+            home / "state" / "state.db", "SELECT status FROM runs WHERE id = ?", run_id)
+            == [("cancelled",)])
 
         gate.touch()
         progress = Progress()

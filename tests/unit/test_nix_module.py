@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_tool, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("nix_module_harness.nix")
@@ -37,19 +38,12 @@ def _nixpkgs_lib() -> Path | None:
     return None
 
 
-def _unavailable(reason: str) -> None:
-    """CI must evaluate the module: there a missing tool is a failure, not a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
+require_tool("nix-instantiate", "Debian: apt-get install nix-bin", module_level=True)
 NIXPKGS_LIB = _nixpkgs_lib()
-if not shutil.which("nix-instantiate"):
-    _unavailable("nix-instantiate is not installed (Debian: apt-get install nix-bin)")
 if NIXPKGS_LIB is None:
-    _unavailable(f"nixpkgs' lib is neither at $NIXPKGS_LIB nor at {BESIDE_CHECKOUT}; set "
-                 "NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib")
+    unavailable(f"nixpkgs' lib is neither at $NIXPKGS_LIB nor at {BESIDE_CHECKOUT}; set "
+                "NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib",
+                module_level=True)
 
 WORKFLOWS = "agent-orchestrator/workflows"
 SETTINGS = "agent-orchestrator/settings.json"
