@@ -197,6 +197,8 @@ let
 
 in
 {
+  imports = [ ./mcp.nix ];
+
   options.services.agent-orchestrator = {
     enable = mkEnableOption "agent-orchestrator, durable workflows of agent skills under systemd";
 

@@ -162,7 +162,10 @@ async def get_workflow(request: web.Request) -> web.Response:
     definition = _daemon(request).catalog.workflows.get(request.match_info["name"])
     if definition is None:
         raise web.HTTPNotFound(reason=f"no workflow '{request.match_info['name']}'")
-    return _json({"name": definition.name, "file": definition.file,
+    from .workflow_info import describe_workflow
+    # "steps" was, and stays, {id: deps}; the described list is "nodes".
+    described = describe_workflow(definition)
+    return _json({**described, "nodes": described["steps"],
                   "definition": redact_definition(definition.source),
                   "steps": {n.id: list(n.deps) for n in definition.graph.nodes.values()}})
 

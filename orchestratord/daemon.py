@@ -28,7 +28,7 @@ from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
 from .connections import Guard
-from .engine import Engine
+from .engine import Engine, check_resumable
 from .loader import stored_definition
 from .metrics import Metrics
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
@@ -236,6 +236,7 @@ class Daemon:
         run = await self.store.get_run(run_id)
         if run.id in self.tasks:
             raise RunStateError(f"run {run.id} is running")
+        check_resumable(run)  # a 409 to the caller, not a line in the journal
         definition = stored_definition(run.definition, run.file, self.catalog.skills)
         self._spawn(run.id, self._drive(run.id, definition, resume=True))
         return run.id

@@ -36,6 +36,12 @@ class Alerts(BaseModel):
         default_factory=dict, description="workflow -> alert if no success for this long")
 
 
+class Mcp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow_run: bool = Field(False, description="`orchestratorctl mcp` may start, cancel, resume "
+                                               "and call (else it only reads)")
+
+
 class Settings(BaseModel):
     """What orchestratord needs to know; `skills.<name>` sections belong to each skill."""
 
@@ -65,6 +71,7 @@ class Settings(BaseModel):
                             "never")
     step_sandbox: StepSandboxSettings = Field(default_factory=StepSandboxSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mcp: Mcp = Field(default_factory=Mcp)
 
     @property
     def database_path(self) -> Path:

@@ -276,10 +276,12 @@ class Store:
     async def get_run(self, run_id: str) -> RunRow:
         """The run with this id, or the only one whose id starts with it (literally)."""
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if not rows and run_id:
-            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run.
-            rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
+        if not rows:
+            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run;
+            # an empty prefix would start every id, so it names none.
+            if run_id:
+                rows = await self._conn.execute_fetchall(
+                    "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])

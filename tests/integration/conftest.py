@@ -7,6 +7,7 @@ import json
 import pytest
 
 from orchestratord.store import Store
+from tests.conftest import require_module
 
 from .daemon_process import Daemon
 
@@ -17,6 +18,12 @@ async def store(tmp_path):
     s = await Store.open(tmp_path / "state.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+def mcp_sdk() -> None:
+    """The MCP tests need the SDK (the `mcp` extra); skipped without it, failed on CI."""
+    require_module("mcp", "the MCP SDK, the `mcp` extra: pip install -e '.[mcp]'")
 
 
 @pytest.fixture

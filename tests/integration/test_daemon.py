@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
+
+from orchestratord.client import request
+from orchestratord.errors import RunStateError
 from tests.waiting import file_words, until
 
 from .daemon_process import workflow
@@ -134,6 +139,27 @@ def test_cancel_of_a_run_whose_other_driver_died(env, daemon):
         state, "SELECT status FROM runs WHERE id = ?", run_id) == [("cancelled",)])
     assert lines(ledger) == ["s0"], "nothing ran after the cancel"
     assert d.stop() == 0
+
+
+def test_resume_of_a_succeeded_run_is_refused_with_409_and_exit_7(env, daemon):
+    """Regression: the daemon accepted it (202), then only logged "nothing to resume", so
+    `resume` exited 0 as if it had done something, and the MCP server could not tell."""
+    ledger, state = env / "ledger", env / "state" / "state.db"
+    (env / "workflows" / "hello.yaml").write_text(workflow("hello", ledger, steps=1))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    assert d.ctl("run", "hello", "--wait").returncode == 0
+    [(run_id,)] = db(state, "SELECT id FROM runs")
+    message = f"run {run_id} succeeded; nothing to resume (start a new run of hello"
+    with pytest.raises(RunStateError, match=re.escape(message)):  # the daemon's 409
+        request(env / "run" / "control.sock", "POST", f"/runs/{run_id}/resume")
+    refused = d.ctl("resume", run_id[:8])
+    assert refused.returncode == 7 and message in refused.stderr, refused
+    embedded = ctl(state, "resume", run_id)  # the same answer without the daemon
+    _, err = embedded.communicate(timeout=60)
+    assert embedded.returncode == 7 and message in err, err
+    assert lines(ledger) == ["s0"], "the step ran once"
+    assert db(state, "SELECT type FROM events WHERE type = 'run_resumed'") == []
 
 
 def test_reload_request_returns_once_the_new_definitions_are_in_use(env, daemon):

@@ -345,3 +345,43 @@ def test_allow_switch_lifts_the_sandbox_and_webhook_tokens_warn() -> None:
 def test_disabled_module_sets_nothing() -> None:
     out = nix_eval("{ services.agent-orchestrator.workflows.deploy = import ./nix/tests/deploy-workflow.nix; }")
     assert out["etc"] == {} and out["services"] == {} and out["packages"] == []
+
+
+def test_mcp_service_serves_http_on_loopback_with_the_token_as_a_credential() -> None:
+    out = nix_eval(module("""
+        settings.socket_group = "agents";
+        mcp = { enable = true; listen = "127.0.0.1:9876"; allowRun = true;
+                tokenFile = "/run/keys/mcp-token"; };
+    """))
+    assert out["failedAssertions"] == []
+    service = out["services"]["agent-orchestrator-mcp"]
+    command = service["serviceConfig"]["ExecStart"].split()
+    assert command[0].endswith("/bin/orchestratorctl")
+    assert command[1:] == ["--socket", "/run/agent-orchestrator/control.sock", "mcp", "--http",
+                           "127.0.0.1:9876", "--token-file", "%d/token", "--allow-run"]
+    assert service["serviceConfig"]["LoadCredential"] == ["token:/run/keys/mcp-token"]
+    assert service["serviceConfig"]["SupplementaryGroups"] == ["agents"]
+    assert service["serviceConfig"]["DynamicUser"] is True
+    assert "mcp-token" not in json.dumps(out["etc"]), "the token's path only, in the unit"
+    # The default: read-only; and nothing at all unless enabled.
+    read_only = nix_eval(module("""
+        settings.socket_group = "agents";
+        mcp = { enable = true; tokenFile = "/run/keys/mcp-token"; };
+    """))["services"]["agent-orchestrator-mcp"]["serviceConfig"]["ExecStart"]
+    assert read_only.endswith("--token-file %d/token")
+    assert "agent-orchestrator-mcp" not in nix_eval(module(""))["services"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ('mcp.enable = true; settings.socket_group = "agents";', "mcp.tokenFile must be set"),
+    ('mcp = { enable = true; tokenFile = "/run/keys/t"; };', "needs services.agent-orchestrator"
+                                                              ".settings.socket_group"),
+])
+def test_mcp_assertions_name_the_option(options: str, message: str) -> None:
+    failed = nix_eval(module(options))["failedAssertions"]
+    assert any(message in m for m in failed), failed
+
+
+def test_mcp_listen_must_be_loopback() -> None:
+    with pytest.raises(NixError, match="mcp.listen"):
+        nix_eval(module('mcp = { enable = true; listen = "0.0.0.0:8765"; };'))
