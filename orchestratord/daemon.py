@@ -75,9 +75,6 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.stop)
             loop.add_signal_handler(signal.SIGINT, self.stop)
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-            if os.environ.get("ORCHESTRATORD_FAULT_INJECTION") == "1":
-                # Test-only: SIGUSR2 blocks the event loop, to prove the watchdog works.
-                loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(3600))
         try:
             await self.start()
         except BaseException:
