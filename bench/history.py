@@ -171,7 +171,7 @@ def measure(runs: int = 100_000, repeat: int = 5, directory: Path | None = None)
         rows = []
         for name, kw in cases:
             stats.compute(db, **kw)  # warm the page cache, as a serving daemon has it
-            ms = median_time(lambda: stats.compute(db, **kw), repeat) * 1000
+            ms = median_time(lambda kw=kw: stats.compute(db, **kw), repeat) * 1000
             target, ok = at_most(ms, TARGET_MS, "ms")
             rows.append(Row("history", f"stats {name}, {fmt_n(runs)} runs", round(ms, 1), "ms",
                             target=target, ok=ok, note=f"{fmt_n(steps)} step rows"))
@@ -183,7 +183,8 @@ def measure(runs: int = 100_000, repeat: int = 5, directory: Path | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.history",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")

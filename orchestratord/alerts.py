@@ -164,7 +164,8 @@ class AlertManager:
         sent = []
         for workflow, max_age in self.config.stale_after.items():
             last = await self.store.last_success(workflow)
-            since = last[1] if last else (await self.store.first_run_at(workflow) or self.started_at)
+            since = last[1] if last else (
+                await self.store.first_run_at(workflow) or self.started_at)
             if now - since <= max_age:
                 continue
             # One alert per stale stretch: a new success starts a new one.

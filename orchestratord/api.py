@@ -124,7 +124,7 @@ def _int_query(request: web.Request, name: str, default: int, lowest: int, highe
     return value
 
 
-def _daemon(request: web.Request) -> "Daemon":
+def _daemon(request: web.Request) -> Daemon:
     return request.app[DAEMON]
 
 
@@ -155,7 +155,8 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def list_workflows(request: web.Request) -> web.Response:
     return _json([{"name": d.name, "description": d.workflow.description, "file": d.file,
-                   "steps": len(d.graph.nodes)} for d in _daemon(request).catalog.workflows.values()])
+                   "steps": len(d.graph.nodes)}
+                  for d in _daemon(request).catalog.workflows.values()])
 
 
 async def get_workflow(request: web.Request) -> web.Response:
@@ -254,8 +255,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         for event in await d.store.events(run.id, after=after):
             after = event.seq
             await response.write((json.dumps(redacted(asdict(event))) + "\n").encode())
-        if not follow or (await d.store.get_run(run.id)).status in d.FINAL and \
-                not await d.store.events(run.id, after=after):
+        if not follow or ((await d.store.get_run(run.id)).status in d.FINAL and \
+                not await d.store.events(run.id, after=after)):
             break
         await d.changed(timeout=1.0)
     await response.write_eof()
@@ -283,7 +284,7 @@ def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
 
-def make_app(daemon: "Daemon") -> web.Application:
+def make_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[errors, daemon.connections.middleware],
                           client_max_size=MAX_BODY)
     app[DAEMON] = daemon

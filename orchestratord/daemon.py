@@ -57,7 +57,7 @@ class Daemon:
         self.tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._stop = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set, then replaced, on each engine event
         self._reloading = asyncio.Lock()
         self._status = ""
         self._runner: web.AppRunner | None = None
@@ -75,9 +75,6 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.stop)
             loop.add_signal_handler(signal.SIGINT, self.stop)
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-            if os.environ.get("ORCHESTRATORD_FAULT_INJECTION") == "1":
-                # Test-only: SIGUSR2 blocks the event loop, to prove the watchdog works.
-                loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(3600))
         try:
             await self.start()
         except BaseException:
@@ -295,19 +292,16 @@ class Daemon:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self._update_status()
-        asyncio.ensure_future(self._notify_changed())
-
-    async def _notify_changed(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        # Wakes every waiter of changed() without a task: they hold the event just set.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def changed(self, timeout: float) -> None:
         """Wait until the engine reports something, or timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
 
     def _update_status(self, force: bool = False) -> None:
         active = self.engine.active() if self.engine else {}
@@ -329,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="settings file (JSON or YAML); default: built-in defaults")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr", "console"))
+    parser.add_argument("--log-target", default="auto",
+                        choices=("auto", "journal", "stderr", "console"))
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")

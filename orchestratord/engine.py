@@ -75,7 +75,8 @@ class Engine:
         self.emit({"type": "run_created", "run_id": run_id, "workflow": definition.name})
         return run_id
 
-    async def run(self, definition: Definition, params: Mapping[str, Any] | None = None) -> RunResult:
+    async def run(self, definition: Definition,
+                  params: Mapping[str, Any] | None = None) -> RunResult:
         """Start a run and drive it to its end."""
         return await self.drive(await self.start(definition, params), definition)
 
@@ -105,7 +106,8 @@ class Engine:
                     f"{a.process.split(':')[1]} running, and it cannot be stopped from here; "
                     "stop it, then resume the run again")
 
-    async def drive(self, run_id: str, definition: Definition, *, resumed: bool = False) -> RunResult:
+    async def drive(self, run_id: str, definition: Definition, *,
+                    resumed: bool = False) -> RunResult:
         """Drive a recorded run until it ends (or this task is cancelled: interrupted)."""
         run = await self.store.get_run(run_id)
         steps = await self.store.steps(run.id)

@@ -124,8 +124,8 @@ def _is_cheap(tree: nodes.Node) -> bool:
             continue
         if not isinstance(node, _CHEAP_NODES):
             return False
-        if isinstance(node, nodes.Filter) and node.name not in _CHEAP_FILTERS or \
-                isinstance(node, nodes.Test) and node.name in _COSTLY_TESTS:
+        if (isinstance(node, nodes.Filter) and node.name not in _CHEAP_FILTERS) or \
+                (isinstance(node, nodes.Test) and node.name in _COSTLY_TESTS):
             return False
     return True
 
@@ -194,7 +194,7 @@ class Expression:
                                   "do such work in a step") from None
         except RecursionError:
             raise ExpressionError(f"{where} nests too deeply; do such work in a step") from None
-        except Exception as exc:  # noqa: BLE001 - whatever the expression did wrong
+        except Exception as exc:  # whatever the expression did wrong
             raise ExpressionError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
 
     def truthy(self, scope: Mapping[str, Any]) -> bool:
@@ -240,7 +240,7 @@ def _compile(source: str) -> Expression:
     called = {id(n.node) for n in _walk(tree, nodes.Call)}
     for name in _walk(tree, nodes.Name):
         if name.name in ROOTS or name.name in FUNCTIONS or \
-                name.name in aggregate.NAMES and id(name) in called:
+                (name.name in aggregate.NAMES and id(name) in called):
             continue
         if id(name) in called:
             raise ExpressionError(

@@ -45,8 +45,8 @@ def _gap(scope: Mapping, root: str, segments: tuple, missing: Any) -> str | None
         return f"{root} is not available here" if missing == root else None
     obj, shown = scope[root], root
     for kind, key in segments:
-        if isinstance(obj, Mapping) and key in obj or isinstance(obj, (list, tuple)) and (
-                isinstance(key, int) and -len(obj) <= key < len(obj)):
+        if (isinstance(obj, Mapping) and key in obj) or (isinstance(obj, (list, tuple)) and (
+                isinstance(key, int) and -len(obj) <= key < len(obj))):
             obj = obj[key]
             plain = isinstance(key, str) and re.fullmatch(r"[A-Za-z_][\w-]*", key)
             shown += f".{key}" if plain else f"[{key!r}]"

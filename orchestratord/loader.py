@@ -217,8 +217,9 @@ def _action(skills: Registry, skill_name: str, action_name: str, at: Path_, doc:
     if action is None:
         hint = did_you_mean(action_name, skill.actions) or \
             f" (it has: {', '.join(sorted(skill.actions))})"
-        problems.append(doc.problem(at + (() if rollback else ("action",)),
-                                    f"skill '{skill_name}' has no {what}action '{action_name}'{hint}"))
+        problems.append(doc.problem(
+            at + (() if rollback else ("action",)),
+            f"skill '{skill_name}' has no {what}action '{action_name}'{hint}"))
         return None
     if action.python is not None:
         try:
@@ -262,8 +263,9 @@ def bind_params(workflow: Workflow, given: dict[str, Any]) -> dict[str, Any]:
         else:
             value = spec.default
         expected = _PARAM_TYPES.get(spec.type or "")
-        if expected and value is not None and (not isinstance(value, expected) or
-                                               (spec.type != "boolean" and isinstance(value, bool))):
+        if expected and value is not None and (
+                not isinstance(value, expected) or
+                (spec.type != "boolean" and isinstance(value, bool))):
             got = "a secret" if spec.secret or is_secret_name(name) else repr(value)
             problems.append(f"param '{name}' must be of type {spec.type} (got {got})")
         bound[name] = value

@@ -48,7 +48,8 @@ MIGRATIONS: dict[int, str] = {
         step_id     TEXT NOT NULL,
         kind        TEXT NOT NULL,               -- action | rollback
         attempt     INTEGER NOT NULL,
-        status      TEXT NOT NULL,               -- running | succeeded | failed | timeout | interrupted
+        -- running | succeeded | failed | timeout | interrupted
+        status      TEXT NOT NULL,
         started_at  REAL NOT NULL,
         finished_at REAL,
         error       TEXT,
@@ -167,7 +168,8 @@ MIGRATIONS: dict[int, str] = {
     -- subject: a run id, or for a stale workflow "<workflow>@<last success run id|never>".
     CREATE TABLE alerts_sent (
         subject  TEXT NOT NULL,
-        kind     TEXT NOT NULL,              -- run_failed | rollback_failed | run_timed_out | workflow_stale
+        -- run_failed | rollback_failed | run_timed_out | workflow_stale
+        kind     TEXT NOT NULL,
         workflow TEXT NOT NULL,
         sent_at  REAL NOT NULL,
         PRIMARY KEY (subject, kind)

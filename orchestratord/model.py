@@ -8,7 +8,7 @@ works on the plain graph that `graph.py` builds from them.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
                       Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator)
@@ -218,18 +218,19 @@ class Step(Strict):
 class ParallelGroup(Strict):
     """Members run concurrently; the group is one item of the step sequence."""
 
-    id: Name | None = Field(None, description="Defaults to parallel-N for the N-th group without an id.")
+    id: Name | None = Field(
+        None, description="Defaults to parallel-N for the N-th group without an id.")
     parallel: list[Step] = Field(min_length=1)
     depends_on: list[str] | None = None
 
 
 def _item_kind(value: Any) -> str:
     # Called on raw data when validating and on model instances when serialising.
-    group = isinstance(value, ParallelGroup) or isinstance(value, dict) and "parallel" in value
+    group = isinstance(value, ParallelGroup) or (isinstance(value, dict) and "parallel" in value)
     return "parallel" if group else "step"
 
 
-StepItem = Annotated[Union[Annotated[Step, Tag("step")], Annotated[ParallelGroup, Tag("parallel")]],
+StepItem = Annotated[Annotated[Step, Tag("step")] | Annotated[ParallelGroup, Tag("parallel")],
                      Discriminator(_item_kind)]
 
 

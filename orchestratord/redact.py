@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import logging
 import re
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping
 
 import jsonschema
 import referencing.exceptions
@@ -37,7 +37,7 @@ MASK = "***"
 SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|private[_-]?key",
                          re.IGNORECASE)
 MIN_SCRUB_LENGTH = 4  # shorter values are masked where they stand, not hunted
-Secret = Union[str, int, float]  # a value hunted wherever it turns up
+Secret = str | int | float  # a value hunted wherever it turns up
 
 
 def _number_text(value: Any) -> str | None:
@@ -209,7 +209,8 @@ def _mask_templated(source: Any, rendered: Any, shown: Any, uses: re.Pattern) ->
                 else v for k, v in shown.items()}
     if isinstance(source, list) and isinstance(rendered, list) and isinstance(shown, list) \
             and len(source) == len(rendered) == len(shown):
-        return [_mask_templated(s, r, v, uses) for s, r, v in zip(source, rendered, shown)]
+        return [_mask_templated(s, r, v, uses)
+                for s, r, v in zip(source, rendered, shown, strict=True)]
     return shown
 
 
@@ -277,7 +278,8 @@ class RunRedactor:
                 secrets |= secret_values(spec.get("default"), {"secret": True})
         skills = definition.get("skills") or {}
         for step in _steps(workflow.get("steps") or []):
-            action = ((skills.get(step.get("skill")) or {}).get("actions") or {}).get(step.get("action"))
+            actions = (skills.get(step.get("skill")) or {}).get("actions") or {}
+            action = actions.get(step.get("action"))
             schema = (action or {}).get("params")
             secrets |= secret_values(step.get("params") or {}, schema)
         self.scrub = Scrubber(secrets)
@@ -309,7 +311,7 @@ class RunRedactor:
         """The workflow document: secret param defaults and secret step params masked."""
         doc = self(source)
         params = ((doc.get("workflow") or {}).get("params")) or {}
-        for name, spec in params.items():
+        for spec in params.values():
             if isinstance(spec, dict) and _spec_is_secret(spec) and "default" in spec:
                 spec["default"] = _mask(spec["default"], None)
         return doc

@@ -94,7 +94,7 @@ def _definition_edges(source: dict[str, Any], step_ids: list[str]
     from .model import STORED, UNION_TAGS, WorkflowDocument
     from .source import Document
     doc = Document("stored definition", source)
-    model, problems = doc.validate(WorkflowDocument, tags=UNION_TAGS, context=STORED)
+    model, _problems = doc.validate(WorkflowDocument, tags=UNION_TAGS, context=STORED)
     if model is None:
         return {}, {}, {}, {}
     graph, _ = build(model.workflow, doc)
@@ -232,7 +232,7 @@ def took(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 

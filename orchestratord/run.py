@@ -152,7 +152,8 @@ class RunDriver:
 
     def _outcome(self) -> tuple[str, str | None, Any]:
         if self.stop_reason == "timed_out":
-            return "timed_out", f"workflow timeout of {self.definition.workflow.timeout:g} s expired", None
+            timeout = self.definition.workflow.timeout
+            return "timed_out", f"workflow timeout of {timeout:g} s expired", None
         if self.stop_reason == "cancelled":
             return "cancelled", "cancelled on request", None
         failed = [s for s, st in self.status.items() if st == "failed" and s not in self.tolerated]
@@ -300,8 +301,8 @@ class RunDriver:
     def _ended(self, node_id: str, status: str, result: Any, error: str | None) -> None:
         self.status[node_id] = status
         row = self.rows[node_id]
-        self.views[node_id] = _view(status, result, error, self.current_attempt.get(node_id, row.attempts),
-                                    None)
+        self.views[node_id] = _view(status, result, error,
+                                    self.current_attempt.get(node_id, row.attempts), None)
         step = self.graph.nodes[node_id].step
         self.engine.emit({"type": f"step_{status}", "run_id": self.run_id,
                            "workflow": self.definition.name, "step_id": node_id,

@@ -15,7 +15,7 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Iterator
 
@@ -50,7 +50,7 @@ class RunRow:
 
 @dataclass(frozen=True)
 class StepRow:
-    # The columns in this order (the table has more, for statistics): see STEP_COLUMNS.
+    # The columns of that name (the table has more, for statistics): see STEP_COLUMNS.
     run_id: str
     step_id: str
     position: int
@@ -74,8 +74,7 @@ class StepRow:
         return self.finished_at - self.started_at
 
 
-STEP_COLUMNS = ("run_id, step_id, position, skill, action, status, attempts, failed_attempts, "
-                "params, result, error, started_at, finished_at, finished_seq, not_before")
+STEP_COLUMNS = ", ".join(f.name for f in fields(StepRow))
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,7 @@ class AttemptRow:
     process: str | None  # identity of its process group's leader (processes.py)
 
 
-ATTEMPT_COLUMNS = ("run_id, step_id, kind, attempt, status, started_at, finished_at, error, "
-                   "exit_code, stderr_tail, process")
+ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(AttemptRow))
 
 
 @dataclass(frozen=True)
@@ -106,6 +104,9 @@ class Event:
     step_id: str | None
     attempt: int | None
     data: dict[str, Any]
+
+
+EVENT_COLUMNS = ", ".join(f.name for f in fields(Event))
 
 
 def _dumps(value: Any) -> str | None:
@@ -146,9 +147,9 @@ class _Connection:
         with self._translated():
             return await self._conn.execute(sql, args)
 
-    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Iterable[Any]:
+    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._translated():
-            return await self._conn.execute_fetchall(sql, args)
+            return list(await self._conn.execute_fetchall(sql, args))
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         with self._translated():
@@ -166,7 +167,10 @@ class Store:
     """The state database. Open with `await Store.open(path)`; close with `await close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self._conn: _Connection | None = _Connection(conn, path)
+        # Rows are read by column name (sqlite3.Row), never by position.
+        conn.row_factory = sqlite3.Row
+        self._conn = _Connection(conn, path)
+        self._closed = False
         self.path = path
         # One connection serves every coroutine of the process: transactions must not
         # interleave, or a second BEGIN would land inside the first.
@@ -206,15 +210,16 @@ class Store:
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+        if not self._closed:
+            self._closed = True
+            await self._conn.close()
 
     async def _migrate(self) -> None:
         await self._conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        rows = await self._conn.execute_fetchall("SELECT max(version) FROM schema_version")
-        current = rows[0][0] or 0
+        rows = await self._conn.execute_fetchall(
+            "SELECT max(version) AS version FROM schema_version")
+        current = rows[0]["version"] or 0
         newest = max(MIGRATIONS)
         if current > newest:
             raise StoreError(f"{self.path} has schema version {current}, newer than this "
@@ -249,7 +254,7 @@ class Store:
                 "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
                 "VALUES (?,?,?,?,?,?)",
                 (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
-        return cursor.lastrowid
+        return _inserted(cursor)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -288,11 +293,14 @@ class Store:
 
     async def list_runs(self, *, workflow: str | None = None, status: str | None = None,
                         limit: int = 50) -> list[RunRow]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if workflow:
-            where.append("workflow = ?"), args.append(workflow)
+            where.append("workflow = ?")
+            args.append(workflow)
         if status:
-            where.append("status = ?"), args.append(status)
+            where.append("status = ?")
+            args.append(status)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = await self._conn.execute_fetchall(sql + " ORDER BY created_at DESC LIMIT ?",
                                                  (*args, limit))
@@ -318,7 +326,7 @@ class Store:
     async def cancel_requested(self, run_id: str) -> bool:
         rows = await self._conn.execute_fetchall(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
-        return bool(rows and rows[0][0])
+        return bool(rows and rows[0]["cancel_requested"])
 
     # -- leases -------------------------------------------------------------------------
 
@@ -329,7 +337,7 @@ class Store:
                 "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
             if not rows:
                 raise RunNotFound(f"no run '{run_id}'")
-            holder, expires = rows[0]
+            holder, expires = rows[0]["lease_owner"], rows[0]["lease_expires"]
             now = time.time()
             if holder != owner and _live_lease(holder, expires, now):
                 raise LeaseHeld(f"run {run_id} is being driven by {holder} "
@@ -343,7 +351,8 @@ class Store:
         """Whether a live process holds the run's lease (drives it now)."""
         rows = await self._conn.execute_fetchall(
             "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
-        return bool(rows) and _live_lease(rows[0][0], rows[0][1], time.time())
+        return bool(rows) and _live_lease(rows[0]["lease_owner"], rows[0]["lease_expires"],
+                                          time.time())
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost to another process."""
@@ -364,13 +373,14 @@ class Store:
     async def steps(self, run_id: str) -> list[StepRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
-        return [StepRow(*r[:8], _loads(r[8]), _loads(r[9]), *r[10:]) for r in rows]
+        return [StepRow(**{**_named(r), "params": _loads(r["params"]),
+                           "result": _loads(r["result"])}) for r in rows]
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY started_at",
             (run_id,))
-        return [AttemptRow(*r) for r in rows]
+        return [AttemptRow(**_named(r)) for r in rows]
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
@@ -389,7 +399,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? AND status = 'running' "
             "AND process IS NOT NULL", (run_id,))
-        return [AttemptRow(*r) for r in rows]
+        return [AttemptRow(**_named(r)) for r in rows]
 
     async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
         """Record a retry back-off: the step's next attempt starts no earlier than now +
@@ -421,7 +431,7 @@ class Store:
                     **({"error": error} if error else {})})))
             await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
                                (_dumps(result), run_id, step_id))
-        return cursor.lastrowid
+        return _inserted(cursor)
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:
@@ -440,7 +450,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             "SELECT data FROM events WHERE run_id = ? AND type = 'run_rolling_back' "
             "ORDER BY seq DESC LIMIT 1", (run_id,))
-        return _loads(rows[0][0]) if rows else None
+        return _loads(rows[0]["data"]) if rows else None
 
     async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
         """Make a run drivable again (see the project_resume trigger).
@@ -459,9 +469,10 @@ class Store:
 
     async def events(self, run_id: str, *, after: int = 0, limit: int = 10000) -> list[Event]:
         rows = await self._conn.execute_fetchall(
-            "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
             (run_id, after, limit))
-        return [Event(*r[:6], _loads(r[6]) or {}) for r in rows]
+        return [Event(**{**_named(r), "data": _loads(r["data"]) or {}}) for r in rows]
 
     # -- alerts -------------------------------------------------------------------------
 
@@ -489,23 +500,40 @@ class Store:
         rows = await self._conn.execute_fetchall(
             "SELECT id, finished_at FROM runs WHERE workflow = ? AND status = 'succeeded' "
             "ORDER BY finished_at DESC LIMIT 1", (workflow,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        return (rows[0]["id"], rows[0]["finished_at"]) if rows else None
 
     async def first_run_at(self, workflow: str) -> float | None:
         rows = await self._conn.execute_fetchall(
-            "SELECT min(created_at) FROM runs WHERE workflow = ?", (workflow,))
-        return rows[0][0]
+            "SELECT min(created_at) AS first FROM runs WHERE workflow = ?", (workflow,))
+        first: float | None = rows[0]["first"]
+        return first
 
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
-        return rows[0][0]
+        verdict: str = rows[0]["integrity_check"]
+        return verdict
 
 
 def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:
     """A lease holds until it expires, or at once when its owner died on this host."""
-    return bool(holder) and expires > now and alive(holder) is not False
+    return (holder is not None and expires is not None and expires > now
+            and alive(holder) is not False)
 
 
-def _run(r: Any) -> RunRow:
-    return RunRow(r[0], r[1], r[2], _loads(r[3]), _loads(r[4]), r[5], r[6], r[7], r[8],
-                  _loads(r[9]), r[10], r[11], r[12], bool(r[13]))
+def _named(row: sqlite3.Row) -> dict[str, Any]:
+    return {name: row[name] for name in row.keys()}  # noqa: SIM118 - a Row is no mapping
+
+
+def _run(r: sqlite3.Row) -> RunRow:
+    return RunRow(id=r["id"], workflow=r["workflow"], status=r["status"],
+                  params=_loads(r["params"]), definition=_loads(r["definition"]),
+                  file=r["file"], created_at=r["created_at"], started_at=r["started_at"],
+                  finished_at=r["finished_at"], outputs=_loads(r["outputs"]), error=r["error"],
+                  lease_owner=r["lease_owner"], lease_expires=r["lease_expires"],
+                  cancel_requested=bool(r["cancel_requested"]))
+
+
+def _inserted(cursor: aiosqlite.Cursor) -> int:
+    """The seq of the event an INSERT just appended."""
+    assert cursor.lastrowid is not None, "an INSERT sets lastrowid"
+    return cursor.lastrowid

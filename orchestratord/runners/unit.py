@@ -265,8 +265,7 @@ class StepUnits:
         except (OSError, ValueError):
             status = {}
         try:
-            with open(where / "stdout", "rb") as out:
-                stdout = out.read(max_output + 1)
+            stdout = await asyncio.to_thread(_read_head, where / "stdout", max_output + 1)
         except OSError:
             stdout = b""
         stderr_tail = await _stderr_tail(unit) if status.get("SERVICE_RESULT") != "success" else ""
@@ -276,7 +275,8 @@ class StepUnits:
                               stderr_tail=stderr_tail)
         result = _result(stdout)
         outcome, code = status.get("SERVICE_RESULT", ""), status.get("EXIT_CODE", "")
-        number = int(status["EXIT_STATUS"]) if str(status.get("EXIT_STATUS", "")).isdigit() else None
+        exit_status = str(status.get("EXIT_STATUS", ""))
+        number = int(exit_status) if exit_status.isdigit() else None
         if _completed(status):
             return result
         last = stderr_tail.splitlines()[-1] if stderr_tail else ""
@@ -344,3 +344,8 @@ async def _uninterrupted(coro: Awaitable[None]) -> None:
         except asyncio.CancelledError:
             continue
     task.result()
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)

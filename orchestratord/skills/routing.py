@@ -192,7 +192,8 @@ class Router:
         log.info("routing stage %s: %s -> %s", stage, why, status)
         return status, candidates
 
-    def _search(self, text: str, limit: int, skills: Iterable[str] | None = None) -> list[Candidate]:
+    def _search(self, text: str, limit: int,
+                skills: Iterable[str] | None = None) -> list[Candidate]:
         # One letter ("s" of "what's") is noise, not a word of the request.
         words = [w for w in dict.fromkeys(_WORD.findall(text.lower()))
                  if len(w) > 1 and w not in STOPWORDS]

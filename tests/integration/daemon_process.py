@@ -63,7 +63,7 @@ class Notifications:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 break
             lines = data.splitlines()
             for i, line in enumerate(lines):
@@ -81,7 +81,7 @@ class Notifications:
             self.sock.settimeout(left)
             try:
                 data = self.sock.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 break
             for line in data.splitlines():
                 if line == message:

@@ -52,7 +52,7 @@ async def http_session(url: str, token: str) -> AsyncIterator[ClientSession]:
 
 def text(result: Any) -> str:
     """The text of a tool result (or of a resource read)."""
-    items = getattr(result, "content", None) or getattr(result, "contents")
+    items = getattr(result, "content", None) or result.contents
     return "".join(getattr(c, "text", "") for c in items)
 
 

@@ -44,7 +44,7 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
             proc = ctl(state, "run", str(workflow))
             # the run is recorded once its first step has started
             until("the first step to start (or the CLI to exit)",
-                  lambda: ledger.exists() or proc.poll() is not None)
+                  lambda proc=proc: ledger.exists() or proc.poll() is not None)
         else:
             proc = ctl(state, "resume", run_id)
             # the interpreter and imports take about half a second: aim past them
@@ -63,7 +63,7 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
 
     if len(checkpoints[-1][1]) < len(step_ids):
         final = ctl(state, "resume", run_id)
-        out, err = final.communicate(timeout=120)
+        _out, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
     status = db(state, "SELECT status FROM runs WHERE id = ?", run_id)[0][0]
     assert status == "succeeded"
@@ -92,7 +92,7 @@ def test_a_live_driver_keeps_its_run(tmp_path, skill_root):
         until("the first driver to start a step", ledger.exists)
         [(run_id,)] = db(state, "SELECT id FROM runs")
         second = ctl(state, "resume", run_id)
-        out, err = second.communicate(timeout=60)
+        _out, err = second.communicate(timeout=60)
         assert second.returncode == 7, err
         assert f"run {run_id} is being driven by" in err
     finally:

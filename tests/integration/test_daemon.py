@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -105,17 +106,45 @@ def test_sigterm_mid_run_leaves_it_resumable_and_restart_finishes_it(env, daemon
     assert ran.count("s0") == 1, "a finished step ran again after the restart"
 
 
+# A python action is awaited on the daemon's event loop; this one blocks it, as a hung
+# daemon would be, after leaving a mark that it is about to.
+STALL_LOOP = """
+import pathlib, time
+
+async def block(params, ctx):
+    pathlib.Path(params["mark"]).touch()
+    time.sleep(3600)
+"""
+
+
 def test_watchdog_pings_from_the_loop(env, daemon):
     """The pings come from the event loop: a blocked loop stops them (a thread would not),
-    which is what lets systemd's WatchdogSec= restart a daemon that hangs."""
-    d = daemon(WATCHDOG_USEC="200000", ORCHESTRATORD_FAULT_INJECTION="1")
+    which is what lets systemd's WatchdogSec= restart a daemon that hangs. The loop is
+    blocked from outside the daemon's code, by a skill's python action on PYTHONPATH."""
+    (env / "stall_loop.py").write_text(STALL_LOOP)
+    mark = env / "blocking"
+    (env / "workflows" / "stall.yaml").write_text(
+        f"workflow:\n  name: stall\n  steps:\n"
+        f"    - {{id: s, skill: local, action: block, params: {{mark: {mark}}}}}\n"
+        "skills:\n  local:\n    actions:\n      block: {python: 'stall_loop:block'}\n")
+    python_path = os.pathsep.join(filter(None, (str(env), os.environ.get("PYTHONPATH"))))
+    d = daemon(WATCHDOG_USEC="200000", PYTHONPATH=python_path)
     d.notify.wait_for("READY=1")
     # Every 0.1 s (half of WATCHDOG_USEC): about 20 in 2 s, at least 5 on a loaded machine.
     alive = d.notify.count("WATCHDOG=1", seconds=2)
     assert alive >= 5, f"only {alive} pings in 2 s from a running loop"
-    d.proc.send_signal(signal.SIGUSR2)  # the test-only hook: blocks the loop for an hour
-    # A ping sent just before the signal, and one due in the loop iteration that runs the
-    # handler, may still arrive; then none: a thread would go on sending about 20.
+    # Its answer may never come: the loop may block before it writes one.
+    starter = subprocess.Popen([sys.executable, "-m", "orchestratord.cli", "--socket",
+                                str(env / "run" / "control.sock"), "run", "stall"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        until("the action to block the loop", mark.exists)
+    finally:
+        starter.kill()
+        starter.wait(timeout=30)
+    d.notify.drain()  # the pings sent while the run started, before the loop blocked
+    # A ping in flight as the action ran may still arrive; then none: a thread would go
+    # on sending about 20.
     blocked = d.notify.count("WATCHDOG=1", seconds=2)
     assert blocked <= 2, f"{blocked} pings in 2 s while the loop was blocked"
     assert d.proc.poll() is None, "the daemon died instead of hanging"

@@ -147,7 +147,7 @@ async def test_cancellation_mid_evaluation_leaves_no_stale_reply(evaluator):
 
 async def test_run_data_is_unchanged_by_a_remote_evaluation(evaluator):
     scope = {"params": {"env": "prod"}, "steps": {}, "run": {}}
-    with pytest.raises(ExpressionError, match="not allowed|no attribute"):
+    with pytest.raises(ExpressionError, match=r"not allowed|no attribute"):
         await evaluator.evaluate(Expression.compile("dict.update(params, {'env': 1}) ~ ''"),
                                  scope)
     assert scope["params"] == {"env": "prod"}

@@ -96,16 +96,17 @@ def test_sigkill_during_rollback_at_random_moments(tmp_path, skill_root):
             time.sleep(rng.uniform(0.3, 1.2))
         else:  # while a compensation is in flight
             until("a compensation to start or the run to end",
-                  lambda: len(lines(files["starts"])) > started or proc.poll() is not None)
+                  lambda proc=proc, started=started:
+                  len(lines(files["starts"])) > started or proc.poll() is not None)
             time.sleep(rng.uniform(0, 0.5))
         proc.kill()
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
         assert proc.returncode in (-signal.SIGKILL, 5), err
         kills_mid_rollback += proc.returncode == -signal.SIGKILL and \
             status_of(state, run_id) != "rolled_back"
     else:
         final = ctl(state, "resume", run_id)
-        out, err = final.communicate(timeout=120)
+        _out, err = final.communicate(timeout=120)
         assert final.returncode == 5, err
 
     assert_rolled_back_once(state, run_id, files, forward_before)
@@ -126,13 +127,13 @@ def test_sigterm_during_rollback_then_resume(tmp_path, skill_root):
     proc = ctl(state, "run", str(workflow))
     until("the rollback's second compensation", lambda: len(lines(files["starts"])) >= 2)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     [(run_id,)] = db(state, "SELECT id FROM runs")
     assert status_of(state, run_id) == "interrupted"
     forward_before = lines(files["forward"])
 
     resumed = ctl(state, "resume", run_id)
-    out, err = resumed.communicate(timeout=120)
+    _out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 5, err
     assert_rolled_back_once(state, run_id, files, forward_before)

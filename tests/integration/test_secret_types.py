@@ -80,7 +80,7 @@ class Webhook:
         received = self.received = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's naming
                 received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
                 self.send_response(200)
                 self.end_headers()

@@ -276,11 +276,18 @@ def test_reload_returns_once_the_reload_is_done(daemon: Machine) -> None:
 
 
 def test_watchdog_restarts_a_daemon_whose_loop_is_blocked(daemon: Machine) -> None:
+    """The loop is blocked by a python action, which the daemon awaits on it, from a
+    module the drop-in puts on its PYTHONPATH."""
+    write(daemon, f"{ETC}/test-python/stall_loop.py",
+          "import time\n\nasync def block(params, ctx):\n    time.sleep(3600)\n")
+    write(daemon, f"{ETC}/workflows/stall.json", json.dumps({
+        "workflow": {"name": "stall", "steps": [{"id": "s", "skill": "stall", "action": "block"}]},
+        "skills": {"stall": {"actions": {"block": {"python": "stall_loop:block"}}}}}))
     write(daemon, "/etc/systemd/system/orchestratord.service.d/watchdog.conf",
-          "[Service]\nWatchdogSec=2s\nEnvironment=ORCHESTRATORD_FAULT_INJECTION=1\n")
+          f"[Service]\nWatchdogSec=2s\nEnvironment=PYTHONPATH={ETC}/test-python\n")
     daemon.succeed("systemctl daemon-reload && systemctl restart orchestratord")
     pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
-    daemon.succeed(f"kill -USR2 {pid}")  # test-only hook: blocks the event loop
+    daemon.succeed("orchestratorctl run stall >/dev/null 2>&1 &")  # its answer may never come
     daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
                                "&& systemctl is-active orchestratord", timeout=30)
     assert "Watchdog timeout" in log_of(daemon, "orchestratord")

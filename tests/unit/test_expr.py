@@ -142,7 +142,7 @@ def test_unknown_root_name_is_rejected_at_compile():
     with pytest.raises(ExpressionError, match="unknown name 'foo': expressions may use "
                                               "params, steps and run"):
         Expression.compile("foo.bar == 1")
-    with pytest.raises(ExpressionError, match="unknown function 'len'.*length"):
+    with pytest.raises(ExpressionError, match=r"unknown function 'len'.*length"):
         Expression.compile("len(params.packages) > 1")
 
 
@@ -162,7 +162,7 @@ def test_unknown_filter_is_rejected_at_compile():
 
 
 def test_templated_condition_gets_a_hint():
-    with pytest.raises(ExpressionError, match="without {{ }}"):
+    with pytest.raises(ExpressionError, match=r"without {{ }}"):
         Expression.compile("{{ params.dry_run }}")
 
 

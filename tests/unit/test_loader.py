@@ -191,7 +191,7 @@ def test_cycle_is_printed(tmp_path, seed_skills):
     assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b", "c"}
     # each step depends on the next one as printed
     deps = {"a": "c", "b": "a", "c": "b"}
-    assert all(deps[x] == y for x, y in zip(cycle, cycle[1:]))
+    assert all(deps[cycle[i]] == cycle[i + 1] for i in range(len(cycle) - 1))
 
 
 def test_unknown_skill_and_action(tmp_path, seed_skills):

@@ -383,5 +383,5 @@ def test_mcp_assertions_name_the_option(options: str, message: str) -> None:
 
 
 def test_mcp_listen_must_be_loopback() -> None:
-    with pytest.raises(NixError, match="mcp.listen"):
+    with pytest.raises(NixError, match=r"mcp.listen"):
         nix_eval(module('mcp = { enable = true; listen = "0.0.0.0:8765"; };'))

@@ -62,7 +62,8 @@ def _nothing(action: str) -> dict[str, Any]:
                                        f"services is empty); nothing to {action}"}
 
 
-async def _each(pairs: list[tuple[str, str]], fn: Callable[[str, str], Awaitable[Any]]) -> list[Any]:
+async def _each(pairs: list[tuple[str, str]],
+                fn: Callable[[str, str], Awaitable[Any]]) -> list[Any]:
     """fn for every (name, unit) at once; systemd problems become non-retryable failures.
 
     A TaskGroup, not gather: when one unit cannot be started the others' waits are
