@@ -53,7 +53,8 @@ def _env(**extra: str) -> dict[str, str]:
     that would point them at another daemon or state file."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ORCHESTRATOR_", "NOTIFY_SOCKET", "WATCHDOG_"))}
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"]
+                                     if env.get("PYTHONPATH") else "")
     return {**env, **extra}
 
 
@@ -84,21 +85,21 @@ class Daemon:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(path))
         try:
-            log = open(self.root / "daemon.log", "ab")
             started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                [*DAEMON, "--settings", str(self.settings),
-                 "--log-target", "stderr", "--log-level", "info"],
-                env=_env(NOTIFY_SOCKET=str(path)), stdout=log, stderr=log, cwd=self.root)
-            log.close()
+            with open(self.root / "daemon.log", "ab") as log:
+                self.proc = subprocess.Popen(
+                    [*DAEMON, "--settings", str(self.settings),
+                     "--log-target", "stderr", "--log-level", "info"],
+                    env=_env(NOTIFY_SOCKET=str(path)), stdout=log, stderr=log, cwd=self.root)
             deadline = started + timeout
             while True:
                 notify.settimeout(max(0.001, deadline - time.perf_counter()))
                 try:
                     data = notify.recv(4096).decode()
-                except socket.timeout:
+                except TimeoutError:
                     self.stop()
-                    raise RuntimeError(f"no READY=1 within {timeout} s; see {self.root}/daemon.log")
+                    raise RuntimeError(f"no READY=1 within {timeout} s; "
+                                       f"see {self.root}/daemon.log") from None
                 if "READY=1" in data.splitlines():
                     return time.perf_counter() - started
         finally:

@@ -239,7 +239,7 @@ def measure_on(db: Path, runs: int, repeat: int = 5) -> list[Row]:
     rows = []
     for name, kw in cases:
         stats.compute(db, **kw)  # warm the page cache, as a serving daemon has it
-        ms = median_time(lambda: stats.compute(db, **kw), repeat) * 1000
+        ms = median_time(lambda kw=kw: stats.compute(db, **kw), repeat) * 1000
         target, ok = at_most(ms, STATS_ALL_MS if not kw else TARGET_MS, "ms")
         rows.append(Row("history", f"stats {name}, {fmt_n(runs)} runs", round(ms, 1), "ms",
                         target=target, ok=ok,
@@ -252,7 +252,8 @@ def measure_on(db: Path, runs: int, repeat: int = 5) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.history",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")

@@ -48,7 +48,8 @@ def table(rows: list[Row]) -> str:
                           f"{r.ratio:.2f}x" if r.ratio is not None else "",
                           r.target, _result(r), r.note) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)).rstrip()
+             for cell in cells]
     lines.insert(1, "  ".join("-" * w for w in widths[:-1]) + "  ----")
     return "\n".join(lines)
 
@@ -78,7 +79,7 @@ def plot(rows: list[Row], path: Path) -> str | None:
     except ImportError:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for ax, shape in zip(axes, ("chain", "fanout")):
+    for ax, shape in zip(axes, ("chain", "fanout"), strict=True):
         series: dict[str, dict[int, float]] = {}
         for r in rows:
             x = r.extra

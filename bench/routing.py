@@ -65,7 +65,7 @@ def measure(n: int = 1000, repeat: int = 50) -> list[Row]:
                 note=f"{fmt_n(n * 3)} actions")]
     for name, text in cases:
         router.route(text)  # warm
-        ms = median_time(lambda: router.route(text), repeat) * 1000
+        ms = median_time(lambda text=text: router.route(text), repeat) * 1000
         target, ok = at_most(ms, TARGET_MS, "ms")
         rows.append(Row("routing", f"route: {name}, {fmt_n(n)} skills", round(ms, 2), "ms",
                         target=target, ok=ok))

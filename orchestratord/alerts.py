@@ -156,7 +156,7 @@ class AlertManager:
         alert = {"kind": kind, "run_id": run.id, "workflow": run.workflow, "status": run.status,
                  "failed_steps": failed, "summary": summary,
                  "report": f"orchestratorctl report {run.id}"}
-        return RunRedactor.for_run(run)(alert)
+        return RunRedactor.for_run(run, steps)(alert)
 
     async def check_stale(self, now: float | None = None) -> list[dict[str, Any]]:
         """Alert for each workflow whose last success is older than its stale_after."""
@@ -164,7 +164,8 @@ class AlertManager:
         sent = []
         for workflow, max_age in self.config.stale_after.items():
             last = await self.store.last_success(workflow)
-            since = last[1] if last else (await self.store.first_run_at(workflow) or self.started_at)
+            since = last[1] if last else (
+                await self.store.first_run_at(workflow) or self.started_at)
             if now - since <= max_age:
                 continue
             # One alert per stale stretch: a new success starts a new one.

@@ -27,7 +27,8 @@ from . import __version__, journal, stats, workspaces
 from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
-from .engine import Engine
+from .connections import Guard
+from .engine import Engine, check_resumable
 from .loader import stored_definition
 from .metrics import Metrics
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
@@ -56,10 +57,11 @@ class Daemon:
         self.tasks: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(settings.max_active_runs)
         self._stop = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # set, then replaced, on each engine event
         self._reloading = asyncio.Lock()
         self._status = ""
         self._runner: web.AppRunner | None = None
+        self.connections = Guard()  # the API's listeners and clients, bounded
         self.metrics = Metrics()
         self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
         self._metrics_runner: web.AppRunner | None = None
@@ -73,9 +75,6 @@ class Daemon:
             loop.add_signal_handler(signal.SIGTERM, self.stop)
             loop.add_signal_handler(signal.SIGINT, self.stop)
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-            if os.environ.get("ORCHESTRATORD_FAULT_INJECTION") == "1":
-                # Test-only: SIGUSR2 blocks the event loop, to prove the watchdog works.
-                loop.add_signal_handler(signal.SIGUSR2, lambda: time.sleep(3600))
         try:
             await self.start()
         except BaseException:
@@ -142,6 +141,7 @@ class Daemon:
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
+        self.connections.close_listeners()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -184,7 +184,7 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
-        await web.UnixSite(self._runner, str(path)).start()
+        await self.connections.listen_unix(self._runner.server, str(path))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
@@ -194,14 +194,15 @@ class Daemon:
     async def _serve_metrics(self, listen: str) -> None:
         """/metrics alone on TCP, for a Prometheus that cannot reach the unix socket."""
         host, _, port = listen.rpartition(":")
-        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
+        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics, self.connections),
+                                             access_log=None)
         await self._metrics_runner.setup()
         try:
-            await web.TCPSite(self._metrics_runner, host.strip("[]"), int(port)).start()
+            bound = await self.connections.listen_tcp(self._metrics_runner.server,
+                                                      host.strip("[]"), int(port))
         except (OSError, OverflowError) as exc:  # in use, no such address, port > 65535
             raise OrchestratorError(f"metrics_listen {listen}: cannot listen: "
                                     f"{getattr(exc, 'strerror', None) or exc}") from exc
-        bound = self._metrics_runner.addresses[0]
         self.metrics_address = (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0]
                                 else f"{bound[0]}:{bound[1]}")
         log.info("metrics on http://%s/metrics", self.metrics_address)
@@ -232,6 +233,7 @@ class Daemon:
         run = await self.store.get_run(run_id)
         if run.id in self.tasks:
             raise RunStateError(f"run {run.id} is running")
+        check_resumable(run)  # a 409 to the caller, not a line in the journal
         definition = stored_definition(run.definition, run.file, self.catalog.skills)
         self._spawn(run.id, self._drive(run.id, definition, resume=True))
         return run.id
@@ -290,19 +292,16 @@ class Daemon:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self._update_status()
-        asyncio.ensure_future(self._notify_changed())
-
-    async def _notify_changed(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        # Wakes every waiter of changed() without a task: they hold the event just set.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def changed(self, timeout: float) -> None:
         """Wait until the engine reports something, or timeout."""
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
 
     def _update_status(self, force: bool = False) -> None:
         active = self.engine.active() if self.engine else {}
@@ -324,17 +323,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="settings file (JSON or YAML); default: built-in defaults")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr", "console"))
+    parser.add_argument("--log-target", default="auto",
+                        choices=("auto", "journal", "stderr", "console"))
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")
+    parser.add_argument("--skip-host-checks", action="store_true",
+                        help="with --check: skip what depends on this host (whether "
+                             "socket_group exists), for checking in a build sandbox")
     parser.add_argument("--reload", action="store_true",
                         help="ask the running daemon (at the settings' socket) to reread its "
                              "workflows and skills, and return once it has: what the unit's "
                              "ExecReload= runs, so `systemctl reload` waits for the reload")
     args = parser.parse_args(argv)
     if args.check:
-        return _check(args.settings)
+        return _check(args.settings, host_checks=not args.skip_host_checks)
     if args.reload:
         return _request_reload(args.settings)
     journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
@@ -351,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check(path: Path | None) -> int:
+def _check(path: Path | None, *, host_checks: bool) -> int:
     """Validate a settings file as the daemon would read it, saying where it is wrong."""
     try:
-        load_settings(path)
+        load_settings(path, host_checks=host_checks)
     except OrchestratorError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return EX_CONFIG

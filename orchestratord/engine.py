@@ -22,13 +22,24 @@ from .evaluator import Evaluator
 from .loader import Definition, bind_params
 from .run import RunDriver, RunResult
 from .runners.unit import StepUnits
-from .store import TERMINAL, Store
+from .store import TERMINAL, RunRow, Store
 
-__all__ = ["Engine", "Listener", "RunResult"]
+__all__ = ["Engine", "Listener", "RunResult", "check_resumable"]
 
 log = logging.getLogger("orchestratord.engine")
 
 Listener = Callable[[dict[str, Any]], None]
+# Ended for good: their steps are not run again, so resuming has nothing to do.
+FINISHED = frozenset({"succeeded", "rolled_back", "rollback_failed"})
+
+
+def check_resumable(run: RunRow) -> None:
+    """Raise RunStateError when resuming run has nothing to do. Asked before a resume is
+    accepted (the daemon, the MCP server: so the caller hears it, not only the log), and
+    again by Engine.resume, which may run later."""
+    if run.status in FINISHED:
+        raise RunStateError(f"run {run.id} {run.status.replace('_', ' ')}; nothing to resume "
+                            f"(start a new run of {run.workflow} to run it again)")
 
 
 class Engine:
@@ -64,16 +75,15 @@ class Engine:
         self.emit({"type": "run_created", "run_id": run_id, "workflow": definition.name})
         return run_id
 
-    async def run(self, definition: Definition, params: Mapping[str, Any] | None = None) -> RunResult:
+    async def run(self, definition: Definition,
+                  params: Mapping[str, Any] | None = None) -> RunResult:
         """Start a run and drive it to its end."""
         return await self.drive(await self.start(definition, params), definition)
 
     async def resume(self, run_id: str, definition: Definition) -> RunResult:
         """Continue an interrupted run, or redrive a failed, cancelled or timed-out one."""
         run = await self.store.get_run(run_id)
-        if run.status in ("succeeded", "rolled_back", "rollback_failed"):
-            raise RunStateError(f"run {run.id} {run.status.replace('_', ' ')}; nothing to resume"
-                                + ("; start a new run" if run.status != "succeeded" else ""))
+        check_resumable(run)
         redrive = run.status in TERMINAL
         await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
         try:
@@ -96,7 +106,8 @@ class Engine:
                     f"{a.process.split(':')[1]} running, and it cannot be stopped from here; "
                     "stop it, then resume the run again")
 
-    async def drive(self, run_id: str, definition: Definition, *, resumed: bool = False) -> RunResult:
+    async def drive(self, run_id: str, definition: Definition, *,
+                    resumed: bool = False) -> RunResult:
         """Drive a recorded run until it ends (or this task is cancelled: interrupted)."""
         run = await self.store.get_run(run_id)
         steps = await self.store.steps(run.id)

@@ -39,7 +39,7 @@ def sd_notify(message: str) -> None:
 
 
 class Handler(BaseHTTPRequestHandler):
-    server: "ModelServer"
+    server: ModelServer
     server_version = "orchestrator-example-model/1"
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
@@ -50,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:  # http.server's naming
         uptime = time.monotonic() - self.server.started
         if self.path == "/health":
             if uptime < self.server.warmup:
@@ -85,7 +85,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="orchestrator-example-model", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="orchestrator-example-model",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8088, help="0 picks a free port (printed)")
     p.add_argument("--model", default="example-model", help="the name it reports")

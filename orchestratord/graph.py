@@ -104,7 +104,8 @@ def build(workflow: Workflow, doc: Document) -> tuple[Graph, list[Problem]]:
                 claim(mid, mpath, member.id is not None)
                 own = member.depends_on
                 names = own if own is not None else item.depends_on
-                placed.append((mid, member, mpath, gid, names if names is not None else list(implicit)))
+                placed.append((mid, member, mpath, gid,
+                               names if names is not None else list(implicit)))
                 members.append(mid)
             groups[gid] = tuple(members)
             implicit = members

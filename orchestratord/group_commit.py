@@ -25,26 +25,35 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NamedTuple
+
+from .store_connection import in_transaction
 
 INSERT = ("INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
           "VALUES (?,?,?,?,?,?)")
+KEEP_RESULT = "UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?"
 
-Row = tuple[str, float, str, str | None, int | None, str]
+
+class Row(NamedTuple):
+    """An event to append; for a step's end (ends_step), also its result in clear,
+    kept in steps.result in the event's own transaction (the event records the result
+    as shown, secrets masked: migration 5)."""
+    run_id: str
+    ts: float
+    type: str
+    step_id: str | None
+    attempt: int | None
+    data: str | None
+    result: str | None = None
+    ends_step: bool = False
 
 
-def in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]) -> Any:
-    """On the database's thread: work(conn) in one IMMEDIATE transaction, committed
-    whole or rolled back whole (whatever it raised is raised)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        out = work(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return out
+def _write_row(conn: sqlite3.Connection, row: Row) -> int:
+    seq = conn.execute(INSERT, row[:6]).lastrowid
+    if row.ends_step:
+        conn.execute(KEEP_RESULT, (row.result, row.run_id, row.step_id))
+    assert seq is not None, "an INSERT sets lastrowid"
+    return seq
 
 
 def insert_events(conn: sqlite3.Connection, rows: list[Row],
@@ -53,15 +62,15 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
     that rolled back that row alone. Raises (with nothing written) if the batch as a
     whole cannot be committed, or if a required row fails: another row of the batch
     may depend on it (a dependent's start on the end of the step before it)."""
-    if len(rows) == 1:  # one event: one autocommit statement, as it always was
-        return [conn.execute(INSERT, rows[0]).lastrowid]
+    if len(rows) == 1 and not rows[0].ends_step:  # one statement: autocommit, as it was
+        return [_write_row(conn, rows[0])]
 
     def insert(conn: sqlite3.Connection) -> list[int | sqlite3.Error]:
         out: list[int | sqlite3.Error] = []
         for row, must in zip(rows, required):
             conn.execute("SAVEPOINT event")
             try:
-                out.append(conn.execute(INSERT, row).lastrowid)
+                out.append(_write_row(conn, row))
             except sqlite3.Error as exc:
                 if must:
                     raise

@@ -48,7 +48,8 @@ MIGRATIONS: dict[int, str] = {
         step_id     TEXT NOT NULL,
         kind        TEXT NOT NULL,               -- action | rollback
         attempt     INTEGER NOT NULL,
-        status      TEXT NOT NULL,               -- running | succeeded | failed | timeout | interrupted
+        -- running | succeeded | failed | timeout | interrupted
+        status      TEXT NOT NULL,
         started_at  REAL NOT NULL,
         finished_at REAL,
         error       TEXT,
@@ -167,7 +168,8 @@ MIGRATIONS: dict[int, str] = {
     -- subject: a run id, or for a stale workflow "<workflow>@<last success run id|never>".
     CREATE TABLE alerts_sent (
         subject  TEXT NOT NULL,
-        kind     TEXT NOT NULL,              -- run_failed | rollback_failed | run_timed_out | workflow_stale
+        -- run_failed | rollback_failed | run_timed_out | workflow_stale
+        kind     TEXT NOT NULL,
         workflow TEXT NOT NULL,
         sent_at  REAL NOT NULL,
         PRIMARY KEY (subject, kind)
@@ -234,5 +236,24 @@ MIGRATIONS: dict[int, str] = {
     END;
     UPDATE runs SET cancel_requested = 0 WHERE status IN (
         'succeeded', 'failed', 'cancelled', 'timed_out', 'rolled_back', 'rollback_failed');
+    """,
+    5: """
+    -- A step's result is kept in clear once only, in steps.result, where resume reads it
+    -- to render later steps' params; the store writes it in the same transaction as the
+    -- step's end event, which records the result as shown (secrets masked). The event
+    -- log no longer holds a second clear copy.
+    DROP TRIGGER project_step_end;
+    CREATE TRIGGER project_step_end AFTER INSERT ON events
+    WHEN NEW.type IN ('step_succeeded', 'step_failed', 'step_skipped',
+                      'step_upstream_failed', 'step_cancelled')
+    BEGIN
+        UPDATE attempts SET status = 'succeeded', finished_at = NEW.ts
+        WHERE NEW.type = 'step_succeeded' AND run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = 'action' AND attempt = NEW.attempt;
+        UPDATE steps SET status = substr(NEW.type, 6),
+            error = NEW.data ->> '$.error', finished_at = NEW.ts,
+            started_at = COALESCE(started_at, NEW.ts), finished_seq = NEW.seq
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
     """,
 }

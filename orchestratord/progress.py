@@ -41,7 +41,8 @@ class Progress:
                         f"{'resumed' if kind == 'run_resumed' else 'started'}")
         elif kind.startswith("run_") and kind != "run_created":
             extra = f": {event['error']}" if event.get("error") else ""
-            self._print(f"run {event['run_id']} {event.get('status', kind[4:]).replace('_', ' ')}{extra}")
+            status = event.get("status", kind[4:]).replace("_", " ")
+            self._print(f"run {event['run_id']} {status}{extra}")
         self._draw()
 
     def _print(self, text: str) -> None:

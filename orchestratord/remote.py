@@ -31,7 +31,8 @@ RECONNECT_FOR = 120.0  # seconds to wait for a restarting daemon
 def run(socket: Path, name: str, params: dict[str, Any], *, wait: bool, as_json: bool) -> int:
     async def go() -> int:
         async with Client(socket) as client:
-            run_id = (await client.call("POST", "/runs", {"workflow": name, "params": params}))["run_id"]
+            started = await client.call("POST", "/runs", {"workflow": name, "params": params})
+            run_id = started["run_id"]
             if not wait:
                 print(json.dumps({"run_id": run_id}) if as_json else run_id)
                 return 0

@@ -55,15 +55,16 @@ def _took(start: float | None, end: float | None) -> str:
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:
     rows = [header] + [list(map(str, r)) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
 
 
 def run_table(runs: list[Any]) -> str:
     if not runs:
         return "no runs"
     return _table(["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"],
-                  ([r.id, r.workflow, r.status, _when(r.created_at), _took(r.started_at, r.finished_at)]
-                   for r in runs))
+                  ([r.id, r.workflow, r.status, _when(r.created_at),
+                    _took(r.started_at, r.finished_at)] for r in runs))
 
 
 def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
@@ -71,7 +72,8 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
     for a in attempts:
         tries.setdefault(a.step_id, []).append(a)
     head = [f"run       {run.id}", f"workflow  {run.workflow}", f"status    {run.status}",
-            f"created   {_when(run.created_at)}", f"duration  {_took(run.started_at, run.finished_at)}"]
+            f"created   {_when(run.created_at)}",
+            f"duration  {_took(run.started_at, run.finished_at)}"]
     if run.params:
         head.append(f"params    {json.dumps(run.params)}")
     if run.error:
@@ -82,7 +84,8 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
                    ([s.step_id, f"{s.skill}.{s.action}", s.status, s.attempts,
                      _took(s.started_at, s.finished_at), (s.error or "")[:100]] for s in steps))
     failures = [f"  {a.step_id} {a.kind} attempt {a.attempt}: {a.status}: {a.error}"
-                for s in steps for a in tries.get(s.step_id, []) if a.status not in ("succeeded", "running")]
+                for s in steps for a in tries.get(s.step_id, [])
+                if a.status not in ("succeeded", "running")]
     return "\n".join(head + ["", table] + (["", "failed attempts:"] + failures if failures else []))
 
 

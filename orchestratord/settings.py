@@ -7,6 +7,7 @@ for an unprivileged user.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,12 @@ class Alerts(BaseModel):
                                       description="argv each; the alert arrives as JSON on stdin")
     stale_after: dict[str, Timeout] = Field(
         default_factory=dict, description="workflow -> alert if no success for this long")
+
+
+class Mcp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow_run: bool = Field(False, description="`orchestratorctl mcp` may start, cancel, resume "
+                                               "and call (else it only reads)")
 
 
 class Settings(BaseModel):
@@ -64,6 +71,7 @@ class Settings(BaseModel):
                             "never")
     step_sandbox: StepSandboxSettings = Field(default_factory=StepSandboxSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mcp: Mcp = Field(default_factory=Mcp)
 
     @property
     def database_path(self) -> Path:
@@ -74,8 +82,13 @@ class Settings(BaseModel):
         return {"state_dir": str(self.state_dir), "skills": self.skills}
 
 
-def load_settings(path: str | Path | None) -> Settings:
-    """Settings from a file (None: defaults); raises DefinitionError with positions."""
+def load_settings(path: str | Path | None, *, host_checks: bool = True) -> Settings:
+    """Settings from a file (None: defaults); raises DefinitionError with positions.
+
+    host_checks: also check what depends on the host that will run the daemon (the
+    socket group exists). A NixOS build checks the file in a sandbox without the
+    system's groups; the module creates the group it names.
+    """
     if path is None:
         return Settings()
     doc = load_file(path)
@@ -84,4 +97,16 @@ def load_settings(path: str | Path | None) -> Settings:
     settings, problems = doc.validate(Settings)
     if settings is None:
         raise DefinitionError(problems)
+    if host_checks and settings.socket_group and not group_exists(settings.socket_group):
+        raise DefinitionError([doc.problem(
+            ("socket_group",), f"no group '{settings.socket_group}' on this host; create it "
+                               "(users.groups on NixOS) or leave socket_group unset")])
     return settings
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True

@@ -130,14 +130,16 @@ class Document:
 
 
     def validate(self, model: type[pydantic.BaseModel], data: Any = None, base: Path_ = (),
-                 tags: frozenset[str] = frozenset()) -> tuple[Any, list[Problem]]:
+                 tags: frozenset[str] = frozenset(),
+                 context: dict[str, Any] | None = None) -> tuple[Any, list[Problem]]:
         """Check data (default: the whole document) against a model.
 
         Returns the model instance, or None and every problem pydantic found, each
-        located and worded for a person.
+        located and worded for a person. `context` reaches the model's validators.
         """
         try:
-            return model.model_validate(self.data if data is None else data), []
+            return model.model_validate(self.data if data is None else data,
+                                        context=context), []
         except pydantic.ValidationError as exc:
             return None, [self._problem_of(error, model, base, tags) for error in exc.errors()]
 
@@ -147,10 +149,12 @@ class Document:
         last = path[-1] if path else ""
         kind, value = error["type"], error.get("input")
         if kind == "extra_forbidden":
-            return self.problem(path, f"unknown key '{last}'" + _hint(str(last), _field_names(model)),
+            return self.problem(path,
+                                f"unknown key '{last}'" + _hint(str(last), _field_names(model)),
                                 key=True)
         if kind == "missing":
-            return self.problem(path[:-1], f"missing required key '{last}'", shown=format_path(path))
+            return self.problem(path[:-1], f"missing required key '{last}'",
+                                shown=format_path(path))
         message = error["msg"].removeprefix("Value error, ")
         message = message.replace("Input should be", "must be").replace("Input", "value")
         message = message[:1].lower() + message[1:]
@@ -163,9 +167,8 @@ class Document:
         out: list[Any] = []
         node = self._at(base)
         for part in loc:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if (isinstance(node, dict) and part in node) or (
+                    isinstance(node, list) and isinstance(part, int) and part < len(node)):
                 node = node[part]
             elif part in tags and out and isinstance(out[-1], int):
                 continue  # a union tag such as "step" or "parallel", not a key
@@ -227,7 +230,8 @@ def parse_text(text: str, file: str, *, json_only: bool = False) -> Document:
             data = None  # too deep: the YAML walk below says where
         except ValueError as exc:
             line, col = getattr(exc, "lineno", 1), getattr(exc, "colno", 1)
-            doc.problems.append(Problem(file, line, col, "", f"JSON syntax: {getattr(exc, 'msg', exc)}"))
+            doc.problems.append(Problem(file, line, col, "",
+                                        f"JSON syntax: {getattr(exc, 'msg', exc)}"))
             return doc
         # JSON is YAML too, and the YAML walk knows positions and enforces the limits;
         # rare JSON that PyYAML cannot read (tabs in odd places) keeps its data without

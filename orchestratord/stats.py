@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParamsError, StoreError
-from .store import database_error
+from .store_connection import database_error
 
 SUCCEEDED = ("succeeded", "compensated", "compensation_failed")
 RAN = "attempts > 0 AND duration IS NOT NULL"  # the partial indexes' condition, verbatim
@@ -79,7 +79,8 @@ def compute(db: str | Path, *, workflow: str | None = None,
     Reads through its own connection, so a daemon can run it in a thread while its
     store writes: WAL gives this read a consistent snapshot.
     """
-    where, args = [RAN], []
+    where = [RAN]
+    args: list[Any] = []
     if workflow is not None:
         where.insert(0, "workflow = ?")
         args.append(workflow)
@@ -92,18 +93,22 @@ def compute(db: str | Path, *, workflow: str | None = None,
         conn.execute("BEGIN")  # one snapshot for the counts and the ranks
         try:
             groups = conn.execute(
-                f"SELECT skill, action, count(*), count(*) FILTER (WHERE status IN ({ok})), "
-                f"total(attempts), max(duration) FROM steps WHERE {condition} "
-                "GROUP BY skill, action ORDER BY skill, action", args).fetchall()
+                f"SELECT skill, action, count(*) AS n, "
+                f"count(*) FILTER (WHERE status IN ({ok})) AS succeeded, "
+                f"total(attempts) AS attempts, max(duration) AS longest FROM steps "
+                f"WHERE {condition} GROUP BY skill, action ORDER BY skill, action",
+                args).fetchall()
             rank_sql = (f"SELECT duration FROM steps WHERE {condition} AND skill = ? "
                         "AND action = ? ORDER BY duration {} LIMIT 1 OFFSET ?")
             result = []
-            for skill, action, n, succeeded, attempts, longest in groups:
+            for group in groups:
+                skill, action, n = group["skill"], group["action"], group["n"]
                 p50, p95 = (_ranked(conn, rank_sql, (*args, skill, action), _rank(p, n), n)
                             for p in (50, 95))
-                retries = int(attempts) - n
-                result.append(ActionStats(skill, action, n, succeeded, succeeded / n, p50, p95,
-                                          longest, retries, retries / n))
+                retries = int(group["attempts"]) - n
+                result.append(ActionStats(
+                    skill, action, n, group["succeeded"], group["succeeded"] / n, p50, p95,
+                    group["longest"], retries, retries / n))
         finally:
             conn.execute("COMMIT")
     return result
@@ -112,10 +117,11 @@ def compute(db: str | Path, *, workflow: str | None = None,
 def last_successes(db: str | Path) -> dict[str, float]:
     """workflow -> when its latest succeeded run finished (Unix time), in one query."""
     with _connect(db) as conn:
-        return dict(conn.execute(
-            "SELECT workflow, max(finished_at) FROM runs INDEXED BY runs_last_success "
-            "WHERE status = 'succeeded' AND finished_at IS NOT NULL "
-            "GROUP BY workflow").fetchall())
+        rows = conn.execute(
+            "SELECT workflow, max(finished_at) AS finished_at FROM runs "
+            "INDEXED BY runs_last_success WHERE status = 'succeeded' "
+            "AND finished_at IS NOT NULL GROUP BY workflow").fetchall()
+        return {row["workflow"]: row["finished_at"] for row in rows}
 
 
 def _ranked(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...], rank: int, n: int) -> float:
@@ -123,8 +129,8 @@ def _ranked(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...], rank: int
     95th percentile from the top skips 5 % of the entries, not 95 % (bench/history.py:
     stats over all history went from about 2.5 passes over the index to 1.5)."""
     if rank > n // 2:
-        return conn.execute(sql.format("DESC"), (*args, n - rank)).fetchone()[0]
-    return conn.execute(sql.format("ASC"), (*args, rank - 1)).fetchone()[0]
+        return conn.execute(sql.format("DESC"), (*args, n - rank)).fetchone()["duration"]
+    return conn.execute(sql.format("ASC"), (*args, rank - 1)).fetchone()["duration"]
 
 
 def _rank(percent: int, n: int) -> int:
@@ -143,6 +149,7 @@ class _connect:
             raise StoreError(f"no state database at {self.db}")
         try:
             self.conn = sqlite3.connect(self.db, isolation_level=None, timeout=10)
+            self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
             raise database_error(self.db, exc) from exc

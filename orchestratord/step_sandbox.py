@@ -34,7 +34,8 @@ DEFAULT: dict[str, Any] = {
     "ProtectProc": "invisible", "ProcSubset": "pid", "RestrictNamespaces": True,
     "RestrictRealtime": True, "RestrictSUIDSGID": True, "LockPersonality": True,
     "MemoryDenyWriteExecute": True, "CapabilityBoundingSet": [], "AmbientCapabilities": [],
-    "SystemCallArchitectures": ["native"], "SystemCallFilter": ["@system-service", "~@privileged @resources"],
+    "SystemCallArchitectures": ["native"],
+    "SystemCallFilter": ["@system-service", "~@privileged @resources"],
     "SystemCallErrorNumber": "EPERM", "RestrictAddressFamilies": ["AF_UNIX", "AF_INET", "AF_INET6"],
     "UMask": "0077", "TasksMax": 512,
 }
@@ -141,7 +142,8 @@ def _addresses(value: Any) -> list[tuple[int, bytes, int]]:
             try:
                 net = ipaddress.ip_network(text, strict=False)
             except ValueError:
-                raise ValueError(f"expected an address prefix, any or localhost, got {item!r}") from None
+                raise ValueError(
+                    f"expected an address prefix, any or localhost, got {item!r}") from None
             family = socket.AF_INET if net.version == 4 else socket.AF_INET6
             out.append((int(family), net.network_address.packed, net.prefixlen))
     return out
@@ -211,7 +213,8 @@ def check(sandbox: Mapping[str, Any]) -> dict[str, Any]:
     """The sandbox unchanged if every property is known and valid; else ValueError naming it."""
     for name, value in sandbox.items():
         if name not in PROPERTIES:
-            raise ValueError(f"unknown sandbox property {name!r}; known: {', '.join(sorted(PROPERTIES))}")
+            raise ValueError(f"unknown sandbox property {name!r}; "
+                             f"known: {', '.join(sorted(PROPERTIES))}")
         try:
             PROPERTIES[name][2](value)
         except ValueError as exc:

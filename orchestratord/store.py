@@ -10,23 +10,24 @@ host is free at once, any other only when it expires.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable
 
 import aiosqlite
 
 from .errors import LeaseHeld, RunNotFound, StoreError
-from .group_commit import GroupCommit, in_transaction, insert_events
+from .group_commit import GroupCommit, Row, insert_events
 from .migrations import MIGRATIONS
 from .processes import alive
+from .store_connection import Connection, database_error
 
+MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
@@ -51,7 +52,7 @@ class RunRow:
 
 @dataclass(frozen=True)
 class StepRow:
-    # The columns in this order (the table has more, for statistics): see STEP_COLUMNS.
+    # The columns of that name (the table has more, for statistics): see STEP_COLUMNS.
     run_id: str
     step_id: str
     position: int
@@ -75,8 +76,7 @@ class StepRow:
         return self.finished_at - self.started_at
 
 
-STEP_COLUMNS = ("run_id, step_id, position, skill, action, status, attempts, failed_attempts, "
-                "params, result, error, started_at, finished_at, finished_seq, not_before")
+STEP_COLUMNS = ", ".join(f.name for f in fields(StepRow))
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ class AttemptRow:
     process: str | None  # identity of its process group's leader (processes.py)
 
 
-ATTEMPT_COLUMNS = ("run_id, step_id, kind, attempt, status, started_at, finished_at, error, "
-                   "exit_code, stderr_tail, process")
+ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(AttemptRow))
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,9 @@ class Event:
     data: dict[str, Any]
 
 
+EVENT_COLUMNS = ", ".join(f.name for f in fields(Event))
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -117,70 +119,17 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def database_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    """The StoreError a person sees for an SQLite error: which database, and what to do."""
-    # SQLITE_CORRUPT (and its extended codes), SQLITE_NOTADB: the file cannot be read as
-    # a database, now or ever; anything else (locked, full, read-only) may pass.
-    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return StoreError(
-            f"state database {path} is damaged ({exc}): stop what uses it, move it aside "
-            f"with its -wal and -shm files (mv {path} {path}.damaged) or restore it from a "
-            "backup; a new, empty one is created at the next start")
-    return StoreError(f"state database {path}: {exc}")
-
-
-class _Connection:
-    """The aiosqlite connection with SQLite's errors translated where they enter, so a
-    damaged or unusable file is a StoreError (exit 7) everywhere, never a traceback."""
-
-    def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self._conn, self._path = conn, path
-
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise database_error(self._path, exc) from exc
-
-    async def execute(self, sql: str, args: Iterable[Any] = ()) -> aiosqlite.Cursor:
-        with self._translated():
-            return await self._conn.execute(sql, args)
-
-    async def execute_fetchall(self, sql: str, args: Iterable[Any] = ()) -> Iterable[Any]:
-        with self._translated():
-            return await self._conn.execute_fetchall(sql, args)
-
-    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        with self._translated():
-            await self._conn.executemany(sql, rows)
-
-    async def executescript(self, script: str) -> None:
-        with self._translated():
-            await self._conn.executescript(script)
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(the sqlite3 connection, *args) on the connection's own thread: several
-        statements for one round trip. (aiosqlite's `_execute` is what its own methods
-        use to do this; it has no public name for it.)"""
-        with self._translated():
-            return await self._conn._execute(lambda: fn(self._conn._conn, *args))
-
-    async def close(self) -> None:
-        await self._conn.close()
-
-
 class Store:
     """The state database. Open with `await Store.open(path)`; close with `await close()`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path):
-        self._conn: _Connection | None = _Connection(conn, path)
+        # Rows are read by column name (sqlite3.Row), never by position.
+        conn.row_factory = sqlite3.Row
+        self._conn = Connection(conn, path)
+        self._closed = False
         self.path = path
-        # One connection serves every coroutine of the process: transactions must not
-        # interleave, or a second BEGIN would land inside the first.
-        self._write = asyncio.Lock()
         self._events = GroupCommit(functools.partial(self._conn.run, insert_events),
-                                   self._write, functools.partial(database_error, path))
+                                   self._conn.write, functools.partial(database_error, path))
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Store:
@@ -216,16 +165,17 @@ class Store:
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
-        if self._conn is not None:
+        if not self._closed:
+            self._closed = True
             await self._events.drain()
-            conn, self._conn = self._conn, None
-            await conn.close()
+            await self._conn.close()
 
     async def _migrate(self) -> None:
         await self._conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        rows = await self._conn.execute_fetchall("SELECT max(version) FROM schema_version")
-        current = rows[0][0] or 0
+        rows = await self._conn.execute_fetchall(
+            "SELECT max(version) AS version FROM schema_version")
+        current = rows[0]["version"] or 0
         newest = max(MIGRATIONS)
         if current > newest:
             raise StoreError(f"{self.path} has schema version {current}, newer than this "
@@ -243,7 +193,7 @@ class Store:
         once it is committed; events appended together share a commit (group_commit.py).
         """
         return await self._events.append(
-            (run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
+            Row(run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -266,36 +216,32 @@ class Store:
             conn.execute(
                 "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
                 (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
-        await self._transaction(record)
+        await self._conn.transaction(record)
         return run_id
 
-    async def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        """work(conn) in one IMMEDIATE transaction, run whole on the database's thread:
-        one round trip instead of one a statement (counted: a 3-step run took 19 round
-        trips, create_run's five and acquire_lease's four among them, each holding the
-        write lock that every other write waits for; now 12). The same statements in the same
-        transaction as before; only a caller cancelled meanwhile no longer rolls it back
-        half way: it is committed whole, as if the caller had been cancelled just after
-        (a pending run is picked up at the daemon's next start)."""
-        async with self._write:
-            return await self._conn.run(in_transaction, work)
-
     async def get_run(self, run_id: str) -> RunRow:
+        """The run with this id, or the only one whose id starts with it (literally)."""
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run;
+            # an empty prefix would start every id, so it names none.
+            if run_id:
+                rows = await self._conn.execute_fetchall(
+                    "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])
 
     async def list_runs(self, *, workflow: str | None = None, status: str | None = None,
                         limit: int = 50) -> list[RunRow]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if workflow:
-            where.append("workflow = ?"), args.append(workflow)
+            where.append("workflow = ?")
+            args.append(workflow)
         if status:
-            where.append("status = ?"), args.append(status)
+            where.append("status = ?")
+            args.append(status)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = await self._conn.execute_fetchall(sql + " ORDER BY created_at DESC LIMIT ?",
                                                  (*args, limit))
@@ -321,18 +267,18 @@ class Store:
     async def cancel_requested(self, run_id: str) -> bool:
         rows = await self._conn.execute_fetchall(
             "SELECT cancel_requested FROM runs WHERE id = ?", (run_id,))
-        return bool(rows and rows[0][0])
+        return bool(rows and rows[0]["cancel_requested"])
 
     # -- leases -------------------------------------------------------------------------
 
     async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run for owner, or raise LeaseHeld naming who drives it."""
         def take(conn: sqlite3.Connection) -> None:
-            rows = conn.execute(
-                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,)).fetchall()
-            if not rows:
+            row = conn.execute(
+                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
                 raise RunNotFound(f"no run '{run_id}'")
-            holder, expires = rows[0]
+            holder, expires = row["lease_owner"], row["lease_expires"]
             now = time.time()
             if holder != owner and _live_lease(holder, expires, now):
                 raise LeaseHeld(f"run {run_id} is being driven by {holder} "
@@ -340,24 +286,25 @@ class Store:
             # A cancel requested before stays: the new owner honours it (request_cancel).
             conn.execute("UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
                          (owner, now + ttl, run_id))
-        await self._transaction(take)
+        await self._conn.transaction(take)
 
     async def driven(self, run_id: str) -> bool:
         """Whether a live process holds the run's lease (drives it now)."""
         rows = await self._conn.execute_fetchall(
             "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
-        return bool(rows) and _live_lease(rows[0][0], rows[0][1], time.time())
+        return bool(rows) and _live_lease(rows[0]["lease_owner"], rows[0]["lease_expires"],
+                                          time.time())
 
     async def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
         """Extend the lease; False if it was lost to another process."""
-        async with self._write:
+        async with self._conn.write:
             cursor = await self._conn.execute(
                 "UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?",
                 (time.time() + ttl, run_id, owner))
         return cursor.rowcount == 1
 
     async def release_lease(self, run_id: str, owner: str) -> None:
-        async with self._write:
+        async with self._conn.write:
             await self._conn.execute(
                 "UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
                 "WHERE id = ? AND lease_owner = ?", (run_id, owner))
@@ -367,13 +314,14 @@ class Store:
     async def steps(self, run_id: str) -> list[StepRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
-        return [StepRow(*r[:8], _loads(r[8]), _loads(r[9]), *r[10:]) for r in rows]
+        return [StepRow(**{**_named(r), "params": _loads(r["params"]),
+                           "result": _loads(r["result"])}) for r in rows]
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY started_at",
             (run_id,))
-        return [AttemptRow(*r) for r in rows]
+        return [AttemptRow(**_named(r)) for r in rows]
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
@@ -392,7 +340,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? AND status = 'running' "
             "AND process IS NOT NULL", (run_id,))
-        return [AttemptRow(*r) for r in rows]
+        return [AttemptRow(**_named(r)) for r in rows]
 
     async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
         """Record a retry back-off: the step's next attempt starts no earlier than now +
@@ -409,18 +357,22 @@ class Store:
             "stderr_tail": stderr_tail, "kind": kind})
 
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
-                            result: Any = None, error: str | None = None) -> int:
-        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
-        return await self._append(run_id, f"step_{status}", step_id, attempt,
-                                  _outcome(result, error))
+                            result: Any = None, shown: Any = None, error: str | None = None) -> int:
+        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event.
+
+        result is kept as it is in steps.result (resume renders later steps from it);
+        the event records `shown`, the result with its secrets masked.
+        """
+        return await self._events.append(
+            _step_end(run_id, step_id, status, attempt, result, shown, error))
 
     def step_finished_later(self, run_id: str, step_id: str, status: str, *,
-                            attempt: int | None, result: Any = None,
+                            attempt: int | None, result: Any = None, shown: Any = None,
                             error: str | None = None) -> asyncio.Future:
         """`step_finished`, committed with the next batch of events (group_commit.py:
         `defer`); the future gets its seq once committed. Call `flush` soon."""
-        return self._events.defer((run_id, time.time(), f"step_{status}", step_id, attempt,
-                                   _dumps(_outcome(result, error))))
+        return self._events.defer(
+            _step_end(run_id, step_id, status, attempt, result, shown, error))
 
     def flush(self) -> None:
         """Have the events queued by `..._later` written, with whatever else is appended
@@ -444,7 +396,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             "SELECT data FROM events WHERE run_id = ? AND type = 'run_rolling_back' "
             "ORDER BY seq DESC LIMIT 1", (run_id,))
-        return _loads(rows[0][0]) if rows else None
+        return _loads(rows[0]["data"]) if rows else None
 
     async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
         """Make a run drivable again (see the project_resume trigger).
@@ -463,15 +415,16 @@ class Store:
 
     async def events(self, run_id: str, *, after: int = 0, limit: int = 10000) -> list[Event]:
         rows = await self._conn.execute_fetchall(
-            "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
             (run_id, after, limit))
-        return [Event(*r[:6], _loads(r[6]) or {}) for r in rows]
+        return [Event(**{**_named(r), "data": _loads(r["data"]) or {}}) for r in rows]
 
     # -- alerts -------------------------------------------------------------------------
 
     async def claim_alert(self, subject: str, kind: str, workflow: str) -> bool:
         """Record that an alert is being sent; False if it was already (dedup, restarts)."""
-        async with self._write:
+        async with self._conn.write:
             cursor = await self._conn.execute(
                 "INSERT OR IGNORE INTO alerts_sent (subject, kind, workflow, sent_at) "
                 "VALUES (?,?,?,?)", (subject, kind, workflow, time.time()))
@@ -493,28 +446,42 @@ class Store:
         rows = await self._conn.execute_fetchall(
             "SELECT id, finished_at FROM runs WHERE workflow = ? AND status = 'succeeded' "
             "ORDER BY finished_at DESC LIMIT 1", (workflow,))
-        return (rows[0][0], rows[0][1]) if rows else None
+        return (rows[0]["id"], rows[0]["finished_at"]) if rows else None
 
     async def first_run_at(self, workflow: str) -> float | None:
         rows = await self._conn.execute_fetchall(
-            "SELECT min(created_at) FROM runs WHERE workflow = ?", (workflow,))
-        return rows[0][0]
+            "SELECT min(created_at) AS first FROM runs WHERE workflow = ?", (workflow,))
+        first: float | None = rows[0]["first"]
+        return first
 
     async def integrity_check(self) -> str:
         rows = await self._conn.execute_fetchall("PRAGMA integrity_check")
-        return rows[0][0]
+        verdict: str = rows[0]["integrity_check"]
+        return verdict
 
 
-def _outcome(result: Any, error: str | None) -> dict[str, Any]:
-    return {**({"result": result} if result is not None else {}),
+def _step_end(run_id: str, step_id: str, status: str, attempt: int | None, result: Any,
+              shown: Any, error: str | None) -> Row:
+    data = {**({"result": shown} if shown is not None else {}),
             **({"error": error} if error else {})}
+    return Row(run_id, time.time(), f"step_{status}", step_id, attempt, _dumps(data),
+               result=_dumps(result), ends_step=True)
 
 
 def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:
     """A lease holds until it expires, or at once when its owner died on this host."""
-    return bool(holder) and expires > now and alive(holder) is not False
+    return (holder is not None and expires is not None and expires > now
+            and alive(holder) is not False)
 
 
-def _run(r: Any) -> RunRow:
-    return RunRow(r[0], r[1], r[2], _loads(r[3]), _loads(r[4]), r[5], r[6], r[7], r[8],
-                  _loads(r[9]), r[10], r[11], r[12], bool(r[13]))
+def _named(row: sqlite3.Row) -> dict[str, Any]:
+    return {name: row[name] for name in row.keys()}  # noqa: SIM118 - a Row is no mapping
+
+
+def _run(r: sqlite3.Row) -> RunRow:
+    return RunRow(id=r["id"], workflow=r["workflow"], status=r["status"],
+                  params=_loads(r["params"]), definition=_loads(r["definition"]),
+                  file=r["file"], created_at=r["created_at"], started_at=r["started_at"],
+                  finished_at=r["finished_at"], outputs=_loads(r["outputs"]), error=r["error"],
+                  lease_owner=r["lease_owner"], lease_expires=r["lease_expires"],
+                  cancel_requested=bool(r["cancel_requested"]))

@@ -69,6 +69,17 @@ class SystemdBus:
                                  "ssa(sv)a(sa(sv))", body)
         return reply[0]
 
+    async def service_of(self, pid: int) -> str | None:
+        """The name of the service unit process pid runs in; None if not in a service."""
+        try:
+            [path] = await self._call(MANAGER_PATH, MANAGER, "GetUnitByPID", "u", [pid])
+        except SystemdBusError as exc:
+            if exc.name.endswith(".NoUnitForPID"):
+                return None
+            raise
+        [name] = await self._call(path, PROPERTIES, "Get", "ss", [UNIT, "Id"])
+        return name.value if name.value.endswith(".service") else None
+
     async def stop(self, unit: str) -> None:
         """Queue a stop job (the unit's whole cgroup is killed); a unit gone already is fine."""
         try:

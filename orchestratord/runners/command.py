@@ -121,7 +121,8 @@ async def _read_all(stream: asyncio.StreamReader, limit: int) -> bytes | None:
     return b"".join(chunks) if size <= limit else None
 
 
-async def _log_lines(stream: asyncio.StreamReader, ctx: StepContext, tail: collections.deque) -> None:
+async def _log_lines(stream: asyncio.StreamReader, ctx: StepContext,
+                     tail: collections.deque) -> None:
     while True:
         try:
             line = await stream.readline()

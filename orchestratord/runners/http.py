@@ -33,7 +33,8 @@ async def run_http(url: str, params: Any, ctx: StepContext, *, session: aiohttp.
             data = await response.content.read(max_response + 1)
             status = response.status
     except aiohttp.ClientError as exc:
-        raise StepFailure(f"{what} failed: {exc.__class__.__name__}: {exc}", retryable=True) from None
+        raise StepFailure(f"{what} failed: {exc.__class__.__name__}: {exc}",
+                          retryable=True) from None
     except TimeoutError:
         raise StepFailure(f"{what} timed out", retryable=True) from None
     if len(data) > max_response:

@@ -15,6 +15,13 @@ attempt's directory is removed once its outcome is handed to the engine, so it i
 at most once. A timeout or a cancel stops the unit: systemd kills its whole cgroup. When
 the daemon itself stops (`detach()`), running units are left to finish, to be collected
 after the restart.
+
+At a system shutdown the daemon is stopped first and its step units after it: each unit
+is ordered Before= the daemon's own service (stop order is the reverse of start order).
+So the daemon leaves the run interrupted while the unit still runs; the shutdown then
+stops the unit, and ExecStopPost= records that a start job for shutdown.target was
+queued when it stopped. After boot the attempt is not a failure of the step: it is
+interrupted, and its command runs again.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from .. import step_sandbox
+from .. import shutdown, step_sandbox
 from ..context import StepContext
 from ..errors import StepFailure, StepTimeout
 from ..model import ActionSpec
@@ -42,9 +49,19 @@ log = logging.getLogger("orchestratord.engine")
 
 DIRECTORY = "step-units"
 USEC = 1_000_000
-# Written by ExecStopPost= with full privileges: the status survives the daemon.
-WRITE_STATUS = ("import json, os, sys; open(sys.argv[1], 'w').write(json.dumps({k: os.environ"
-                ".get(k, '') for k in ('SERVICE_RESULT', 'EXIT_CODE', 'EXIT_STATUS')}))")
+# Written by ExecStopPost= with full privileges: the status survives the daemon. JOBS is
+# what argv[2:] (shutdown.list_jobs_argv) printed as the unit stopped: whether the system
+# was shutting down then.
+WRITE_STATUS = """\
+import json, os, subprocess, sys
+status = {k: os.environ.get(k, '') for k in ('SERVICE_RESULT', 'EXIT_CODE', 'EXIT_STATUS')}
+try:
+    status['JOBS'] = subprocess.run(sys.argv[2:], capture_output=True, text=True,
+                                    timeout=10).stdout if sys.argv[2:] else ''
+except (OSError, subprocess.SubprocessError):
+    status['JOBS'] = ''
+open(sys.argv[1], 'w').write(json.dumps(status))
+"""
 # systemd's own exit statuses (systemd.exec(5)): the step never ran its command.
 SETUP_FAILURES = {
     200: "could not change to its working directory", 203: "could not execute its command",
@@ -74,6 +91,7 @@ class StepUnits:
         self.directory = Path(state_dir) / DIRECTORY
         self.record = record
         self.detaching = False
+        self.daemon_unit: str | None = None  # the service the daemon runs in, if any
         self._bus: SystemdBus | None = None
         self._unavailable: str | None = None
         self._connect = asyncio.Lock()
@@ -117,7 +135,18 @@ class StepUnits:
                         self._bus = await SystemdBus.connect()
                     except SystemdBusError as exc:
                         self._unavailable = str(exc)
+                    else:
+                        self.daemon_unit = await self._own_service(self._bus)
         return self._unavailable
+
+    @staticmethod
+    async def _own_service(bus: SystemdBus) -> str | None:
+        try:
+            return await bus.service_of(os.getpid())
+        except SystemdBusError as exc:  # steps still run, unordered against the daemon
+            log.warning("cannot tell which service the daemon runs in (%s): at shutdown its "
+                        "step units may be stopped before it, and their steps fail", exc)
+            return None
 
     def detach(self) -> None:
         """The daemon stops: leave running units alone, to be collected after the restart."""
@@ -135,20 +164,29 @@ class StepUnits:
         """Run (or re-attach to) one attempt's unit; its JSON result or StepFailure."""
         bus = self._bus
         assert bus is not None, "applies() first"
-        unit = self._adoptable(ctx)
-        if unit is not None:
+        argv = list(action.command or ())
+        adopted = self._adoptable(ctx)
+        if adopted is not None:
             ctx.log.info("step %s: re-attached to %s, started before the daemon restarted",
-                         ctx.step_id, unit)
-        else:
-            unit = f"{unit_prefix(ctx)}{ctx.attempt}.service"
-            await self._start(bus, unit, action, params, ctx, timeout)
+                         ctx.step_id, adopted)
+            await self._wait(bus, adopted)
+            if not _stopped_by_shutdown(self.directory / adopted):
+                return await self._collect(adopted, argv, max_output)
+            ctx.log.warning("step %s: %s was stopped by a system shutdown; running it again",
+                            ctx.step_id, adopted)
+            shutil.rmtree(self.directory / adopted, ignore_errors=True)
+        unit = f"{unit_prefix(ctx)}{ctx.attempt}.service"
+        await self._start(bus, unit, action, params, ctx, timeout)
+        await self._wait(bus, unit)
+        return await self._collect(unit, argv, max_output)
+
+    async def _wait(self, bus: SystemdBus, unit: str) -> None:
         try:
             await bus.wait_ended(unit)
         except asyncio.CancelledError:
             if not self.detaching:
                 await _uninterrupted(self._stop(bus, unit))
             raise
-        return await self._collect(unit, list(action.command or ()), max_output)
 
     def _adoptable(self, ctx: StepContext) -> str | None:
         """The unit of an earlier attempt whose outcome never reached the engine."""
@@ -195,8 +233,9 @@ class StepUnits:
                                  f"({ctx.skill}.{ctx.action}, attempt {ctx.attempt})"),
             ("Type", "s", "exec"),
             ("ExecStart", "a(sasb)", [(program, argv, False)]),
-            ("ExecStopPostEx", "a(sasas)", [(sys.executable, [sys.executable, "-I", "-c",
-                                             WRITE_STATUS, str(where / "status")], ["privileged"])]),
+            ("ExecStopPostEx", "a(sasas)", [(sys.executable, [
+                sys.executable, "-I", "-c", WRITE_STATUS, str(where / "status"),
+                *shutdown.list_jobs_argv()], ["privileged"])]),
             ("WorkingDirectory", "s", str(cwd)),
             ("Environment", "as", [f"{k}={v}" for k, v in env.items()]),
             ("StandardInputFile", "s", str(where / "stdin")),
@@ -210,6 +249,8 @@ class StepUnits:
         ]
         if timeout is not None:
             props.append(("RuntimeMaxUSec", "t", int(timeout * USEC)))
+        if self.daemon_unit is not None:  # stopped after the daemon at shutdown
+            props.append(("Before", "as", [self.daemon_unit]))
         return props
 
     async def _stop(self, bus: SystemdBus, unit: str) -> None:
@@ -224,8 +265,7 @@ class StepUnits:
         except (OSError, ValueError):
             status = {}
         try:
-            with open(where / "stdout", "rb") as out:
-                stdout = out.read(max_output + 1)
+            stdout = await asyncio.to_thread(_read_head, where / "stdout", max_output + 1)
         except OSError:
             stdout = b""
         stderr_tail = await _stderr_tail(unit) if status.get("SERVICE_RESULT") != "success" else ""
@@ -235,8 +275,9 @@ class StepUnits:
                               stderr_tail=stderr_tail)
         result = _result(stdout)
         outcome, code = status.get("SERVICE_RESULT", ""), status.get("EXIT_CODE", "")
-        number = int(status["EXIT_STATUS"]) if str(status.get("EXIT_STATUS", "")).isdigit() else None
-        if outcome == "success" and number in (0, None):
+        exit_status = str(status.get("EXIT_STATUS", ""))
+        number = int(exit_status) if exit_status.isdigit() else None
+        if _completed(status):
             return result
         last = stderr_tail.splitlines()[-1] if stderr_tail else ""
         if not status:
@@ -271,6 +312,22 @@ async def _stderr_tail(unit: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _stopped_by_shutdown(where: Path) -> bool:
+    """Whether the unit whose directory this is ended because the system shut down."""
+    try:
+        status = json.loads((where / "status").read_text())
+    except (OSError, ValueError):
+        return False
+    return not _completed(status) and shutdown.shutting_down(str(status.get("JOBS", "")))
+
+
+def _completed(status: dict[str, Any]) -> bool:
+    """Whether the command ran to its end with status 0. Not SERVICE_RESULT alone: systemd
+    counts a death by SIGTERM (a stop) as "success" for a service."""
+    return (status.get("SERVICE_RESULT") == "success" and status.get("EXIT_CODE") == "exited"
+            and str(status.get("EXIT_STATUS")) == "0")
+
+
 def _entries(directory: Path) -> list[os.DirEntry]:
     try:
         return list(os.scandir(directory))
@@ -287,3 +344,8 @@ async def _uninterrupted(coro: Awaitable[None]) -> None:
         except asyncio.CancelledError:
             continue
     task.result()
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)

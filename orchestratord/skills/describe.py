@@ -58,5 +58,5 @@ def table(described: list[dict[str, Any]]) -> str:
              " ".join(d["capabilities"]) or "-", d["origin"]) for d in described]
     head = ("SKILL", "VERSION", "ACTIONS", "CAPABILITIES", "FOUND IN")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4]
-                     for r in [head, *rows])
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths, strict=True))
+                     + "  " + r[4] for r in [head, *rows])

@@ -71,6 +71,8 @@ class Registry:
     def merged(self, inline: Mapping[str, SkillSpec], origin: str, directory: Path,
                doc: Document) -> tuple[Registry, list[Problem]]:
         """This registry plus skills declared inline in a workflow file."""
+        if not inline:
+            return self, []  # and its routing index, built once for every workflow
         out = Registry(dict(self.skills))
         problems = []
         for name, spec in inline.items():
@@ -151,11 +153,11 @@ def _frontmatter(skill_md: Path) -> tuple[SkillFrontmatter | None, str, list[Pro
     except Unreadable as exc:
         return None, "", [Problem(shown, 1, 1, "", str(exc))]
     lines = text.splitlines()
-    if not lines or lines[0].strip() != "---" or "---" not in (l.strip() for l in lines[1:]):
+    if not lines or lines[0].strip() != "---" or "---" not in (line.strip() for line in lines[1:]):
         return None, "", [Problem(shown, 1, 1, "", "SKILL.md must start with YAML frontmatter "
                                                    "between '---' lines (name, description, "
                                                    "version)")]
-    end = next(i for i, l in enumerate(lines[1:], 1) if l.strip() == "---")
+    end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "---")
     # Blank lines keep the frontmatter's line numbers equal to the file's.
     doc = parse_text("\n" + "\n".join(lines[1:end]), shown)
     if doc.problems:

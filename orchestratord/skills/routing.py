@@ -29,6 +29,7 @@ log = logging.getLogger("orchestratord.routing")
 
 MIN_SCORE = 5.0   # below this, a lexical best is chance overlap: none
 MARGIN = 1.15     # the best must beat the runner-up by this factor to be matched
+MAX_CANDIDATES = 100  # the most candidates a route returns (API and CLI)
 # bm25 weight of each indexed column: what an action is called and declares counts
 # more than what its skill's prose mentions in passing.
 # Actions and skills are ranked in two tables and their scores added, the action's
@@ -191,7 +192,8 @@ class Router:
         log.info("routing stage %s: %s -> %s", stage, why, status)
         return status, candidates
 
-    def _search(self, text: str, limit: int, skills: Iterable[str] | None = None) -> list[Candidate]:
+    def _search(self, text: str, limit: int,
+                skills: Iterable[str] | None = None) -> list[Candidate]:
         # One letter ("s" of "what's") is noise, not a word of the request.
         words = [w for w in dict.fromkeys(_WORD.findall(text.lower()))
                  if len(w) > 1 and w not in STOPWORDS]

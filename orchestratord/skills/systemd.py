@@ -73,7 +73,9 @@ class UnitState:
     def describe(self) -> str:
         """e.g. "active (running)", "failed (Result=exit-code)", "not found"."""
         if not self.found:
-            return "not found" if self.load_state == "not-found" else f"load state {self.load_state!r}"
+            if self.load_state == "not-found":
+                return "not found"
+            return f"load state {self.load_state!r}"
         text = f"{self.active_state} ({self.sub_state})"
         if self.result and self.result != "success":
             text += f", Result={self.result}"

@@ -9,7 +9,8 @@ import signal
 
 from orchestratord.store import Store
 from tests.conftest import py_command, write_skill, write_workflow
-from tests.integration.embedded import ctl, db, lines, wait_for
+from tests.integration.embedded import ctl, db, lines
+from tests.waiting import died_sync, running, until
 
 # Notes its start, then a beat every 20 ms for a long while on its first attempt.
 BEAT = py_command("""
@@ -43,14 +44,6 @@ FLAKY = py_command("""
 """)
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def killed_mid_step(tmp_path, skill_root):
     """A run of `beat` then `after`, its driver killed while `beat` runs: (state, run, log, pid)."""
     write_skill(skill_root, "w", {"beat": {"command": BEAT}, "note": {"command": NOTE}})
@@ -63,11 +56,11 @@ def killed_mid_step(tmp_path, skill_root):
             - {{id: after, skill: w, action: note, params: {{log: {log}}}}}
     """)
     proc = ctl(state, "run", str(workflow))
-    first = wait_for("the step's first beat", lambda: [l for l in lines(log) if l.startswith("beat")])
+    first = until("the step's first beat", lambda: [line for line in lines(log) if line.startswith("beat")])
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=30)
     old = int(first[0].split()[1])
-    assert alive(old), "the step outlives its driver: the precondition of these tests"
+    assert running(old), "the step outlives its driver: the precondition of these tests"
     [(run_id,)] = db(state, "SELECT id FROM runs")
     return state, run_id, log, old
 
@@ -77,14 +70,14 @@ def test_resume_stops_the_old_copy_before_the_new_one_starts(tmp_path, skill_roo
     own session, and after resume the old and the new copy ran side by side."""
     state, run_id, log, old = killed_mid_step(tmp_path, skill_root)
     resumed = ctl(state, "resume", run_id)
-    out, err = resumed.communicate(timeout=120)
+    _out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     notes = lines(log)
-    starts = [int(l.split()[1]) for l in notes if l.startswith("start")]
+    starts = [int(line.split()[1]) for line in notes if line.startswith("start")]
     assert len(starts) == 2 and starts[0] == old
     second = notes.index(f"start {starts[1]}")
     assert f"beat {old}" not in notes[second:], "the old copy still ran when the new one started"
-    assert not alive(old)
+    died_sync(old, "the old copy of the step")
 
 
 def test_cancel_without_a_live_driver_ends_the_run_at_once(tmp_path, skill_root):
@@ -96,8 +89,8 @@ def test_cancel_without_a_live_driver_ends_the_run_at_once(tmp_path, skill_root)
     assert cancel.returncode == 0, err
     assert f"run {run_id} cancelled" in out
     assert db(state, "SELECT status, cancel_requested FROM runs") == [("cancelled", 0)]
-    assert not alive(old), "what the dead driver left running is stopped"
-    assert not [l for l in lines(log) if l.startswith(("after", "start")) and str(old) not in l]
+    died_sync(old, "what the dead driver left running")
+    assert not [line for line in lines(log) if line.startswith(("after", "start")) and str(old) not in line]
 
 
 def test_a_recorded_cancel_is_honoured_by_the_next_driver(tmp_path, skill_root):
@@ -113,10 +106,10 @@ def test_a_recorded_cancel_is_honoured_by_the_next_driver(tmp_path, skill_root):
             await store.close()
     asyncio.run(request())
     resumed = ctl(state, "resume", run_id)
-    out, err = resumed.communicate(timeout=120)
+    _out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 3, err
     assert db(state, "SELECT status FROM runs") == [("cancelled",)]
-    assert not [l for l in lines(log) if str(old) not in l], "nothing ran after the cancel"
+    assert not [line for line in lines(log) if str(old) not in line], "nothing ran after the cancel"
 
 
 def test_a_retry_back_off_is_honoured_after_a_crash(tmp_path, skill_root):
@@ -131,16 +124,16 @@ def test_a_retry_back_off_is_honoured_after_a_crash(tmp_path, skill_root):
                retry: {{attempts: 2, backoff: fixed, initial: 4s, retry_on: [failed]}}}}
     """)
     proc = ctl(state, "run", str(workflow))
-    wait_for("the first attempt", mark.exists)
-    retry = wait_for("the back-off to be recorded", lambda: db(
+    until("the first attempt", mark.exists)
+    retry = until("the back-off to be recorded", lambda: db(
         state, "SELECT ts, data FROM events WHERE type = 'step_retry'"))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=30)
     ts, data = retry[0]
     not_before = ts + json.loads(data)["delay"]
     [(run_id,)] = db(state, "SELECT id FROM runs")
     resumed = ctl(state, "resume", run_id)
-    out, err = resumed.communicate(timeout=120)
+    _out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
     [(started,)] = db(state, "SELECT started_at FROM attempts WHERE attempt = 2")
     assert started >= not_before, f"attempt 2 started {not_before - started:.2f} s too early"

@@ -54,9 +54,9 @@ async def test_all_with_no_services_succeeds_saying_so(action: Any) -> None:
 
 
 async def test_bad_settings_name_the_key() -> None:
-    with pytest.raises(StepFailure, match="skills.ai-service-management.services"):
+    with pytest.raises(StepFailure, match=r"skills.ai-service-management.services"):
         await services.start({"service": "all"}, context({"services": ["model.service"]}))
-    with pytest.raises(StepFailure, match="skills.ai-service-management.start_timeout"):
+    with pytest.raises(StepFailure, match=r"skills.ai-service-management.start_timeout"):
         await services.start({"service": "all"},
                              context({**MAP, "start_timeout": "soon"}))
 

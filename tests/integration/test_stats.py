@@ -113,7 +113,7 @@ def test_since_reads_iso_times_and_durations_back_from_now():
     assert stats.parse_since("7d", now=now) == now - 7 * 86400
     assert stats.parse_since("1h30m", now=now) == now - 5400
     assert stats.parse_since("2024-05-01T10:00:00Z") == datetime.datetime(
-        2024, 5, 1, 10, tzinfo=datetime.timezone.utc).timestamp()
+        2024, 5, 1, 10, tzinfo=datetime.UTC).timestamp()
     assert stats.parse_since("2024-05-01") == datetime.datetime(2024, 5, 1).timestamp()
     for bad in ("yesterday", "7", "7 fortnights", ""):
         with pytest.raises(ParamsError, match="--since"):
@@ -202,7 +202,7 @@ def test_cli_rejects_a_bad_since_naming_it(history):
     assert "--since: 'last tuesday' is neither" in bad.stderr
 
 
-def test_cli_asks_the_daemon_when_it_runs(env, daemon):  # noqa: F811 (fixtures)
+def test_cli_asks_the_daemon_when_it_runs(env, daemon):
     (env / "workflows" / "hello.yaml").write_text(workflow("hello", env / "ledger", steps=2))
     d = daemon()
     d.notify.wait_for("READY=1")

@@ -6,6 +6,8 @@ The units themselves run under real systemd in tests/system/test_step_units.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from orchestratord.errors import StepFailure, StepTimeout
 from orchestratord.model import ActionSpec
 from orchestratord.runners import run_action
-from orchestratord.runners.unit import StepUnits
+from orchestratord.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
 from orchestratord.skills.systemd import BOOTED_MARKER
 from orchestratord.step_sandbox import StepSandboxSettings
 
@@ -77,6 +79,9 @@ def left(tmp_path: Path, unit: str, status: dict, stdout: str = "") -> StepUnits
      r"exceeded its RuntimeMaxSec=", "timeout"),
     ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "SEGV"},
      r"was killed by SIGSEGV", "failed"),
+    # systemd calls a death by SIGTERM "success"; it was no success of the step's command
+    ({"SERVICE_RESULT": "success", "EXIT_CODE": "killed", "EXIT_STATUS": "TERM"},
+     r"was killed by SIGTERM", "failed"),
     ({"SERVICE_RESULT": "exit-code", "EXIT_CODE": "exited", "EXIT_STATUS": "226"},
      r"could not set up its file system namespace", "failed"),
     ({}, r"ended without recording its status", "failed"),
@@ -94,3 +99,26 @@ async def test_a_successful_units_stdout_is_the_result(tmp_path):
     collector = left(tmp_path, "u.service", {"SERVICE_RESULT": "success", "EXIT_CODE": "exited",
                                              "EXIT_STATUS": "0"}, '{"found": 3}\n')
     assert await collector._collect("u.service", ["x"], 1024) == {"found": 3}
+
+
+SHUTTING_DOWN = "9 shutdown.target start waiting\n"
+KILLED = {"EXIT_CODE": "killed", "EXIT_STATUS": "TERM"}
+
+
+@pytest.mark.parametrize("result,exit,jobs,interrupted", [
+    ("signal", KILLED, SHUTTING_DOWN, True),
+    ("success", KILLED, SHUTTING_DOWN, True),  # systemd calls a death by SIGTERM "success"
+    ("exit-code", {"EXIT_CODE": "exited", "EXIT_STATUS": "1"}, SHUTTING_DOWN, True),
+    ("success", KILLED, "12 orchestrator-step-r-s-1.service stop running\n", False),  # alone
+    ("success", {"EXIT_CODE": "exited", "EXIT_STATUS": "0"}, SHUTTING_DOWN, False),  # done first
+])
+def test_a_unit_stopped_by_a_shutdown_is_interrupted_not_failed(tmp_path, result, exit, jobs,
+                                                                 interrupted):
+    """Regression: after a reboot the daemon collected the step unit the shutdown had
+    killed as a failed step (killed by SIGTERM) instead of running it again."""
+    where = tmp_path / "u.service"
+    where.mkdir()
+    list_jobs = [sys.executable, "-c", f"print({jobs!r}, end='')"]  # stands in for systemctl
+    subprocess.run([sys.executable, "-I", "-c", WRITE_STATUS, str(where / "status"), *list_jobs],
+                   env={"SERVICE_RESULT": result, **exit}, check=True)
+    assert _stopped_by_shutdown(where) is interrupted

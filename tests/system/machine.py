@@ -130,7 +130,7 @@ class Machine:
         self._pid1: int | None = None
         self._commands: set[subprocess.Popen] = set()
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         self.start()
         return self
 

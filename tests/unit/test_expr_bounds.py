@@ -39,7 +39,7 @@ def scope():
 def test_expressions_cannot_change_run_data(source, scope):
     """Regression: dict.update(params, ...) through the `dict` type changed params."""
     before = copy.deepcopy(scope)
-    with pytest.raises(ExpressionError, match="not allowed|has no attribute|unsafe|not callable"):
+    with pytest.raises(ExpressionError, match=r"not allowed|has no attribute|unsafe|not callable"):
         Expression.compile(source).evaluate(scope)
     assert scope == before
 

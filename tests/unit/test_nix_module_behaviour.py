@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import require_tool
 from tests.unit.test_nix_module import (ROOT, NixError, materialise_skills, module, nix_eval,
                                         rendered_settings, rendered_workflow, validate)
 
@@ -103,8 +103,8 @@ def calendar_check(out: dict) -> dict:
     return check
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 def test_calendar_events_are_checked_by_systemd_analyze(tmp_path: Path) -> None:
+    require_tool("systemd-analyze", "Debian: apt-get install systemd")
     steps = 'steps = [ { skill = "a"; action = "b"; } ];'
     good = calendar_check(nix_eval(module(f'workflows.w = {{ startAt = [ "daily" "Mon 04:00" ]; {steps} }};')))
     bad = calendar_check(nix_eval(module(f'workflows.w = {{ startAt = "dialy"; {steps} }};')))

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from orchestratord.paths import client_socket, default_socket
 
 USER = 1000
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory for sockets: pytest's tmp_path can be longer than AF_UNIX's 108 bytes
+    allow (deep TMPDIRs such as a build sandbox's)."""
+    path = Path(tempfile.mkdtemp(prefix="o"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def listening(path: Path) -> socket.socket:
@@ -27,20 +41,20 @@ def test_no_socket_in_a_world_writable_directory(tmp_path):
     assert client_socket(env, euid=USER, system=tmp_path / "none.sock") == own
 
 
-def test_the_system_daemon_is_found_when_the_user_has_none(tmp_path):
+def test_the_system_daemon_is_found_when_the_user_has_none(short_dir):
     """Regression: members of socket_group never looked at /run/agent-orchestrator and
     silently saw an empty private database instead of the system daemon's runs."""
-    system = tmp_path / "run" / "control.sock"
+    system = short_dir / "run" / "control.sock"
     with listening(system):
-        for env in ({}, {"XDG_RUNTIME_DIR": str(tmp_path / "user")}):
-            env = {**env, "XDG_STATE_HOME": str(tmp_path / "state")}
+        for env in ({}, {"XDG_RUNTIME_DIR": str(short_dir / "user")}):
+            env = {**env, "XDG_STATE_HOME": str(short_dir / "state")}
             assert client_socket(env, euid=USER, system=system) == system
 
 
-def test_the_users_own_daemon_comes_before_the_system_one(tmp_path):
-    system, own = tmp_path / "run" / "control.sock", tmp_path / "user" / "agent-orchestrator" / "control.sock"
+def test_the_users_own_daemon_comes_before_the_system_one(short_dir):
+    system, own = short_dir / "run" / "control.sock", short_dir / "user" / "agent-orchestrator" / "control.sock"
     with listening(system), listening(own):
-        env = {"XDG_RUNTIME_DIR": str(tmp_path / "user")}
+        env = {"XDG_RUNTIME_DIR": str(short_dir / "user")}
         assert client_socket(env, euid=USER, system=system) == own
         assert client_socket({**env, "ORCHESTRATOR_SOCKET": "/x.sock"}, euid=USER,
                              system=system) == Path("/x.sock")

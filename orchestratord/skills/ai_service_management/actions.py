@@ -16,6 +16,7 @@ from .. import section, systemd
 
 SKILL = "ai-service-management"
 DEFAULT_START_TIMEOUT = 60.0
+DEFAULT_START_SETTLE = 1.0  # seconds a started unit must stay active
 JOURNAL_LINES = 20
 
 
@@ -28,14 +29,14 @@ def _services(ctx: Any) -> dict[str, str]:
     return services
 
 
-def _start_timeout(ctx: Any) -> float:
-    raw = section(ctx, SKILL).get("start_timeout", DEFAULT_START_TIMEOUT)
+def _duration(ctx: Any, key: str, default: float, *, zero: bool = False) -> float:
+    raw = section(ctx, SKILL).get(key, default)
     try:
         value = parse_duration(raw)
-        if not isinstance(value, float) or value <= 0:
-            raise ValueError(f"{raw!r} is not a positive duration")
+        if not isinstance(value, float) or value < 0 or (value == 0 and not zero):
+            raise ValueError(f"{raw!r} is not a {'' if zero else 'positive '}duration")
     except ValueError as exc:
-        raise StepFailure(f"settings skills.{SKILL}.start_timeout: {exc}") from None
+        raise StepFailure(f"settings skills.{SKILL}.{key}: {exc}") from None
     return value
 
 
@@ -61,7 +62,8 @@ def _nothing(action: str) -> dict[str, Any]:
                                        f"services is empty); nothing to {action}"}
 
 
-async def _each(pairs: list[tuple[str, str]], fn: Callable[[str, str], Awaitable[Any]]) -> list[Any]:
+async def _each(pairs: list[tuple[str, str]],
+                fn: Callable[[str, str], Awaitable[Any]]) -> list[Any]:
     """fn for every (name, unit) at once; systemd problems become non-retryable failures.
 
     A TaskGroup, not gather: when one unit cannot be started the others' waits are
@@ -78,9 +80,16 @@ async def _each(pairs: list[tuple[str, str]], fn: Callable[[str, str], Awaitable
     return [task.result() for task in tasks]
 
 
-async def _await_active(name: str, unit: str, deadline: float) -> dict[str, Any]:
-    """Wait for a queued start/restart job's outcome; active is the only success."""
+async def _await_active(name: str, unit: str, deadline: float, settle: float) -> dict[str, Any]:
+    """Wait for a queued start/restart job's outcome; active is the only success.
+
+    A Type=simple service is `active` as soon as its process runs, so one that dies at
+    once would pass as started: it must also still be active `settle` seconds later.
+    """
     state, settled = await systemd.wait_settled(unit, deadline)
+    if state.active and settled and settle > 0:
+        await asyncio.sleep(settle)
+        state = await systemd.show(unit)
     entry = _entry(name, state)
     if state.active and settled:
         return entry
@@ -100,12 +109,14 @@ async def _start_like(params: dict[str, Any], ctx: Any, verb: str,
     pairs = resolve(params["service"], ctx)
     if not pairs:
         return _nothing(verb)
-    deadline = asyncio.get_running_loop().time() + _start_timeout(ctx)
+    deadline = asyncio.get_running_loop().time() + _duration(ctx, "start_timeout",
+                                                             DEFAULT_START_TIMEOUT)
+    settle = _duration(ctx, "start_settle", DEFAULT_START_SETTLE, zero=True)
 
     async def one(name: str, unit: str) -> dict[str, Any]:
         ctx.log.info("%s %s (%s)", verb, name, unit)
         await queue(unit)
-        return await _await_active(name, unit, deadline)
+        return await _await_active(name, unit, deadline, settle)
 
     entries = await _each(pairs, one)
     bad = [e for e in entries if "error" in e]

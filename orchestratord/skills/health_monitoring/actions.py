@@ -118,7 +118,8 @@ async def check_endpoint(endpoint: Endpoint) -> dict[str, Any]:
                         + (f": {snippet}" if snippet else ""), started)
     if elapsed > limit:
         return _outcome("endpoint", target, False,
-                        f"HTTP {response.status} after {elapsed:.3f} s, over max_latency {limit:g} s",
+                        f"HTTP {response.status} after {elapsed:.3f} s, "
+                        f"over max_latency {limit:g} s",
                         started)
     return _outcome("endpoint", target, True, f"HTTP {response.status} in {elapsed * 1000:.0f} ms",
                     started)

@@ -47,10 +47,7 @@ async def status_report(params: Mapping[str, Any], ctx: StepContext) -> dict[str
 
 def report_path(value: str | None, report_dir: str | None, base: Path, run_id: str) -> Path:
     """params.path, else <report_dir>/<run id>.md; relative paths are under the state dir."""
-    if value:
-        path = Path(value)
-    else:
-        path = Path(report_dir or base / "reports") / f"{run_id}.md"
+    path = Path(value) if value else Path(report_dir or base / "reports") / f"{run_id}.md"
     return path if path.is_absolute() else base / path
 
 

@@ -96,12 +96,14 @@ def _duration(start: float | None, end: float | None) -> str:
     if seconds < 60:
         return f"{seconds:.2f} s"
     minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m {seconds:02d}s"
+    if minutes >= 60:
+        return f"{minutes // 60}h {minutes % 60:02d}m"
+    return f"{minutes}m {seconds:02d}s"
 
 
 def _when(ts: float | None) -> str:
-    when = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc) if ts else \
-        datetime.datetime.now(datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(ts, datetime.UTC) if ts else \
+        datetime.datetime.now(datetime.UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

@@ -208,7 +208,7 @@ def counts(lines: list[str]) -> tuple[dict[str, int | None], str | None]:
                      "errors": 0, "skipped": found.get("pending", 0)}, text)
         ran = UNITTEST_RAN.match(text)
         if ran:
-            verdict = next((l.strip() for l in lines[i + 1:] if l.strip()), "")
+            verdict = next((line.strip() for line in lines[i + 1:] if line.strip()), "")
             tally = {k: int(v) for k, v in UNITTEST_TALLY.findall(verdict)}
             failed, errors = tally.get("failures", 0), tally.get("errors", 0)
             skipped = tally.get("skipped", 0)
