@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -55,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"orchestratorctl: {exc}", file=sys.stderr)
         return EX_CONFIG
     allow_run = args.allow_run or settings.mcp.allow_run
+    # asyncio imported here, not above: every orchestratorctl command loads this module
+    # (its parser), and a query against the daemon runs without asyncio (test_daemon.py).
+    import asyncio
     try:
         asyncio.run(_serve(args, settings, allow_run, token))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -77,6 +79,7 @@ async def _backend(args: argparse.Namespace, settings: Any) -> Any:
 
 async def _serve(args: argparse.Namespace, settings: Any, allow_run: bool,
                  token: str | None) -> None:
+    import asyncio
     from .server import build_server
     backend = await _backend(args, settings)
     loop = asyncio.get_running_loop()
