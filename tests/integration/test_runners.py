@@ -54,10 +54,7 @@ async def test_the_command_is_fed_while_its_process_is_being_recorded(tmp_path):
     recorded = []
 
     async def on_spawn(pid: int) -> None:
-        deadline = time.monotonic() + 20
-        while not fed.exists():
-            assert time.monotonic() < deadline, "the command was not fed while being recorded"
-            await asyncio.sleep(0.01)
+        await until_async("the command to be fed while being recorded", fed.exists, 20)
         recorded.append(pid)
 
     context = dataclasses.replace(ctx(), on_spawn=on_spawn)
