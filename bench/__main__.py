@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += section("peers", lambda: peers.collect(peer_sizes))
     if "daemon" in sections:
         from . import daemon
-        rows += section("daemon", lambda: daemon.daemon_rows(runs=100 if args.quick else daemon.RUNS))
+        runs = 100 if args.quick else daemon.RUNS
+        rows += section("daemon", lambda: daemon.daemon_rows(runs=runs))
     if "history" in sections:
         from . import daemon
         rows += section("history", lambda: daemon.history_rows(10_000 if args.quick else 100_000))

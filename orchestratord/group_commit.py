@@ -67,7 +67,7 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
 
     def insert(conn: sqlite3.Connection) -> list[int | sqlite3.Error]:
         out: list[int | sqlite3.Error] = []
-        for row, must in zip(rows, required):
+        for row, must in zip(rows, required, strict=True):
             conn.execute("SAVEPOINT event")
             try:
                 out.append(_write_row(conn, row))
@@ -147,7 +147,7 @@ class GroupCommit:
                 if not isinstance(exc, Exception):
                     raise
                 return
-        for (_, done, _), result in zip(batch, results):
+        for (_, done, _), result in zip(batch, results, strict=True):
             if done.done():
                 continue
             if isinstance(result, sqlite3.Error):

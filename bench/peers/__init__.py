@@ -2,8 +2,9 @@
 
 Each peer module (dbos_bench, prefect_bench, luigi_bench) runs the same chain and
 fan-out of N no-op steps as bench.engine, one run per request on its stdin, and answers
-with one JSON line; our side alternates its own runs with the peer's. It runs as `bench/.venv-peers/bin/python -m bench.peers.<module>` with the repository root
-on PYTHONPATH; this package therefore imports only the standard library, on both sides.
+with one JSON line; our side alternates its own runs with the peer's. It runs as
+`bench/.venv-peers/bin/python -m bench.peers.<module>` with the repository root on
+PYTHONPATH; this package therefore imports only the standard library, on both sides.
 `bench/setup-peers` (or `python -m bench --peers`) creates that venv.
 """
 
@@ -76,7 +77,7 @@ class Peer:
                  argv: list[str] | None = None):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home)}  # state under ~ stays here
         self.name, self.timeout = name, timeout
-        self.stderr = open(home / "stderr.log", "w+")
+        self.stderr = open(home / "stderr.log", "w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(argv or [str(PYTHON), "-m", f"bench.peers.{PEERS[name]}"],
                                      env=env, cwd=home, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr, text=True)
@@ -157,9 +158,10 @@ def collect(sizes: tuple[int, ...]) -> list[Any]:
                     peer_ms = middle["seconds"] * 1000 / n
                     persisted = ", ".join(f"{k.removeprefix('persisted_')}={v}"
                                           for k, v in middle.items() if k.startswith("persisted_"))
-                    if "server_cpu_seconds" in middle:  # a peer with a server process of its own
-                        persisted += (f"; its server process used {middle['server_cpu_seconds']:.2f}"
-                                      f" s CPU, the flow {middle['client_cpu_seconds']:.2f} s")
+                    if "server_cpu_seconds" in middle:  # a peer with its own server process
+                        persisted += ("; its server process used "
+                                      f"{middle['server_cpu_seconds']:.2f} s CPU, "
+                                      f"the flow {middle['client_cpu_seconds']:.2f} s")
                     rows.append(Row(
                         "peers", f"{shape} N={fmt_n(n)} vs {peer.version}", mine, "ms/step",
                         baseline=peer_ms, target="< 1x (faster)", ok=mine < peer_ms,
