@@ -36,22 +36,9 @@ def document(shape: str, n: int, target: str = NOOP) -> dict[str, Any]:
 
 
 def load(data: dict[str, Any], directory: Path) -> Any:
-    from orchestratord import source
     from orchestratord.loader import load_data
     from orchestratord.skills import Registry
-    # A workflow file may hold at most source.MAX_NODES (50,000) values, a guard against
-    # hostile files; 10,000 steps are about 70,000. The bench generates its documents
-    # itself and measures the engine, not that guard, so it lifts it for them.
-    limit, source.MAX_NODES = source.MAX_NODES, max(source.MAX_NODES, 10 * _steps(data))
-    try:
-        return load_data(data, str(directory / "bench.json"), Registry(), directory)
-    finally:
-        source.MAX_NODES = limit
-
-
-def _steps(data: dict[str, Any]) -> int:
-    items = data["workflow"]["steps"]
-    return sum(len(i.get("parallel", [i])) for i in items)
+    return load_data(data, str(directory / "bench.json"), Registry(), directory)
 
 
 async def run_once(definition: Any, db: Path) -> float:
