@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,97 +24,12 @@ from .group_commit import GroupCommit, Row, insert_events
 from .migrations import MIGRATIONS
 from .processes import alive
 from .store_connection import Connection, database_error
+from .store_rows import (ATTEMPT_COLUMNS, EVENT_COLUMNS, STEP_COLUMNS, AttemptRow, Event,
+                         RunRow, StepRow, dumps, loads, named, run_row)
 
 MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: str
-    workflow: str
-    status: str
-    params: dict[str, Any]
-    definition: dict[str, Any]
-    file: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    outputs: Any
-    error: str | None
-    lease_owner: str | None
-    lease_expires: float | None
-    cancel_requested: bool
-
-
-@dataclass(frozen=True)
-class StepRow:
-    # The columns of that name (the table has more, for statistics): see STEP_COLUMNS.
-    run_id: str
-    step_id: str
-    position: int
-    skill: str
-    action: str
-    status: str
-    attempts: int
-    failed_attempts: int
-    params: Any
-    result: Any
-    error: str | None
-    started_at: float | None
-    finished_at: float | None
-    finished_seq: int | None
-    not_before: float | None  # earliest start of the next attempt (a retry back-off)
-
-    @property
-    def duration(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-
-STEP_COLUMNS = ", ".join(f.name for f in fields(StepRow))
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    run_id: str
-    step_id: str
-    kind: str
-    attempt: int
-    status: str
-    started_at: float
-    finished_at: float | None
-    error: str | None
-    exit_code: int | None
-    stderr_tail: str | None
-    process: str | None  # identity of its process group's leader (processes.py)
-
-
-ATTEMPT_COLUMNS = ", ".join(f.name for f in fields(AttemptRow))
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    run_id: str
-    ts: float
-    type: str
-    step_id: str | None
-    attempt: int | None
-    data: dict[str, Any]
-
-
-EVENT_COLUMNS = ", ".join(f.name for f in fields(Event))
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
 
 
 class Store:
@@ -193,7 +106,7 @@ class Store:
         once it is committed; events appended together share a commit (group_commit.py).
         """
         return await self._events.append(
-            Row(run_id, time.time(), type_, step_id, attempt, _dumps(data or {})))
+            Row(run_id, time.time(), type_, step_id, attempt, dumps(data or {})))
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -206,7 +119,7 @@ class Store:
             conn.execute(
                 "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                (run_id, workflow, "pending", dumps(params), dumps(definition), file,
                  time.time()))
             conn.executemany(
                 "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
@@ -215,7 +128,7 @@ class Store:
                  for i, (sid, skill, action) in enumerate(steps)])
             conn.execute(
                 "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
+                (run_id, time.time(), "run_created", dumps({"workflow": workflow})))
         await self._conn.transaction(record)
         return run_id
 
@@ -230,7 +143,7 @@ class Store:
                     "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
-        return _run(rows[0])
+        return run_row(rows[0])
 
     async def list_runs(self, *, workflow: str | None = None, status: str | None = None,
                         limit: int = 50) -> list[RunRow]:
@@ -245,7 +158,7 @@ class Store:
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
         rows = await self._conn.execute_fetchall(sql + " ORDER BY created_at DESC LIMIT ?",
                                                  (*args, limit))
-        return [_run(r) for r in rows]
+        return [run_row(r) for r in rows]
 
     async def set_run_status(self, run_id: str, status: str, event: str, *,
                              error: str | None = None, outputs: Any = None,
@@ -314,14 +227,14 @@ class Store:
     async def steps(self, run_id: str) -> list[StepRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
-        return [StepRow(**{**_named(r), "params": _loads(r["params"]),
-                           "result": _loads(r["result"])}) for r in rows]
+        return [StepRow(**{**named(r), "params": loads(r["params"]),
+                           "result": loads(r["result"])}) for r in rows]
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY started_at",
             (run_id,))
-        return [AttemptRow(**_named(r)) for r in rows]
+        return [AttemptRow(**named(r)) for r in rows]
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
@@ -340,7 +253,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? AND status = 'running' "
             "AND process IS NOT NULL", (run_id,))
-        return [AttemptRow(**_named(r)) for r in rows]
+        return [AttemptRow(**named(r)) for r in rows]
 
     async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
         """Record a retry back-off: the step's next attempt starts no earlier than now +
@@ -396,7 +309,7 @@ class Store:
         rows = await self._conn.execute_fetchall(
             "SELECT data FROM events WHERE run_id = ? AND type = 'run_rolling_back' "
             "ORDER BY seq DESC LIMIT 1", (run_id,))
-        return _loads(rows[0]["data"]) if rows else None
+        return loads(rows[0]["data"]) if rows else None
 
     async def prepare_resume(self, run_id: str, *, redrive: bool) -> None:
         """Make a run drivable again (see the project_resume trigger).
@@ -418,7 +331,7 @@ class Store:
             f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             (run_id, after, limit))
-        return [Event(**{**_named(r), "data": _loads(r["data"]) or {}}) for r in rows]
+        return [Event(**{**named(r), "data": loads(r["data"]) or {}}) for r in rows]
 
     # -- alerts -------------------------------------------------------------------------
 
@@ -439,7 +352,7 @@ class Store:
             "AND finished_at >= ? AND NOT EXISTS "
             "(SELECT 1 FROM alerts_sent WHERE subject = runs.id) ORDER BY finished_at",
             (*statuses, since))
-        return [_run(r) for r in rows]
+        return [run_row(r) for r in rows]
 
     async def last_success(self, workflow: str) -> tuple[str, float] | None:
         """(run id, finished_at) of the workflow's latest succeeded run."""
@@ -464,24 +377,11 @@ def _step_end(run_id: str, step_id: str, status: str, attempt: int | None, resul
               shown: Any, error: str | None) -> Row:
     data = {**({"result": shown} if shown is not None else {}),
             **({"error": error} if error else {})}
-    return Row(run_id, time.time(), f"step_{status}", step_id, attempt, _dumps(data),
-               result=_dumps(result), ends_step=True)
+    return Row(run_id, time.time(), f"step_{status}", step_id, attempt, dumps(data),
+               result=dumps(result), ends_step=True)
 
 
 def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:
     """A lease holds until it expires, or at once when its owner died on this host."""
     return (holder is not None and expires is not None and expires > now
             and alive(holder) is not False)
-
-
-def _named(row: sqlite3.Row) -> dict[str, Any]:
-    return {name: row[name] for name in row.keys()}  # noqa: SIM118 - a Row is no mapping
-
-
-def _run(r: sqlite3.Row) -> RunRow:
-    return RunRow(id=r["id"], workflow=r["workflow"], status=r["status"],
-                  params=_loads(r["params"]), definition=_loads(r["definition"]),
-                  file=r["file"], created_at=r["created_at"], started_at=r["started_at"],
-                  finished_at=r["finished_at"], outputs=_loads(r["outputs"]), error=r["error"],
-                  lease_owner=r["lease_owner"], lease_expires=r["lease_expires"],
-                  cancel_requested=bool(r["cancel_requested"]))
