@@ -83,6 +83,29 @@ async def test_an_event_that_fails_in_a_batch_fails_only_its_own_caller(tmp_path
         await store.close()
 
 
+async def test_a_step_end_in_a_batch_keeps_its_result_in_clear_and_shows_it_masked(tmp_path):
+    """Migration 5: the clear result lives in steps.result only, written in the step
+    end's own transaction; the event holds it as shown. Batched ends do the same."""
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        run_id = await store.create_run("w", {}, "w.yaml", {}, [("a", "s", "x"), ("b", "s", "x")])
+        statements = await _traced(store)
+        later = store.step_finished_later(run_id, "a", "succeeded", attempt=None,
+                                          result={"token": "clear-a"}, shown={"token": "***"})
+        await asyncio.gather(later, store.step_finished(
+            run_id, "b", "succeeded", attempt=None, result={"token": "clear-b"},
+            shown={"token": "***"}))
+        assert statements.count("BEGIN IMMEDIATE") == 1  # both in one transaction
+        steps = {s.step_id: s for s in await store.steps(run_id)}
+        assert steps["a"].result == {"token": "clear-a"} and steps["b"].result == {
+            "token": "clear-b"}
+        assert {s.status for s in steps.values()} == {"succeeded"}
+        ends = [e for e in await store.events(run_id) if e.type == "step_succeeded"]
+        assert [e.data for e in ends] == [{"result": {"token": "***"}}] * 2
+    finally:
+        await store.close()
+
+
 async def test_close_waits_for_a_batch_being_written(tmp_path):
     store = await Store.open(tmp_path / "state.db")
     run_id = await store.create_run("w", {}, "w.yaml", {}, [])
