@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
+from .aidb.execute import execute
 from .redact import RunRedactor, redact_definition
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
     return _json({"status": "ok", "active_runs": len(d.engine.active()),
                   "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
-                  "metrics_listen": d.metrics_address})
+                  "metrics_listen": d.metrics_address, "api_listen": d.api_address})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -237,6 +238,16 @@ async def reload(request: web.Request) -> web.Response:
                   "problems": [str(p) for p in catalog.problems]})
 
 
+async def aidb_status(request: web.Request) -> web.Response:
+    return _json(await _daemon(request).aidb.status())
+
+
+async def aidb_sync(request: web.Request) -> web.Response:
+    """Refresh AIDB's catalog and flush the history outbox now."""
+    d = _daemon(request)
+    return _json(await d.aidb.sync(lambda: d.catalog.skills))
+
+
 def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
@@ -252,6 +263,9 @@ def make_app(daemon: "Daemon") -> web.Application:
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
     app.router.add_get("/skills/{name}", get_skill)
+    app.router.add_post("/skills/{name}/execute", execute)
+    app.router.add_get("/aidb/status", aidb_status)
+    app.router.add_post("/aidb/sync", aidb_sync)
     app.router.add_post("/calls", start_call)
     app.router.add_post("/route", route_request)
     app.router.add_post("/reload", reload)

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .aidb.config import AidbSettings
 from .errors import DefinitionError
 from .model import Retention, Timeout
 from .paths import default_socket, state_home
@@ -57,6 +58,7 @@ class Settings(BaseModel):
         7 * 86400, description="remove a run's workspace this long after the run ended "
                                "(null: keep them all)")
     alerts: Alerts = Field(default_factory=Alerts)
+    aidb: AidbSettings = Field(default_factory=AidbSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @property

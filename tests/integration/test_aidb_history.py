@@ -1,0 +1,183 @@
+"""Execution history to AIDB through the durable outbox, against a real fake AIDB."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from orchestratord.aidb.outbox import SESSION_NAMESPACE
+from tests.aidb_fake import FakeAidb
+
+from .aidb_env import api, configure, history_workflow, key_file
+
+
+@pytest.fixture
+def aidb():
+    fake = FakeAidb().start()
+    yield fake
+    fake.close()
+
+
+def wait_status(env, predicate, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = api(env, "GET", "/aidb/status")
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s: {status}")
+        time.sleep(0.1)
+
+
+def test_fake_aidb_refuses_writes_without_the_right_key_and_checks_fields(aidb):
+    """The fake must hold the orchestrator to AIDB's rules, or the tests prove nothing."""
+    import urllib.error
+    import urllib.request
+
+    def post(path, body, headers=None):
+        req = urllib.request.Request(aidb.url + path, json.dumps(body).encode(),
+                                     {"Content-Type": "application/json", **(headers or {})})
+        try:
+            return urllib.request.urlopen(req, timeout=5).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    good = {"session_id": str(uuid.uuid4()), "query": "q"}
+    assert post("/history/record", good) == 401
+    assert post("/history/record", good, {"X-API-Key": "nope"}) == 403
+    assert post("/history/record", good, {"Authorization": f"Bearer {aidb.key}"}) == 200
+    assert post("/history/record", {**good, "query": ""}, {"X-API-Key": aidb.key}) == 422
+    assert post("/history/record", {**good, "session_id": "x"}, {"X-API-Key": aidb.key}) == 422
+    assert post("/history/record", {**good, "bogus": 1}, {"X-API-Key": aidb.key}) == 422
+    assert post("/skills/import", {"slug": "a", "content": "x"}) == 401
+    assert urllib.request.urlopen(aidb.url + "/skills?include_pending=false").status == 200
+
+
+def test_aidb_down_for_a_whole_run_then_back_gets_every_record_once(env, daemon, aidb):
+    (env / "workflows" / "hist.yaml").write_text(history_workflow("hist", steps=2))
+    configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
+                    "discover": False})
+    aidb.down()
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    result = d.ctl("run", "hist", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout.splitlines()[-1])["id"]
+    status = wait_status(env, lambda s: s["outbox_pending"] == 3, "3 records pending")
+    assert status["oldest_pending_at"] is not None and not aidb.history
+    aidb.up()
+    records = aidb.wait_for_history(3)
+    wait_status(env, lambda s: s["outbox_pending"] == 0 and s["outbox_sent"] == 3, "all sent")
+    time.sleep(0.5)  # nothing more may come: each record exactly once
+    ids = aidb.interaction_ids()
+    assert len(ids) == len(set(ids)) == 3, ids
+    assert set(ids) == {f"orchestrator:{run_id}:s0:1", f"orchestrator:{run_id}:s1:1",
+                        *[i for i in ids if ":run:" in i]}
+    session = str(uuid.uuid5(SESSION_NAMESPACE, run_id))
+    for r in records:
+        assert r["agent_type"] == "orchestrator" and r["session_id"] == session
+        assert r["outcome"] == "succeeded" and isinstance(r["latency_ms"], int)
+        assert r["metadata"]["workflow"] == "hist" and r["metadata"]["run"] == run_id
+        assert r["metadata"]["status"] == "succeeded" and "attempts" in r["metadata"]
+    step = next(r for r in records if r["metadata"].get("step") == "s0")
+    assert step["query"].startswith("local.work ")
+    assert step["metadata"]["skill"] == "local" and step["metadata"]["action"] == "work"
+    assert "hunter2" not in json.dumps(records), "a secret param left for AIDB"
+    metrics = api_metrics(env)
+    assert "orchestrator_aidb_outbox_sent_total 3.0" in metrics
+    assert "orchestrator_aidb_outbox_pending 0.0" in metrics
+    assert 'orchestrator_aidb_outbox_failed_total{reason="unavailable"}' in metrics
+
+
+def api_metrics(env) -> str:
+    import http.client
+    import socket as s
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = s.socket(s.AF_UNIX)
+            self.sock.connect(str(env / "run" / "control.sock"))
+    c = Conn("x")
+    c.request("GET", "/metrics")
+    return c.getresponse().read().decode()
+
+
+def timed_run(d, name: str) -> float:
+    start = time.monotonic()
+    result = d.ctl("run", name, "--wait")
+    assert result.returncode == 0, result.stderr
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("fault", ["500", "slow"])
+def test_failing_or_slow_aidb_does_not_delay_runs(env, daemon, aidb, fault):
+    (env / "workflows" / "quick.yaml").write_text(history_workflow("quick", steps=3))
+    baseline = daemon()  # AIDB off: the run as fast as it gets here
+    baseline.notify.wait_for("READY=1")
+    timed_run(baseline, "quick")  # warm caches
+    off = min(timed_run(baseline, "quick") for _ in range(2))
+    assert baseline.stop() == 0
+    configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
+                    "discover": False, "timeout": 5})
+    if fault == "500":
+        aidb.fail_status = 500
+    else:
+        aidb.delay = 3.0  # each record takes 3 s to be answered
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    on = min(timed_run(d, "quick") for _ in range(2))
+    # Four records a run would cost 12 s if a run waited for slow AIDB, each a retry if
+    # it waited for a failing one; the runs take what they took without AIDB.
+    assert on < off + 1.0, f"with AIDB {fault}: {on:.2f} s, without: {off:.2f} s"
+    aidb.fail_status, aidb.delay = None, 0.0
+    api(env, "POST", "/aidb/sync")
+    aidb.wait_for_history(8)
+    wait_status(env, lambda s: s["outbox_pending"] == 0, "all delivered")
+    assert len(set(aidb.interaction_ids())) == 8
+
+
+def test_records_pending_at_kill_9_are_delivered_after_restart(env, daemon, aidb):
+    (env / "workflows" / "hist.yaml").write_text(history_workflow("hist", steps=2))
+    configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
+                    "discover": False})
+    aidb.down()
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    assert d.ctl("run", "hist", "--wait").returncode == 0
+    wait_status(env, lambda s: s["outbox_pending"] == 3, "3 records pending")
+    d.proc.kill()
+    d.proc.wait()
+    aidb.up()
+    d2 = daemon()
+    d2.notify.wait_for("READY=1")
+    aidb.wait_for_history(3)
+    wait_status(env, lambda s: s["outbox_pending"] == 0, "all delivered")
+    assert len(set(aidb.interaction_ids())) == len(aidb.interaction_ids()) == 3
+
+
+def test_a_wrong_key_is_a_clear_error_and_an_alert_and_records_wait(env, daemon, aidb):
+    (env / "workflows" / "hist.yaml").write_text(history_workflow("hist", steps=1))
+    alerts = env / "alerts.jsonl"
+    sink = [__import__("sys").executable, "-c",
+            f"import sys; open({str(alerts)!r}, 'a').write(sys.stdin.read() + '\\n')"]
+    configure(env, {"url": aidb.url, "api_key_file": key_file(env, "not-the-key"),
+                    "discover": False, "undelivered_alert_after": 1},
+              alerts={"commands": [sink]})
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    assert d.ctl("run", "hist", "--wait").returncode == 0
+    deadline = time.monotonic() + 30
+    while not alerts.exists() or "aidb_undelivered" not in alerts.read_text():
+        assert time.monotonic() < deadline, f"no alerts: {alerts.exists() and alerts.read_text()}"
+        time.sleep(0.1)
+    kinds = [json.loads(line)["kind"] for line in alerts.read_text().splitlines() if line]
+    assert kinds.count("aidb_unauthorized") == 1, kinds  # once, not per retry
+    status = d.ctl("aidb", "status")
+    assert status.returncode == 1
+    assert "key accepted:    no" in status.stdout
+    assert "the key sent is wrong" in status.stdout and "aidb.api_key_file" in status.stdout
+    assert "HTTP 403" in (env / "daemon.log").read_text()
+    assert not aidb.history and json.loads(d.ctl("aidb", "status", "--json").stdout)[
+        "outbox_pending"] == 2
