@@ -144,15 +144,10 @@ class Daemon:
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
-            self._metrics_runner = None
-        if self._api_runner is not None:
-            await self._api_runner.cleanup()
-            self._api_runner = None
+        for runner in (self._runner, self._metrics_runner, self._api_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._metrics_runner = self._api_runner = None
         if self.aidb is not None:
             await self.aidb.close()
             self.aidb = None

@@ -105,7 +105,7 @@ def test_aidb_sync_and_status_over_the_cli(env, daemon, aidb):
     assert not aidb.history  # the key probe stores nothing
 
 
-def test_publishing_sends_only_changed_skill_documents(env, daemon, aidb, tmp_path):
+def test_publishing_sends_only_changed_skill_documents(env, daemon, aidb):
     skills = env / "workflows" / "skills"
     write_skill(skills, "mine", {"go": {"command": ECHO}}, description="my skill")
     configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),

@@ -55,17 +55,22 @@ def test_fake_aidb_refuses_writes_without_the_right_key_and_checks_fields(aidb):
     assert urllib.request.urlopen(aidb.url + "/skills?include_pending=false").status == 200
 
 
-def test_aidb_down_for_a_whole_run_then_back_gets_every_record_once(env, daemon, aidb):
+def run_while_aidb_is_down(env, daemon, aidb):
+    """A daemon with history on, AIDB down, and a run of two steps done: its three
+    records (two steps, the run) pending. Returns (daemon, run id, status)."""
     (env / "workflows" / "hist.yaml").write_text(history_workflow("hist", steps=2))
     configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
                     "discover": False})
     aidb.down()
-    d = daemon()
-    ready(d)
+    d = ready(daemon())
     result = d.ctl("run", "hist", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     run_id = json.loads(result.stdout.splitlines()[-1])["id"]
-    status = wait_status(env, lambda s: s["outbox_pending"] == 3, "3 records pending")
+    return d, run_id, wait_status(env, lambda s: s["outbox_pending"] == 3, "3 records pending")
+
+
+def test_aidb_down_for_a_whole_run_then_back_gets_every_record_once(env, daemon, aidb):
+    d, run_id, status = run_while_aidb_is_down(env, daemon, aidb)
     assert status["oldest_pending_at"] is not None and not aidb.history
     aidb.up()
     records = aidb.wait_for_history(3)
@@ -144,14 +149,7 @@ def test_failing_or_slow_aidb_does_not_delay_runs(env, daemon, aidb, fault):
 
 
 def test_records_pending_at_kill_9_are_delivered_after_restart(env, daemon, aidb):
-    (env / "workflows" / "hist.yaml").write_text(history_workflow("hist", steps=2))
-    configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
-                    "discover": False})
-    aidb.down()
-    d = daemon()
-    ready(d)
-    assert d.ctl("run", "hist", "--wait").returncode == 0
-    wait_status(env, lambda s: s["outbox_pending"] == 3, "3 records pending")
+    d, _, _ = run_while_aidb_is_down(env, daemon, aidb)
     d.proc.kill()
     d.proc.wait()
     aidb.up()
