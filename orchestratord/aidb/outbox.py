@@ -36,6 +36,7 @@ SESSION_NAMESPACE = uuid.UUID("6a1f0c52-56a4-4b3e-9a57-2f0d6c1e7a10")
 """uuid5 namespace of session ids: a run's session_id is uuid5(this, run id), stable."""
 
 RESPONSE_LIMIT = 4000  # characters of a result or error sent as `response`
+SENT_RETENTION = 7 * 86400.0  # sent records are kept this long (status, redelivery checks)
 
 
 def session_id(run_id: str) -> str:
@@ -90,6 +91,12 @@ class Outbox:
     async def mark_failed(self, row_id: int, error: str, *, rejected: bool = False) -> None:
         await self.db.execute("UPDATE aidb_outbox SET tries = tries + 1, last_error = ?, "
                               "rejected = ? WHERE id = ?", (error[:500], int(rejected), row_id))
+
+    async def prune(self, older_than: float = SENT_RETENTION) -> int:
+        """Forget records AIDB accepted more than older_than seconds ago."""
+        cursor = await self.db.execute("DELETE FROM aidb_outbox WHERE sent_at < ?",
+                                       (time.time() - older_than,))
+        return cursor.rowcount
 
     async def depth(self) -> Depth:
         rows = await self.db.execute_fetchall(

@@ -161,6 +161,7 @@ class AidbService:
         while True:
             await asyncio.sleep(max(0.5, min(60.0, limit / 4)))
             try:
+                await self.outbox.prune()
                 depth = await self.outbox.depth()
                 if depth.oldest_at is not None and time.time() - depth.oldest_at > limit \
                         and self.alert is not None:

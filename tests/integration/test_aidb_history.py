@@ -184,3 +184,24 @@ def test_a_wrong_key_is_a_clear_error_and_an_alert_and_records_wait(env, daemon,
     assert "HTTP 403" in (env / "daemon.log").read_text()
     assert not aidb.history and json.loads(d.ctl("aidb", "status", "--json").stdout)[
         "outbox_pending"] == 2
+
+
+async def test_sent_records_are_pruned_after_a_week_and_pending_ones_never(store, tmp_path):
+    from orchestratord.aidb.outbox import Outbox
+    outbox = Outbox(store.path)
+    await outbox.open()
+    try:
+        await outbox.set_recording(True)
+        run_id = await store.create_run("wf", {}, "f", {}, [("s", "k", "a")])
+        await store.set_run_status(run_id, "succeeded", "run_succeeded")
+        await store.set_run_status(run_id, "failed", "run_failed")
+        rows = await outbox.due()
+        assert len(rows) == 2  # written by the event's own transaction
+        await outbox.mark_sent(rows[0]["id"])
+        assert await outbox.prune(older_than=-1) == 1
+        assert (await outbox.depth()).pending == 1
+        await outbox.set_recording(False)
+        await store.set_run_status(run_id, "succeeded", "run_succeeded")
+        assert (await outbox.depth()).pending == 1  # history off: no new records
+    finally:
+        await outbox.close()
