@@ -244,8 +244,7 @@ async def aidb_status(request: web.Request) -> web.Response:
 
 async def aidb_sync(request: web.Request) -> web.Response:
     """Refresh AIDB's catalog and flush the history outbox now."""
-    d = _daemon(request)
-    return _json(await d.aidb.sync(lambda: d.catalog.skills))
+    return _json(await _daemon(request).aidb.sync())
 
 
 def run_json(run: Any) -> dict[str, Any]:

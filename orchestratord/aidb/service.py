@@ -106,7 +106,7 @@ class AidbService:
                        if self.settings.enabled and self.settings.discover else Joined())
         catalog.skills = local
 
-    async def refresh(self, registry_of: Callable[[], Registry] | None = None) -> None:
+    async def refresh(self) -> None:
         """Fetch AIDB's catalog into the cache; publish ours if asked. Raises AidbError."""
         assert self.client is not None
         if self.settings.discover:
@@ -115,8 +115,8 @@ class AidbService:
             self.last_refresh_error = None
             if self._refreshed is not None:
                 self._refreshed()
-        if self.settings.publish and registry_of is not None:
-            await publish_changed(self.outbox.db, self.client, registry_of())
+        if self.settings.publish and self.registry_of is not None:
+            await publish_changed(self.outbox.db, self.client, self.registry_of())
 
     def refresh_soon(self) -> None:
         """After a reload: refresh now rather than at the next interval."""
@@ -127,7 +127,7 @@ class AidbService:
         self._wake_refresh = asyncio.Event()
         while True:
             try:
-                await self.refresh(self.registry_of)
+                await self.refresh()
             except AidbError as exc:
                 self.last_refresh_error = str(exc)
                 log.warning("AIDB catalog not refreshed (the cached one from %s stays in "
@@ -176,14 +176,14 @@ class AidbService:
 
     # -- orchestratorctl aidb -----------------------------------------------------------
 
-    async def sync(self, registry_of: Callable[[], Registry]) -> dict[str, Any]:
+    async def sync(self) -> dict[str, Any]:
         """Refresh the catalog and flush the outbox now; what happened, errors included."""
         out: dict[str, Any] = {"refreshed": False, "sent": 0, "errors": []}
         if self.client is None:
             out["errors"].append("aidb.url is not set")
             return out
         try:
-            await self.refresh(registry_of)
+            await self.refresh()
             out["refreshed"] = True
         except AidbError as exc:
             out["errors"].append(f"catalog: {exc}")
