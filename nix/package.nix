@@ -26,16 +26,27 @@ let
     tenacity
     aiohttp
     sdnotify
+    dbus-fast
     prometheus-client
     markupsafe
     referencing
     systemd-python
   ];
+  # pyproject.toml's `mcp` extra (`orchestratorctl mcp`, services.agent-orchestrator.mcp),
+  # written against the SDK's 2.x API: taken when nixpkgs has a 2.x, else the command
+  # says it needs the extra and its tests are skipped.
+  mcpDependencies = lib.optionals (
+    python3Packages ? mcp && lib.versionAtLeast python3Packages.mcp.version "2"
+  ) (with python3Packages; [
+    mcp
+    uvicorn
+  ]);
   # pyproject.toml's `test` extra.
   testDependencies = with python3Packages; [
     pytest
     pytest-asyncio
     pytest-timeout
+    pytest-randomly # a random test order, so that no test depends on another
     hypothesis
     pyflakes # the code-review skill's linter, whose findings the pipeline test asserts
   ];
@@ -61,7 +72,7 @@ python3Packages.buildPythonApplication {
   };
 
   build-system = [ python3Packages.setuptools ];
-  inherit dependencies;
+  dependencies = dependencies ++ mcpDependencies;
 
   # git: an integration test pulls a workflow's skills from a real repository.
   nativeCheckInputs = [

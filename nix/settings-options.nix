@@ -83,6 +83,68 @@ in
       example = "10m";
       description = "Timeout of steps that set none.";
     };
+    step_units = mkOption {
+      type = types.enum [
+        "auto"
+        "always"
+        "never"
+      ];
+      default = "auto";
+      description = ''
+        Run each attempt of a command step as its own transient systemd unit
+        (orchestrator-step-<run>-<step>-<attempt>.service): sandboxed, resource-limited,
+        killed by cgroup, and collected after a daemon restart instead of run again.
+        `always` fails a step that cannot have one; `never` runs steps as the daemon's children.
+      '';
+    };
+    step_sandbox = mkOption {
+      default = { };
+      description = "The sandbox of step units, in systemd's own property names.";
+      type = types.submodule {
+        freeformType = jsonType;
+        options = {
+          default = mkOption {
+            type = types.attrsOf jsonType;
+            default = { };
+            example = {
+              MemoryMax = "1G";
+              CPUQuota = "50%";
+              TasksMax = 256;
+            };
+            description = ''
+              Unit properties of every command step, over the built-in hardening
+              (ProtectSystem=strict, ProtectHome=, PrivateTmp=, PrivateUsers=, no capabilities,
+              SystemCallFilter=@system-service, ...); set one to false or "no" to lift it.
+            '';
+          };
+          skills = mkOption {
+            type = types.attrsOf (types.attrsOf jsonType);
+            default = { };
+            example = {
+              code-review = {
+                PrivateNetwork = true;
+                MemoryMax = "2G";
+              };
+            };
+            description = ''
+              Per skill, by name: properties over the default. An action's own `sandbox:`
+              in its actions.yaml goes over these.
+            '';
+          };
+          unavailable = mkOption {
+            type = types.enum [
+              "warn"
+              "error"
+            ];
+            default = "warn";
+            description = ''
+              Where steps cannot run in units: run a step whose skill or action asks for a
+              sandbox without it (warn, recorded with the run) or fail it (error).
+            '';
+          };
+        };
+      };
+    };
     alerts = mkOption {
       default = { };
       description = "Where the daemon sends an alert when a run fails or a workflow goes stale.";

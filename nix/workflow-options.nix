@@ -176,8 +176,16 @@ let
   # type simple, and `problems` below reports a group that sets step options.
   stepOptions = {
     id = optional name "Step id; defaults to the skill's name.";
-    skill = optional name "The skill whose action this step runs.";
-    action = optional name "The action to run.";
+    skill = optional name "The skill whose action this step runs; or choose it with `route` or `capability`.";
+    action = optional name "The action of `skill` to run.";
+    route = optional types.str ''
+      A request in words ("check that the host is healthy"), routed to one skill's action
+      when the workflow is validated, instead of `skill` and `action`. The run records it.
+    '';
+    capability = optional types.str ''
+      A capability (health.check) that exactly one action declares, instead of `skill` and
+      `action`; resolved when the workflow is validated.
+    '';
     description = optional types.str "What this step is for.";
     params = mkOption {
       type = types.attrsOf jsonType;
@@ -346,6 +354,8 @@ let
         id
         skill
         action
+        route
+        capability
         description
         params
         depends_on
@@ -447,7 +457,15 @@ in
       at = path: "${prefix}.${path}";
       stepProblems =
         path: s:
-        lib.optional (s.skill == null || s.action == null) "${at path}: a step needs `skill` and `action`";
+        let
+          routed = s.route != null || s.capability != null;
+        in
+        lib.optional (
+          !routed && (s.skill == null || s.action == null)
+        ) "${at path}: a step needs `skill` and `action`"
+        ++ lib.optional (
+          routed && (s.skill != null || s.action != null || s.route != null && s.capability != null)
+        ) "${at path}: a step needs exactly one of `skill` (with `action`), `route` or `capability`";
       groupProblems =
         path: g:
         let

@@ -156,7 +156,7 @@ class AlertManager:
         alert = {"kind": kind, "run_id": run.id, "workflow": run.workflow, "status": run.status,
                  "failed_steps": failed, "summary": summary,
                  "report": f"orchestratorctl report {run.id}"}
-        return RunRedactor.for_run(run)(alert)
+        return RunRedactor.for_run(run, steps)(alert)
 
     async def check_stale(self, now: float | None = None) -> list[dict[str, Any]]:
         """Alert for each workflow whose last success is older than its stale_after."""

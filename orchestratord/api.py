@@ -13,12 +13,15 @@ import logging
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import pydantic
 from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
 from .aidb.execute import execute
 from .redact import RunRedactor, redact_definition
+from .skills.routing import MAX_CANDIDATES
+from .store import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -62,14 +65,64 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(500, "internal error; see the daemon's journal")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+class _Body(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class _WithParams(_Body):
+    params: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+    @pydantic.field_validator("params")
+    @classmethod
+    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # 1e999 parses as inf; stored, it would be JSON no other reader accepts.
+        json.dumps(params, allow_nan=False)
+        return params
+
+
+class StartRun(_WithParams):
+    """The body of POST /runs."""
+
+    workflow: str
+
+
+class StartCall(_WithParams):
+    """The body of POST /calls."""
+
+    skill: str
+    action: str
+
+
+class RouteRequest(_Body):
+    """The body of POST /route."""
+
+    text: str
+    limit: int = pydantic.Field(5, ge=1, le=MAX_CANDIDATES, strict=True)
+
+
+async def _body(request: web.Request, model: type[pydantic.BaseModel]) -> Any:
+    """The body as model; anything else (not JSON, nested too deep, a number of
+    thousands of digits, a wrong shape) is a 400 saying what is wrong."""
     try:
-        body = await request.json() if request.can_read_body else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(reason="the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="the body must be a JSON object")
-    return body
+        return model.model_validate_json(await request.read() if request.body_exists else b"{}")
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                             for e in exc.errors(include_url=False)[:5])
+        raise web.HTTPBadRequest(reason=problems.replace("\n", " ")) from None
+
+
+def _int_query(request: web.Request, name: str, default: int, lowest: int, highest: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text) if len(text) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or not lowest <= value <= highest:
+        raise web.HTTPBadRequest(reason=f"{name}: expected a whole number from {lowest} "
+                                        f"to {highest}, got {text[:40]!r}")
+    return value
 
 
 def _daemon(request: web.Request) -> "Daemon":
@@ -80,7 +133,8 @@ async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
     return _json({"status": "ok", "active_runs": len(d.engine.active()),
                   "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
-                  "metrics_listen": d.metrics_address, "api_listen": d.api_address})
+                  "metrics_listen": d.metrics_address, "api_listen": d.api_address,
+                  "connections": len(d.connections)})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -110,7 +164,10 @@ async def get_workflow(request: web.Request) -> web.Response:
     definition = _daemon(request).catalog.workflows.get(request.match_info["name"])
     if definition is None:
         raise web.HTTPNotFound(reason=f"no workflow '{request.match_info['name']}'")
-    return _json({"name": definition.name, "file": definition.file,
+    from .workflow_info import describe_workflow
+    # "steps" was, and stays, {id: deps}; the described list is "nodes".
+    described = describe_workflow(definition)
+    return _json({**described, "nodes": described["steps"],
                   "definition": redact_definition(definition.source),
                   "steps": {n.id: list(n.deps) for n in definition.graph.nodes.values()}})
 
@@ -132,40 +189,29 @@ async def get_skill(request: web.Request) -> web.Response:
 
 async def start_call(request: web.Request) -> web.Response:
     """Call one action: {"skill": S, "action": A, "params": {...}} -> a one-step run."""
-    body = await _body(request)
-    skill, action, params = body.get("skill"), body.get("action"), body.get("params", {})
-    if not (isinstance(skill, str) and isinstance(action, str) and isinstance(params, dict)):
-        raise web.HTTPBadRequest(reason='expected {"skill": S, "action": A, "params": {...}}')
+    body = await _body(request, StartCall)
     from .calls import call_definition
     d = _daemon(request)
-    run_id = await d.start_definition(call_definition(d.catalog.skills, skill, action, params))
+    run_id = await d.start_definition(call_definition(d.catalog.skills, body.skill, body.action,
+                                                      body.params))
     return _json({"run_id": run_id}, 201)
 
 
 async def start_run(request: web.Request) -> web.Response:
-    body = await _body(request)
-    name, params = body.get("workflow"), body.get("params", {})
-    if not isinstance(name, str) or not isinstance(params, dict):
-        raise web.HTTPBadRequest(reason='expected {"workflow": NAME, "params": {...}}')
-    run_id = await _daemon(request).start_run(name, params)
+    body = await _body(request, StartRun)
+    run_id = await _daemon(request).start_run(body.workflow, body.params)
     return _json({"run_id": run_id}, 201)
 
 
 async def route_request(request: web.Request) -> web.Response:
     """Which skill and action fit {"text": ..., "limit": K}; offline, with reasons."""
-    body = await _body(request)
-    text, limit = body.get("text"), body.get("limit", 5)
-    if not isinstance(text, str) or not isinstance(limit, int) or limit < 1:
-        raise web.HTTPBadRequest(reason='expected {"text": "...", "limit": K}')
-    return _json(_daemon(request).catalog.skills.router().route(text, limit).as_dict())
+    body = await _body(request, RouteRequest)
+    return _json(_daemon(request).catalog.skills.router().route(body.text, body.limit).as_dict())
 
 
 async def list_runs(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = min(int(q.get("limit", "50")), 1000)
-    except ValueError:
-        raise web.HTTPBadRequest(reason="limit must be a number") from None
+    limit = _int_query(request, "limit", 50, 1, MAX_RUNS_LISTED)
     runs = await _daemon(request).store.list_runs(workflow=q.get("workflow"),
                                                    status=q.get("status"), limit=limit)
     return _json([run_json(RunRedactor.for_run(r).rows(r)[0]) for r in runs])
@@ -201,12 +247,9 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     """The run's events as NDJSON; with follow=1, streamed until the run ends."""
     d = _daemon(request)
     run = await d.store.get_run(request.match_info["run"])
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        raise web.HTTPBadRequest(reason="after must be a number") from None
+    after = _int_query(request, "after", 0, 0, 2**63 - 1)
     follow = request.query.get("follow") in ("1", "true")
-    redacted = RunRedactor.for_run(run)
+    redacted = RunRedactor.for_run(run, await d.store.steps(run.id))
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     while True:
@@ -252,7 +295,8 @@ def run_json(run: Any) -> dict[str, Any]:
 
 
 def make_app(daemon: "Daemon") -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[errors, daemon.connections.middleware],
+                          client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app[METRICS] = daemon.metrics
     app.router.add_get("/health", health)
@@ -278,10 +322,10 @@ def make_app(daemon: "Daemon") -> web.Application:
     return app
 
 
-def make_metrics_app(source: Any) -> web.Application:
+def make_metrics_app(source: Any, connections: Any) -> web.Application:
     """The app of the optional TCP listener: /metrics and nothing else, since TCP
     reaches past the control socket's file permissions."""
-    app = web.Application(middlewares=[errors])
+    app = web.Application(middlewares=[errors, connections.middleware])
     app[METRICS] = source  # orchestratord.metrics.Metrics
     app.router.add_get("/metrics", metrics)
     return app

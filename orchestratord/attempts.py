@@ -1,6 +1,6 @@
 """One attempt of a step's action, or of its compensating action: recorded, run, scrubbed.
 
-An attempt is recorded (its params redacted) before it runs and its failure after; a
+An attempt is recorded (its params as shown) before it runs and its failure after; a
 command's process group is recorded as soon as it exists (see processes.py); what a
 failure says is scrubbed of the run's secrets before anyone sees it. The attempt runs
 with its StepContext: its idempotency key is <run>/<step> for an action and
@@ -32,20 +32,21 @@ log = logging.getLogger("orchestratord.engine")
 
 
 async def run(driver: RunDriver, node_id: str, skill: Any, action: ActionSpec, params: Any,
-              timeout: float | None, limit: asyncio.Semaphore | None,
+              shown: Any, timeout: float | None, limit: asyncio.Semaphore | None,
               fields: dict[str, Any], kind: str = "action") -> Any:
     """One recorded attempt of a step's action (kind "action") or of its compensating
-    action ("rollback"), numbered after current_attempt[node_id]."""
+    action ("rollback"), numbered after current_attempt[node_id]; shown is its params as
+    recorded (`shown_params`)."""
     async with limit or contextlib.nullcontext():
-        return await _attempt_now(driver, node_id, skill, action, params, timeout, fields, kind)
+        return await _attempt_now(driver, node_id, skill, action, params, shown, timeout,
+                                  fields, kind)
 
 
 async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: ActionSpec,
-                       params: Any, timeout: float | None, fields: dict[str, Any],
+                       params: Any, shown: Any, timeout: float | None, fields: dict[str, Any],
                        kind: str) -> Any:
     number = driver.current_attempt[node_id] = driver.current_attempt[node_id] + 1
-    await driver.store.attempt_started(driver.run_id, node_id, number,
-                                       _recorded(driver, params, action), kind=kind)
+    await driver.store.attempt_started(driver.run_id, node_id, number, shown, kind=kind)
     driver.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
                         "run_id": driver.run_id, "workflow": driver.definition.name,
                         "step_id": node_id, "attempt": number,
@@ -64,7 +65,8 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
             async with asyncio.timeout(timeout):
                 return await run_action(action, params, ctx,
                                         http_session=driver.engine.http_session,
-                                        kill_grace=driver.engine.kill_grace)
+                                        kill_grace=driver.engine.kill_grace,
+                                        units=driver.engine.step_units, timeout=timeout)
         except TimeoutError:
             raise StepTimeout(f"timed out after {timeout:g} s") from None
         except (StepFailure, asyncio.CancelledError):
@@ -74,6 +76,8 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
                           extra={"fields": fields})
             raise StepFailure(f"internal error: {type(exc).__name__}: {exc}") from exc
     except StepFailure as exc:
+        # A value masked in a failure's result by its key (token) is hunted everywhere else.
+        driver.engine.secrets.add(driver.run_id, redact.secret_values(exc.result))
         _scrub_failure(driver, exc)
         status = "timeout" if isinstance(exc, StepTimeout) else "failed"
         await driver.store.attempt_failed(driver.run_id, node_id, number, status=status,
@@ -102,7 +106,7 @@ async def render(driver: RunDriver, params: dict[str, Any], action: ActionSpec) 
         compiled = expr.compile_value(params)
         rendered = (params if compiled.is_static
                     else await driver.engine.evaluator.render(
-                        compiled, driver.scope(compiled.step_refs)))
+                        compiled, driver.scope(compiled.step_refs, compiled.selectors)))
     except ExpressionError as exc:
         raise StepFailure(driver.engine.secrets.scrub(driver.run_id, f"params: {exc}")) from None
     driver.engine.secrets.add(driver.run_id, redact.secret_values(rendered, action.params))
@@ -116,9 +120,17 @@ async def render(driver: RunDriver, params: dict[str, Any], action: ActionSpec) 
     return rendered
 
 
-def _recorded(driver: RunDriver, params: Any, action: ActionSpec) -> Any:
-    """Params as recorded: secret values masked, known secrets scrubbed from the rest."""
-    return driver.engine.secrets.scrub(driver.run_id, redact.redact(params, action.params))
+def shown_params(driver: RunDriver, source: Any, params: Any, action: ActionSpec) -> Any:
+    """Params as recorded: secret values masked, known secrets scrubbed from the rest,
+    and values templated from a secret param masked whole (a secret `true`). source is
+    the params as written, params as `render` made them."""
+    return redact.mask_templated(source, params, shown(driver, params, action.params),
+                                 redact.secret_param_names(driver.definition.workflow.params))
+
+
+def shown(driver: RunDriver, value: Any, schema: Any = None) -> Any:
+    """A value as recorded for people: masked by schema and names, secrets scrubbed."""
+    return driver.engine.secrets.scrub(driver.run_id, redact.redact(value, schema))
 
 
 def _scrub_failure(driver: RunDriver, exc: StepFailure) -> None:

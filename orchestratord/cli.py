@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 # asyncio, yaml and the engine are imported where used: a CLI that answers --version or
 # a daemon query should not pay for what it does not run.
@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("runs", help="list recent runs")
     c.add_argument("--workflow")
     c.add_argument("--status")
-    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--limit", type=_runs_limit, default=20,
+                   help="at most this many runs")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("show", help="a run with its steps")
     c.add_argument("run")
@@ -93,7 +94,28 @@ def parser() -> argparse.ArgumentParser:
     add_commands(sub)
     from . import cli_aidb
     cli_aidb.add_commands(sub)
+    from .mcp.command import add_command
+    add_command(sub)
     return p
+
+
+def whole_number(highest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to highest (what the daemon accepts)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 20 else 0
+        except ValueError:
+            value = 0
+        if not 1 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {highest}, "
+                                             f"got {text[:40]!r}")
+        return value
+    return parse
+
+
+def _runs_limit(text: str) -> int:
+    from .store import MAX_RUNS_LISTED
+    return whole_number(MAX_RUNS_LISTED)(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +258,12 @@ def _socket(args: argparse.Namespace) -> Path:
     return args.socket or client_socket()
 
 
+def _quoted(run: str) -> str:
+    """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
+    from urllib.parse import quote
+    return quote(run, safe="")
+
+
 def _remote(args: argparse.Namespace) -> bool:
     """Whether runs/show/report/resume/cancel go to the daemon."""
     return args.state is None and _socket(args).is_socket()
@@ -244,7 +272,7 @@ def _remote(args: argparse.Namespace) -> bool:
 def _resume(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        return remote.resume(_socket(args), args.run, as_json=args.json)
+        return remote.resume(_socket(args), _quoted(args.run), as_json=args.json)
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
@@ -311,7 +339,7 @@ def _show(args: argparse.Namespace) -> int:
                                              await store.attempts(run.id))
     if _remote(args):
         from . import remote
-        data = remote.call(_socket(args), "GET", f"/runs/{args.run}")
+        data = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}")
         if args.json:
             print(json.dumps(data, indent=2))
             return 0
@@ -332,9 +360,8 @@ def _report(args: argparse.Namespace) -> int:
     from .report import build_report, render
     if _remote(args):
         # The daemon builds (and redacts) the model; any format renders from it here.
-        from urllib.parse import quote
         from . import remote
-        model = remote.call(_socket(args), "GET", f"/runs/{quote(args.run, safe='')}/report"
+        model = remote.call(_socket(args), "GET", f"/runs/{_quoted(args.run)}/report"
                                                   "?format=json")
     else:
         model = _store_call(args, lambda store: build_report(store, args.run))
@@ -379,7 +406,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
-        remote.call(_socket(args), "POST", f"/runs/{args.run}/cancel")
+        remote.call(_socket(args), "POST", f"/runs/{_quoted(args.run)}/cancel")
         print(f"cancel requested for run {args.run}")
         return 0
 

@@ -83,10 +83,17 @@ def add_route_command(sub: Any) -> None:
     c = sub.add_parser("route", help="which skill and action fit a request, with reasons")
     c.add_argument("text")
     c.add_argument("--json", action="store_true")
-    c.add_argument("--limit", type=int, default=5, metavar="K", help="at most K candidates")
+    c.add_argument("--limit", type=_route_limit, default=5, metavar="K",
+                   help="at most K candidates")
     c.add_argument("--run", action="store_true",
                    help="call the match if it is one and its action is not mutating")
     c.set_defaults(handler=route)
+
+
+def _route_limit(text: str) -> int:
+    from .cli import whole_number
+    from .skills.routing import MAX_CANDIDATES
+    return whole_number(MAX_CANDIDATES)(text)
 
 
 def route(args: argparse.Namespace) -> int:

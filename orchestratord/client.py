@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket as socket_
+import struct
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -50,14 +51,21 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket_.socket(socket_.AF_UNIX, socket_.SOCK_STREAM)
-        sock.settimeout(CONNECT_TIMEOUT)
+        # A blocking connect waits for room in a busy daemon's backlog (up to the send
+        # timeout); with a Python timeout set it would fail at once with EAGAIN.
+        sock.setsockopt(socket_.SOL_SOCKET, socket_.SO_SNDTIMEO, _timeval(CONNECT_TIMEOUT))
         try:
             sock.connect(self.path)
         except OSError:
             sock.close()
             raise
+        sock.setsockopt(socket_.SOL_SOCKET, socket_.SO_SNDTIMEO, _timeval(0))
         sock.settimeout(self.timeout)
         self.sock = sock
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
 
 
 def request(socket: Path, method: str, path: str, body: Any = None,

@@ -79,15 +79,17 @@ async def compensate(driver: RunDriver, plan: Plan) -> str:
         driver.current_attempt[step_id] = numbered[step_id]
         try:
             # The stored params are redacted: render the step's own params again.
-            params = await attempts.render(driver, node.step.params, own) if spec.params is None \
-                else await attempts.render(driver, spec.params, action)
+            source, target = (node.step.params, own) if spec.params is None \
+                else (spec.params, action)
+            params = await attempts.render(driver, source, target)
+            shown = attempts.shown_params(driver, source, params, target)
             async for attempt in retry.retrying(action.retry or retry.NO_RETRY,
                                                 failed_before=failures[step_id],
                                                 sleep=driver.engine.sleep, before_sleep=_nothing):
                 with attempt:
-                    await attempts.run(driver, step_id, skill, action, params,
-                                         action.timeout or driver.engine.step_timeout, None,
-                                         fields, kind="rollback")
+                    await attempts.run(driver, step_id, skill, action, params, shown,
+                                       action.timeout or driver.engine.step_timeout, None,
+                                       fields, kind="rollback")
         except StepFailure as exc:
             failed.append(step_id)
             await store.compensation_finished(run_id, step_id, driver.current_attempt[step_id],

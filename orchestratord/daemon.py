@@ -28,10 +28,12 @@ from .aidb.service import AidbService, alert_via
 from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
-from .engine import Engine
+from .connections import Guard
+from .engine import Engine, check_resumable
 from .loader import stored_definition
 from .metrics import Metrics
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
+from .runners.unit import StepUnits
 from .settings import Settings, load_settings
 from .store import TERMINAL, Store
 
@@ -60,6 +62,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self._status = ""
         self._runner: web.AppRunner | None = None
+        self.connections = Guard()  # the API's listeners and clients, bounded
         self.metrics = Metrics()
         self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
         self._metrics_runner: web.AppRunner | None = None
@@ -94,8 +97,11 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         self.store = await Store.open(s.database_path)
+        units = StepUnits(s.step_units, s.step_sandbox, s.state_dir, kill_grace=s.kill_grace,
+                          record=self.store.record_event)
         self.engine = Engine(self.store, settings=s.engine_settings(), lease_ttl=s.lease_ttl,
-                             kill_grace=s.kill_grace, step_timeout=s.step_timeout)
+                             kill_grace=s.kill_grace, step_timeout=s.step_timeout,
+                             step_units=units)
         self.engine.listeners.append(self._on_event)
         self.engine.listeners.append(self.metrics)
         # Counters restart from zero with the process; the last success must not.
@@ -133,7 +139,12 @@ class Daemon:
             self._stop.set()
 
     async def close(self) -> None:
-        """Stop runs (left interrupted), the server and the store; idempotent."""
+        """Stop runs (left interrupted), the server and the store; idempotent.
+
+        Steps running as their own units go on: the next start collects them.
+        """
+        if self.engine is not None and self.engine.step_units is not None:
+            self.engine.step_units.detach()
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
@@ -144,6 +155,7 @@ class Daemon:
         if self.alerts is not None:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
+        self.connections.close_listeners()
         for runner in (self._runner, self._metrics_runner, self._api_runner):
             if runner is not None:
                 await runner.cleanup()
@@ -190,7 +202,7 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
-        await web.UnixSite(self._runner, str(path)).start()
+        await self.connections.listen_unix(self._runner.server, str(path))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
@@ -207,14 +219,15 @@ class Daemon:
     async def _serve_metrics(self, listen: str) -> None:
         """/metrics alone on TCP, for a Prometheus that cannot reach the unix socket."""
         host, _, port = listen.rpartition(":")
-        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics), access_log=None)
+        self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics, self.connections),
+                                             access_log=None)
         await self._metrics_runner.setup()
         try:
-            await web.TCPSite(self._metrics_runner, host.strip("[]"), int(port)).start()
+            bound = await self.connections.listen_tcp(self._metrics_runner.server,
+                                                      host.strip("[]"), int(port))
         except (OSError, OverflowError) as exc:  # in use, no such address, port > 65535
             raise OrchestratorError(f"metrics_listen {listen}: cannot listen: "
                                     f"{getattr(exc, 'strerror', None) or exc}") from exc
-        bound = self._metrics_runner.addresses[0]
         self.metrics_address = (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0]
                                 else f"{bound[0]}:{bound[1]}")
         log.info("metrics on http://%s/metrics", self.metrics_address)
@@ -245,6 +258,7 @@ class Daemon:
         run = await self.store.get_run(run_id)
         if run.id in self.tasks:
             raise RunStateError(f"run {run.id} is running")
+        check_resumable(run)  # a 409 to the caller, not a line in the journal
         definition = stored_definition(run.definition, run.file, self.catalog.skills)
         self._spawn(run.id, self._drive(run.id, definition, resume=True))
         return run.id
@@ -341,13 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")
+    parser.add_argument("--skip-host-checks", action="store_true",
+                        help="with --check: skip what depends on this host (whether "
+                             "socket_group exists), for checking in a build sandbox")
     parser.add_argument("--reload", action="store_true",
                         help="ask the running daemon (at the settings' socket) to reread its "
                              "workflows and skills, and return once it has: what the unit's "
                              "ExecReload= runs, so `systemctl reload` waits for the reload")
     args = parser.parse_args(argv)
     if args.check:
-        return _check(args.settings)
+        return _check(args.settings, host_checks=not args.skip_host_checks)
     if args.reload:
         return _request_reload(args.settings)
     journal.configure(getattr(logging, args.log_level.upper()), target=args.log_target)
@@ -364,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check(path: Path | None) -> int:
+def _check(path: Path | None, *, host_checks: bool) -> int:
     """Validate a settings file as the daemon would read it, saying where it is wrong."""
     try:
-        load_settings(path)
+        load_settings(path, host_checks=host_checks)
     except OrchestratorError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return EX_CONFIG

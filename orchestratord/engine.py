@@ -21,13 +21,25 @@ from .errors import LeaseHeld, RunStateError
 from .evaluator import Evaluator
 from .loader import Definition, bind_params
 from .run import RunDriver, RunResult
-from .store import TERMINAL, Store
+from .runners.unit import StepUnits
+from .store import TERMINAL, RunRow, Store
 
-__all__ = ["Engine", "Listener", "RunResult"]
+__all__ = ["Engine", "Listener", "RunResult", "check_resumable"]
 
 log = logging.getLogger("orchestratord.engine")
 
 Listener = Callable[[dict[str, Any]], None]
+# Ended for good: their steps are not run again, so resuming has nothing to do.
+FINISHED = frozenset({"succeeded", "rolled_back", "rollback_failed"})
+
+
+def check_resumable(run: RunRow) -> None:
+    """Raise RunStateError when resuming run has nothing to do. Asked before a resume is
+    accepted (the daemon, the MCP server: so the caller hears it, not only the log), and
+    again by Engine.resume, which may run later."""
+    if run.status in FINISHED:
+        raise RunStateError(f"run {run.id} {run.status.replace('_', ' ')}; nothing to resume "
+                            f"(start a new run of {run.workflow} to run it again)")
 
 
 class Engine:
@@ -35,7 +47,7 @@ class Engine:
 
     def __init__(self, store: Store, *, settings: Mapping[str, Any] | None = None,
                  owner: str | None = None, lease_ttl: float = 15.0, kill_grace: float = 5.0,
-                 step_timeout: float | None = None,
+                 step_timeout: float | None = None, step_units: StepUnits | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep):
         self.store = store
         self.settings = dict(settings or {})
@@ -43,6 +55,7 @@ class Engine:
         self.lease_ttl = lease_ttl
         self.kill_grace = kill_grace
         self.step_timeout = step_timeout
+        self.step_units = step_units  # command steps as systemd units, where set
         self.sleep = sleep  # retry back-off; injectable so tests need not wait
         self.listeners: list[Listener] = []
         # Secrets of the runs driven now: scrubbed from log records and emitted events.
@@ -69,9 +82,7 @@ class Engine:
     async def resume(self, run_id: str, definition: Definition) -> RunResult:
         """Continue an interrupted run, or redrive a failed, cancelled or timed-out one."""
         run = await self.store.get_run(run_id)
-        if run.status in ("succeeded", "rolled_back", "rollback_failed"):
-            raise RunStateError(f"run {run.id} {run.status.replace('_', ' ')}; nothing to resume"
-                                + ("; start a new run" if run.status != "succeeded" else ""))
+        check_resumable(run)
         redrive = run.status in TERMINAL
         await self.store.acquire_lease(run.id, self.owner, self.lease_ttl)
         try:
@@ -142,6 +153,8 @@ class Engine:
     async def close(self) -> None:
         self.secrets.uninstall()
         await self.evaluator.close()
+        if self.step_units is not None:
+            await self.step_units.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -3,8 +3,9 @@
 Jinja2 expression syntax, evaluated in an ImmutableSandboxedEnvironment over the roots
 `params`, `steps` and `run` (plain dicts). Any other free name fails at compile time, so
 a typo fails when the workflow is loaded. Jinja's filters and tests, `range` and `dict`
-stay available. `steps.health-monitoring.x` means `steps['health-monitoring'].x`, since
-a step without an id is named by its skill. A missing key is an error, yet `is defined`
+stay available, and `steps_matching` / `results` collect many steps (`aggregate`).
+`steps.health-monitoring.x` means `steps['health-monitoring'].x`, since a step without
+an id is named by its skill. A missing key is an error, yet `is defined`
 and `| default(y)` work on whole chains; on a mapping `a.items` is the key `items`.
 
 Cost is bounded before it is paid: a source has at most MAX_SOURCE_CHARS characters and
@@ -17,7 +18,6 @@ a worker process under a hard deadline and memory limit.
 
 from __future__ import annotations
 
-import ast
 import copy
 import functools
 import re
@@ -31,7 +31,9 @@ from jinja2.runtime import Undefined
 from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 
+from . import aggregate
 from .errors import ExpressionError
+from .expr_gaps import explain_missing
 from .sandbox import BUDGET_KEY, ENV, FUNCTIONS, MAX_ITEMS, Budget, measure
 
 MAX_SOURCE_CHARS = 4096
@@ -45,7 +47,6 @@ ROOTS = ("params", "steps", "run")
 _HYPHEN_REF = re.compile(
     r"""(?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
     r"""|(?<![\w.])steps\.(?P<id>[A-Za-z0-9_][A-Za-z0-9_-]*[A-Za-z0-9_])""", re.S)
-_MISSING = re.compile(r"has no (?:attribute|element) (.+)$|^(.+) is undefined$")
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
 
@@ -76,37 +77,6 @@ def _chain(node: nodes.Node) -> tuple[str, tuple] | None:
                         else ("item", node.arg.value))
         node = node.node
     return (node.name, tuple(reversed(segments))) if isinstance(node, nodes.Name) else None
-
-
-def _contents(obj: Any) -> str:
-    if isinstance(obj, Mapping):
-        keys = sorted(map(str, obj))
-        more = ", ..." if len(keys) > 12 else ""
-        return f"its keys: {', '.join(map(repr, keys[:12]))}{more}" if keys else "it is empty"
-    if isinstance(obj, (list, tuple)):
-        return f"it is a list of {len(obj)} items"
-    kinds = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
-             str: "a string"}
-    return "it is " + kinds.get(type(obj), f"a {type(obj).__name__}")
-
-
-def _gap(scope: Mapping, root: str, segments: tuple, missing: Any) -> str | None:
-    """Why `root.segments` does not resolve in scope, if it breaks at `missing`."""
-    if root not in scope:
-        return f"{root} is not available here" if missing == root else None
-    obj, shown = scope[root], root
-    for kind, key in segments:
-        if isinstance(obj, Mapping) and key in obj or isinstance(obj, (list, tuple)) and (
-                isinstance(key, int) and -len(obj) <= key < len(obj)):
-            obj = obj[key]
-            plain = isinstance(key, str) and re.fullmatch(r"[A-Za-z_][\w-]*", key)
-            shown += f".{key}" if plain else f"[{key!r}]"
-            continue
-        if key != missing:
-            return None
-        noun = "attribute" if kind == "attr" else "key" if isinstance(key, str) else "item"
-        return f"{shown} has no {noun} {key!r} ({_contents(obj)})"
-    return None
 
 
 def _plain(value: Any) -> Any:
@@ -147,7 +117,11 @@ def _check_nesting(source: str) -> None:
 
 
 def _is_cheap(tree: nodes.Node) -> bool:
+    # An aggregate with literal arguments reads views the caller holds, and is charged.
+    aggregates = {id(n) for call in aggregate.calls(tree) for n in _walk(call, nodes.Node)}
     for node in _walk(tree, nodes.Node):
+        if id(node) in aggregates:
+            continue
         if not isinstance(node, _CHEAP_NODES):
             return False
         if isinstance(node, nodes.Filter) and node.name not in _CHEAP_FILTERS or \
@@ -159,12 +133,15 @@ def _is_cheap(tree: nodes.Node) -> bool:
 class Expression:
     """A compiled expression; build one with `Expression.compile(source)`."""
 
-    __slots__ = ("source", "step_refs", "param_refs", "is_cheap", "_code", "_paths")
+    __slots__ = ("source", "step_refs", "param_refs", "selectors", "is_cheap", "_code",
+                 "_paths")
 
     def __init__(self, source: str, code: Any, step_refs: frozenset[str],
-                 param_refs: frozenset[str], paths: tuple, is_cheap: bool) -> None:
+                 param_refs: frozenset[str], paths: tuple, is_cheap: bool,
+                 selectors: frozenset[aggregate.Selector] = frozenset()) -> None:
         self.source, self.step_refs, self.param_refs = source, step_refs, param_refs
         self._code, self._paths, self.is_cheap = code, paths, is_cheap
+        self.selectors = selectors  # the steps its aggregates read, beyond step_refs
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -197,7 +174,9 @@ class Expression:
         Call it directly where `is_cheap`; `evaluator.Evaluator` decides that for you.
         """
         names: dict[str, Any] = {name: scope[name] for name in ROOTS if name in scope}
-        names[BUDGET_KEY] = Budget()
+        names[BUDGET_KEY] = budget = Budget()
+        if self.selectors:
+            names.update(aggregate.functions(scope, budget))
         where = f"expression {self.source!r}"
         try:
             result = self._code(names)
@@ -223,13 +202,7 @@ class Expression:
         return bool(self.evaluate(scope))
 
     def _explain(self, scope: Mapping[str, Any], exc: UndefinedError) -> str:
-        match = _MISSING.search(str(exc))
-        try:
-            missing = ast.literal_eval(match.group(1) or match.group(2)) if match else None
-        except (ValueError, SyntaxError):
-            missing = None
-        reasons = (_gap(scope, root, segments, missing) for root, segments in self._paths)
-        return next((r for r in reasons if r), str(exc))
+        return explain_missing(scope, self._paths, exc)
 
 
 Evaluate = Callable[[Expression, Mapping[str, Any]], Any]
@@ -266,12 +239,14 @@ def _compile(source: str) -> Expression:
         raise _invalid(source, exc) from None
     called = {id(n.node) for n in _walk(tree, nodes.Call)}
     for name in _walk(tree, nodes.Name):
-        if name.name in ROOTS or name.name in FUNCTIONS:
+        if name.name in ROOTS or name.name in FUNCTIONS or \
+                name.name in aggregate.NAMES and id(name) in called:
             continue
         if id(name) in called:
             raise ExpressionError(
                 f"expression {source!r}: unknown function {name.name!r}: use a filter "
-                "instead (e.g. x | length, x | int); the functions are range and dict")
+                "instead (e.g. x | length, x | int); the functions are range, dict, "
+                f"{' and '.join(aggregate.NAMES)}")
         raise ExpressionError(f"expression {source!r}: unknown name {name.name!r}: "
                               "expressions may use params, steps and run")
     refs: dict[str, set[str]] = {"steps": set(), "params": set()}
@@ -290,8 +265,9 @@ def _compile(source: str) -> Expression:
         code = ENV.compile_expression(rewritten, undefined_to_none=False)
     except TemplateError as exc:  # unknown filters and tests are found here
         raise _invalid(source, exc) from None
+    selectors = frozenset(aggregate.selector_of(c, source) for c in aggregate.calls(tree))
     return Expression(source, code, frozenset(refs["steps"]), frozenset(refs["params"]),
-                      tuple(paths), _is_cheap(tree))
+                      tuple(paths), _is_cheap(tree), selectors)
 
 
 def _split_template(text: str) -> list[str | Expression]:
@@ -367,13 +343,15 @@ def _build(value: Any, path: str, found: list[Expression]) -> Callable | None:
 class CompiledValue:
     """A step's params (any JSON-like value) with its `{{ }}` expressions compiled."""
 
-    __slots__ = ("_value", "_render", "step_refs", "param_refs", "is_static", "expressions")
+    __slots__ = ("_value", "_render", "step_refs", "param_refs", "selectors", "is_static",
+                 "expressions")
 
     def __init__(self, value: Any, render: Callable | None, found: list[Expression]) -> None:
         self._value, self._render, self.is_static = value, render, render is None
         self.expressions = tuple(dict.fromkeys(found))  # in rendering order, each once
         self.step_refs = frozenset().union(*(e.step_refs for e in found))
         self.param_refs = frozenset().union(*(e.param_refs for e in found))
+        self.selectors = frozenset().union(*(e.selectors for e in found))
 
     def render(self, scope: Mapping[str, Any], evaluate: Evaluate | None = None) -> Any:
         """The value with every expression evaluated, as a fresh copy.

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 import jsonschema
 
-from . import expr
+from . import aggregate, expr
 from .errors import DefinitionError, ExpressionError, ParamsError, Problem
 from .graph import Graph, build, did_you_mean
-from .model import UNION_TAGS, Workflow, WorkflowDocument
+from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
 from .redact import is_secret_name
 from .runners.python import resolve
 from .skills import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
+from .step_routes import resolve_steps
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,24 @@ class Definition:
         assert skill is not None, f"checked at load time: {name}"
         return skill
 
+    def select(self, selector: aggregate.Selector) -> tuple[str, ...]:
+        """The steps an aggregate (`steps_matching`, `results`) reads, in declaration order."""
+        return aggregate.select(selector, self._capabilities)
+
+    @cached_property
+    def _capabilities(self) -> dict[str, tuple[str, ...]]:
+        return step_capabilities(self.graph, self.skills)
+
+
+def step_capabilities(graph: Graph, skills: Registry) -> dict[str, tuple[str, ...]]:
+    """What each step's action declares, with its skill's, by step id in declaration order."""
+    out = {}
+    for node in graph.nodes.values():
+        skill = skills.get(node.step.skill or "")
+        action = skill.actions.get(node.step.action or "") if skill else None
+        out[node.id] = (*skill.capabilities, *action.capabilities) if skill and action else ()
+    return out
+
 
 def load_workflow(path: str | Path, *, skill_paths: Iterable[str | Path] = (),
                   registry: Registry | None = None) -> Definition:
@@ -59,34 +79,45 @@ def load_workflow(path: str | Path, *, skill_paths: Iterable[str | Path] = (),
     return check_document(doc, registry, path.parent)
 
 
-def load_text(text: str, file: str, registry: Registry, directory: Path) -> Definition:
+def load_text(text: str, file: str, registry: Registry, directory: Path, *,
+              stored: bool = False) -> Definition:
     """Like load_workflow, for a definition held in memory (API bodies, stored runs)."""
     return check_document(parse_text(text, file, json_only=file.endswith(".json")),
-                          registry, directory)
+                          registry, directory, stored=stored)
 
 
-def load_data(data: dict[str, Any], file: str, registry: Registry, directory: Path) -> Definition:
+def load_data(data: dict[str, Any], file: str, registry: Registry, directory: Path, *,
+              stored: bool = False) -> Definition:
     """Check an already parsed definition (e.g. the copy stored with a run)."""
-    return load_text(json.dumps(data), file, registry, directory)
+    return load_text(json.dumps(data), file, registry, directory, stored=stored)
 
 
 def stored_definition(source: dict[str, Any], file: str, registry: Registry) -> Definition:
-    """The definition a run started with (stored with it), checked against today's skills."""
-    return load_data(source, file, registry, Path(file).parent)
+    """The definition a run started with (stored with it), checked against today's skills.
+
+    Routed steps keep the skill and action they resolved to when the run started.
+    """
+    return load_data(source, file, registry, Path(file).parent, stored=True)
 
 
-def check_document(doc: Document, registry: Registry, directory: Path) -> Definition:
+def check_document(doc: Document, registry: Registry, directory: Path, *,
+                   stored: bool = False) -> Definition:
     # Problems such as duplicate keys leave data to check further; syntax errors do not.
     problems = list(doc.problems)
     if doc.data is None and problems:
         raise DefinitionError(problems)
     if not isinstance(doc.data, dict):
         raise DefinitionError([doc.problem((), "expected a mapping with a 'workflow:' key")])
-    model, shape_problems = doc.validate(WorkflowDocument, tags=UNION_TAGS)
+    model, shape_problems = doc.validate(WorkflowDocument, tags=UNION_TAGS,
+                                         context=STORED if stored else None)
     if model is None:
         raise DefinitionError(problems + shape_problems)
     skills, skill_problems = registry.merged(model.skills, doc.file, directory, doc)
     problems += skill_problems
+    workflow, route_problems = resolve_steps(model.workflow, skills, doc)
+    if route_problems:  # an unresolved step has no name yet to build the graph with
+        raise DefinitionError(problems + route_problems)
+    model = model.model_copy(update={"workflow": workflow})
     graph, graph_problems = build(model.workflow, doc)
     problems += graph_problems
     problems += _check_steps(model.workflow, graph, skills, doc, acyclic=not graph_problems)
@@ -101,6 +132,7 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
     problems: list[Problem] = []
     declared = set(workflow.params)
     names = set(graph.nodes) | set(graph.groups)
+    capabilities = step_capabilities(graph, skills)
 
     def refs(at: Path_, compiled: Any, step_id: str | None) -> None:
         for name in sorted(compiled.param_refs - declared):
@@ -113,6 +145,9 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
             elif step_id is not None and acyclic and not graph.is_upstream(name, step_id):
                 problems.append(doc.problem(at, f"steps.{name} has not finished when step "
                                             f"'{step_id}' starts: add '{name}' to its depends_on"))
+        for selector in sorted(compiled.selectors, key=str):
+            problems.extend(doc.problem(at, p) for p in _selection_problems(
+                selector, capabilities, graph, step_id if acyclic else None))
 
     def compile_at(at: Path_, value: Any, step_id: str | None, condition: bool = False) -> Any:
         try:
@@ -141,6 +176,27 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
                 compile_at(where + ("params",), rollback.params, None)
     compile_at(("workflow", "outputs"), workflow.outputs, None)
     return problems
+
+
+def _selection_problems(selector: aggregate.Selector, capabilities: dict[str, tuple[str, ...]],
+                        graph: Graph, step_id: str | None) -> list[str]:
+    """An aggregate must select some step, and only steps finished before step_id starts."""
+    selected = aggregate.select(selector, capabilities)
+    if not selected:
+        ids = list(capabilities)
+        return [f"no step {selector} (step ids: {', '.join(ids[:12])}"
+                f"{', ...' if len(ids) > 12 else ''})"]
+    if step_id is None:
+        return []
+    if step_id in selected:
+        return [f"step '{step_id}' reads the steps {selector}, itself among them: select "
+                "only steps that finish before it"]
+    early = [sid for sid in selected if not graph.is_upstream(sid, step_id)]
+    if not early:
+        return []
+    return [f"the steps {selector} include {', '.join(map(repr, early))}, not finished "
+            f"when step '{step_id}' starts: add "
+            f"{'it (or its' if len(early) == 1 else 'them (or their'} group) to its depends_on"]
 
 
 def _action(skills: Registry, skill_name: str, action_name: str, at: Path_, doc: Document,

@@ -235,6 +235,25 @@ MIGRATIONS: dict[int, str] = {
     UPDATE runs SET cancel_requested = 0 WHERE status IN (
         'succeeded', 'failed', 'cancelled', 'timed_out', 'rolled_back', 'rollback_failed');
     """,
+    5: """
+    -- A step's result is kept in clear once only, in steps.result, where resume reads it
+    -- to render later steps' params; the store writes it in the same transaction as the
+    -- step's end event, which records the result as shown (secrets masked). The event
+    -- log no longer holds a second clear copy.
+    DROP TRIGGER project_step_end;
+    CREATE TRIGGER project_step_end AFTER INSERT ON events
+    WHEN NEW.type IN ('step_succeeded', 'step_failed', 'step_skipped',
+                      'step_upstream_failed', 'step_cancelled')
+    BEGIN
+        UPDATE attempts SET status = 'succeeded', finished_at = NEW.ts
+        WHERE NEW.type = 'step_succeeded' AND run_id = NEW.run_id AND step_id = NEW.step_id
+          AND kind = 'action' AND attempt = NEW.attempt;
+        UPDATE steps SET status = substr(NEW.type, 6),
+            error = NEW.data ->> '$.error', finished_at = NEW.ts,
+            started_at = COALESCE(started_at, NEW.ts), finished_seq = NEW.seq
+        WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
+    END;
+    """,
     6: """
     -- AIDB (orchestratord/aidb): its skill catalog as last fetched, used while it is down;
     -- what we published to it; and the outbox of execution history records.

@@ -11,7 +11,9 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
-                      Tag, WithJsonSchema, field_validator, model_validator)
+                      Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator)
+
+from . import step_sandbox
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -105,6 +107,14 @@ class ActionSpec(Strict):
         default_factory=list, description="Requests it serves, as a person would ask.")
     mutating: bool = Field(False, description="It changes the system; `route --run` does "
                                               "not run it unasked.")
+    sandbox: dict[str, Any] | None = Field(
+        None, description="systemd unit properties of its step unit, over the skill's and "
+                          "the default sandbox (command actions only)")
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else step_sandbox.check(value)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ActionSpec:
@@ -135,12 +145,32 @@ class SkillSpec(Strict):
 TriggerRule = Literal["all_success", "all_done", "none_failed", "one_failed"]
 
 
+STORED = {"stored": True}
+"""Validation context of a definition stored with a run: its routed steps carry the skill
+and action they were resolved to when the run started, beside their route or capability."""
+
+_CHOICES = ("skill", "route", "capability")
+
+
 class Step(Strict):
     """One action of one skill, with what it waits for and how it may fail."""
 
-    id: Name | None = Field(None, description="Defaults to the skill's name.")
-    skill: Name
-    action: Name
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["skill", "action"]}, {"required": ["route"]},
+        {"required": ["capability"]}]})
+
+    id: Name | None = Field(None, description="Defaults to the skill's name (the resolved "
+                                              "one for `route` and `capability`).")
+    skill: Name | None = Field(None, description="The skill to run an action of; or choose "
+                               "the action with `route` or `capability` instead.")
+    action: Name | None = Field(None, description="The action of `skill` (required with it).")
+    route: Annotated[str, Field(min_length=1, max_length=500)] | None = Field(
+        None, description="A request in words (\"check that the host is healthy\"), routed to "
+        "one skill's action when the workflow loads, as `orchestratorctl route` does; "
+        "ambiguous or no match is a validation error. The run records the resolution.")
+    capability: Capability | None = Field(
+        None, description="A declared capability (health.check) that exactly one action has; "
+        "resolved when the workflow loads and recorded with the run.")
     description: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] | None = Field(
@@ -160,6 +190,29 @@ class Step(Strict):
     def _when_text(cls, value: Any) -> Any:
         # YAML reads `when: true` as a boolean; it is a constant expression all the same.
         return str(value).lower() if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _one_choice(self, info: ValidationInfo) -> Step:
+        chosen = [k for k in _CHOICES if getattr(self, k) is not None]
+        if chosen[:1] == ["skill"] and len(chosen) > 1 and self.action is not None \
+                and (info.context or {}).get("stored"):
+            return self  # a routed step of a stored run, pinned to its resolution
+        if len(chosen) != 1:
+            raise ValueError("a step needs exactly one of skill (with action), route or "
+                             "capability" + (f" (got {', '.join(chosen)})" if chosen else ""))
+        if self.skill is not None and self.action is None:
+            raise ValueError(f"missing required key 'action' (which action of skill "
+                             f"'{self.skill}' to run)")
+        if self.skill is None and self.action is not None:
+            raise ValueError(f"`action` goes with `skill`; `{chosen[0]}` chooses the action itself")
+        return self
+
+    @property
+    def routed(self) -> str | None:
+        """How the step chose its action, if not by naming it: "route: ..." or "capability: ..."."""
+        if self.route is not None:
+            return f"route: {self.route}"
+        return f"capability: {self.capability}" if self.capability is not None else None
 
 
 class ParallelGroup(Strict):

@@ -6,9 +6,17 @@ A value is secret when the action's params JSON Schema says so (`"secret": true`
 depth. Two tools follow from that:
 
 - `redact(value, schema)` masks secret values where the structure says where they are;
-- `Scrubber` replaces the secret *strings* wherever they turn up in free text: an error
-  message quoting a param, a stderr line, a result echoing its input, a templated
-  header such as "Bearer {{ params.api_token }}".
+- `Scrubber` hunts the secret *values* wherever they turn up: an error message quoting a
+  param, a stderr line, a result echoing its input, a templated header such as
+  "Bearer {{ params.api_token }}", a later step's param that received a value masked
+  in an earlier step's result under a secret-looking key.
+
+A secret of any JSON type is masked where it stands. Hunted elsewhere: strings of
+MIN_SCRUB_LENGTH characters or more, inside any text or value; numbers as long (a PIN
+123789), as equal values in structures and as standalone words in text ("pin 123789"
+becomes "pin ***", "1237890" stays). Booleans, null and shorter values are not hunted
+(masking every `true` or 42 would hide everything); a step param templated from such a
+secret param is masked whole instead (`mask_templated`).
 
 What the engine needs to run stays as given (a run's params and the step results, so
 that resume can render the same params again); everything on the way out is redacted.
@@ -20,7 +28,7 @@ import dataclasses
 import functools
 import logging
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Union
 
 import jsonschema
 import referencing.exceptions
@@ -28,9 +36,26 @@ import referencing.exceptions
 MASK = "***"
 SECRET_NAME = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|private[_-]?key",
                          re.IGNORECASE)
-MIN_SCRUB_LENGTH = 4
-"""Shorter strings are masked where they stand but not hunted in free text: replacing
-every "ab" in every message would hide more than it protects."""
+MIN_SCRUB_LENGTH = 4  # shorter values are masked where they stand, not hunted
+Secret = Union[str, int, float]  # a value hunted wherever it turns up
+
+
+def _number_text(value: Any) -> str | None:
+    """The decimal form of a number as JSON writes it; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return repr(value) if isinstance(value, float) else str(value)
+    except ValueError:  # an int past Python's digit limit: masked where it stands only
+        return None
+
+
+def is_huntable(value: Any) -> bool:
+    """Whether value is long enough to hunt (strings and numbers; see the docstring)."""
+    if isinstance(value, str):
+        return len(value) >= MIN_SCRUB_LENGTH and "{{" not in value
+    text = _number_text(value)
+    return text is not None and len(text) >= MIN_SCRUB_LENGTH
 
 
 def is_secret_name(name: Any) -> bool:
@@ -98,21 +123,21 @@ def _walk(value: Any, marked: set[tuple], path: tuple, found: set[str] | None) -
     return value
 
 
-def _mask(value: Any, found: set[str] | None) -> Any:
+def _mask(value: Any, found: set[Any] | None) -> Any:
     if found is not None:
-        found.update(_strings(value))
+        found.update(_leaves(value))
     return None if value is None else MASK
 
 
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
+def _leaves(value: Any) -> Iterable[Any]:
+    if isinstance(value, Mapping):
         for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list):
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _strings(item)
+            yield from _leaves(item)
+    else:
+        yield value
 
 
 def redact(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
@@ -125,11 +150,12 @@ def redact(value: Any, schema: Mapping[str, Any] | None = None) -> Any:
     return _walk(value, marked, (), None)
 
 
-def secret_values(value: Any, schema: Mapping[str, Any] | None = None) -> set[str]:
-    """The strings `redact` would hide: what to hunt for in free text."""
-    found: set[str] = set()
+def secret_values(value: Any, schema: Mapping[str, Any] | None = None) -> set[Secret]:
+    """The values `redact` would hide that are worth hunting elsewhere (strings and
+    numbers of MIN_SCRUB_LENGTH characters or more, from every masked subtree)."""
+    found: set[Any] = set()
     _walk(value, _marked_paths(value, schema) if schema else set(), (), found)
-    return {s for s in found if len(s) >= MIN_SCRUB_LENGTH and "{{" not in s}
+    return {v for v in found if is_huntable(v)}
 
 
 def _spec_is_secret(spec: Any) -> bool:
@@ -147,12 +173,48 @@ def redact_workflow_params(params: Mapping[str, Any] | None,
     definition["workflow"]["params"]).
     """
     specs = specs or {}
-    return {name: _mask(value, None) if _spec_is_secret(specs.get(name)) else
+    # A declared secret is masked whatever its value, null included.
+    return {name: MASK if _spec_is_secret(specs.get(name)) else
             redact({name: value})[name] for name, value in (params or {}).items()}
 
 
+def secret_param_names(specs: Mapping[str, Any] | None) -> set[str]:
+    """The workflow params declared `secret: true`."""
+    return {name for name, spec in (specs or {}).items() if _spec_is_secret(spec)}
+
+
+def mask_templated(source: Any, rendered: Any, shown: Any, names: Iterable[str]) -> Any:
+    """shown (rendered params, redacted) with each value templated from a secret param
+    masked whole, unless scrubbing already hid the secret in it ("Bearer ***").
+
+    This is how a secret that is not hunted (true, null, a short number) stays hidden
+    once it flows into a step: source holds the step's params as written, with
+    "{{ params.pin }}" where the secret goes.
+    """
+    either = "|".join(map(re.escape, names))
+    if not either:
+        return shown
+    uses = re.compile(rf"\bparams\s*(?:\.\s*(?:{either})\b|\[\s*['\"](?:{either})['\"]\s*\])")
+    return _mask_templated(source, rendered, shown, uses)
+
+
+def _mask_templated(source: Any, rendered: Any, shown: Any, uses: re.Pattern) -> Any:
+    if isinstance(source, str):
+        if "{{" in source and uses.search(source) and not (
+                isinstance(shown, str) and shown != rendered):
+            return MASK
+        return shown
+    if isinstance(source, Mapping) and isinstance(rendered, Mapping) and isinstance(shown, Mapping):
+        return {k: _mask_templated(source.get(k), rendered.get(k), v, uses) if k in source
+                else v for k, v in shown.items()}
+    if isinstance(source, list) and isinstance(rendered, list) and isinstance(shown, list) \
+            and len(source) == len(rendered) == len(shown):
+        return [_mask_templated(s, r, v, uses) for s, r, v in zip(source, rendered, shown)]
+    return shown
+
+
 def workflow_param_secrets(params: Mapping[str, Any] | None,
-                           specs: Mapping[str, Any] | None) -> set[str]:
+                           specs: Mapping[str, Any] | None) -> set[Secret]:
     specs, found = specs or {}, set()
     for name, value in (params or {}).items():
         found |= (secret_values(value, {"secret": True}) if _spec_is_secret(specs.get(name))
@@ -163,14 +225,19 @@ def workflow_param_secrets(params: Mapping[str, Any] | None,
 # -- free-text scrubbing --------------------------------------------------------------------
 
 class Scrubber:
-    """Replaces known secret strings, wherever they occur, in text and JSON-like values."""
+    """Replaces known secret values wherever they occur, in text and JSON-like values
+    (strings inside any text; numbers as values, and as words in text)."""
 
-    def __init__(self, secrets: Iterable[str] = ()):
-        self.secrets = frozenset(s for s in secrets if isinstance(s, str)
-                                 and len(s) >= MIN_SCRUB_LENGTH)
+    def __init__(self, secrets: Iterable[Any] = ()):
+        self.secrets: frozenset[Secret] = frozenset(s for s in secrets if is_huntable(s))
+        self._numbers = frozenset(s for s in self.secrets if not isinstance(s, str))
+        forms = [(s, re.escape(s)) for s in self.secrets if isinstance(s, str)]
+        # A number's digits count only standing alone: not inside a longer number or word.
+        forms += [(text, rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)")
+                  for text in {_number_text(n) for n in self._numbers}]
         # Longest first, so a secret that contains another is replaced whole.
-        self._pattern = re.compile("|".join(re.escape(s) for s in sorted(
-            self.secrets, key=len, reverse=True))) if self.secrets else None
+        forms.sort(key=lambda form: len(form[0]), reverse=True)
+        self._pattern = re.compile("|".join(p for _, p in forms)) if forms else None
 
     def text(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern and text else text
@@ -184,6 +251,8 @@ class Scrubber:
             return {k: self(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self(v) for v in value]
+        if _number_text(value) is not None and value in self._numbers:
+            return MASK
         return value
 
 
@@ -191,11 +260,14 @@ class RunRedactor:
     """Everything about one run, made fit to show: params masked, secrets scrubbed.
 
     Built from what the store keeps of the run (its params as given and the definition
-    it started with), so the API, the CLI, reports and alerts redact alike without the
-    skills at hand. Step params are stored redacted by the engine already.
+    it started with) and, where given, its steps' results: a value masked in a result
+    because of its key is hunted in everything else. So the API, the CLI, reports and
+    alerts redact alike without the skills at hand. Step params are stored redacted by
+    the engine already.
     """
 
-    def __init__(self, params: Mapping[str, Any] | None, definition: Mapping[str, Any] | None):
+    def __init__(self, params: Mapping[str, Any] | None, definition: Mapping[str, Any] | None,
+                 steps: Iterable[Any] = ()):
         definition = definition or {}
         workflow = definition.get("workflow") or {}
         self.param_specs: Mapping[str, Any] = workflow.get("params") or {}
@@ -209,12 +281,20 @@ class RunRedactor:
             schema = (action or {}).get("params")
             secrets |= secret_values(step.get("params") or {}, schema)
         self.scrub = Scrubber(secrets)
+        self.learn(steps)
 
     @classmethod
-    def for_run(cls, run: Any) -> RunRedactor:
-        """From a RunRow or its JSON form (needs its params and definition)."""
+    def for_run(cls, run: Any, steps: Iterable[Any] = ()) -> RunRedactor:
+        """From a RunRow or its JSON form (needs its params and definition), and the
+        run's StepRows if at hand."""
         get = run.get if isinstance(run, Mapping) else lambda k: getattr(run, k, None)
-        return cls(get("params"), get("definition"))
+        return cls(get("params"), get("definition"), steps)
+
+    def learn(self, steps: Iterable[Any]) -> None:
+        """Hunt, from now on, the secret values in these steps' results too."""
+        found = set().union(*(secret_values(s.result) for s in steps))
+        if found - self.scrub.secrets:
+            self.scrub = Scrubber(self.scrub.secrets | found)
 
     def params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         """The run's own params, masked by their specs and names."""
@@ -237,6 +317,8 @@ class RunRedactor:
     def rows(self, run: Any, steps: Iterable[Any] = (), attempts: Iterable[Any] = ()
              ) -> tuple[Any, list[Any], list[Any]]:
         """Store rows (RunRow, StepRow, AttemptRow dataclasses) with every field redacted."""
+        steps = list(steps)
+        self.learn(steps)
         run = dataclasses.replace(run, params=self.params(run.params), outputs=self(run.outputs),
                                   error=self.scrub(run.error),
                                   definition=self.definition(run.definition or {}))
@@ -273,13 +355,13 @@ class SecretRegistry(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: dict[str, set[str]] = {}
+        self._secrets: dict[str, set[Secret]] = {}
         self._scrubbers: dict[str, Scrubber] = {}
         self._installed: list[logging.Logger] = []
 
-    def add(self, run_id: str, values: Iterable[str]) -> None:
+    def add(self, run_id: str, values: Iterable[Any]) -> None:
         known = self._secrets.setdefault(run_id, set())
-        new = {v for v in values if len(v) >= MIN_SCRUB_LENGTH} - known
+        new = {v for v in values if is_huntable(v)} - known
         if new:
             known |= new
             self._scrubbers[run_id] = Scrubber(known)

@@ -34,8 +34,8 @@ async def build_report(store: Store, run_id: str, *, now: float | None = None) -
     steps = await store.steps(run.id)
     attempts = await store.attempts(run.id)
     events = await store.events(run.id, limit=1_000_000)
-    deps, groups, declared_rollbacks = _definition_edges(run.definition,
-                                                         [s.step_id for s in steps])
+    deps, groups, declared_rollbacks, routed = _definition_edges(run.definition,
+                                                                 [s.step_id for s in steps])
     # The one place secrets leave: params masked by their specs and names, known secret
     # strings scrubbed from results, errors and stderr. Every rendering reads only this.
     run, steps, attempts = RunRedactor.for_run(run).rows(run, steps, attempts)
@@ -48,7 +48,8 @@ async def build_report(store: Store, run_id: str, *, now: float | None = None) -
     retried = collections.Counter(r["step_id"] for r in retries)
     depth = _depths([s.step_id for s in steps], deps)
     step_rows = [_step(s, by_step.get(s.step_id, []), deps.get(s.step_id, ()), depth[s.step_id],
-                       groups.get(s.step_id), retried[s.step_id]) for s in steps]
+                       groups.get(s.step_id), retried[s.step_id], routed.get(s.step_id))
+                 for s in steps]
     failures = _failures(step_rows, by_step)
     by_status: dict[str, int] = {}
     for row in step_rows:
@@ -80,20 +81,22 @@ async def build_report(store: Store, run_id: str, *, now: float | None = None) -
 # -- the model's parts ----------------------------------------------------------------
 
 def _definition_edges(source: dict[str, Any], step_ids: list[str]
-                      ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, str]]:
-    """(dependencies, parallel group, declared rollback action) per step, from the definition.
+                      ) -> tuple[dict[str, tuple[str, ...]], dict[str, str], dict[str, str],
+                                 dict[str, str]]:
+    """(dependencies, parallel group, declared rollback action, how a routed step chose
+    its action) per step, from the definition.
 
     Only the shape and the graph are rebuilt, not the skills: a report must still draw
     the run of a workflow whose skills have changed or gone since. A definition that no
     longer parses gives a report without edges rather than no report.
     """
     from .graph import build
-    from .model import UNION_TAGS, WorkflowDocument
+    from .model import STORED, UNION_TAGS, WorkflowDocument
     from .source import Document
     doc = Document("stored definition", source)
-    model, problems = doc.validate(WorkflowDocument, tags=UNION_TAGS)
+    model, problems = doc.validate(WorkflowDocument, tags=UNION_TAGS, context=STORED)
     if model is None:
-        return {}, {}, {}
+        return {}, {}, {}, {}
     graph, _ = build(model.workflow, doc)
     known = set(step_ids)
     deps = {n.id: tuple(d for d in n.deps if d in known) for n in graph.nodes.values()
@@ -102,7 +105,8 @@ def _definition_edges(source: dict[str, Any], step_ids: list[str]
     rollbacks = {n.id: (f"{n.step.rollback.skill}.{n.step.rollback.action}"
                         if n.step.rollback.skill else n.step.rollback.action)
                  for n in graph.nodes.values() if n.step.rollback}
-    return deps, groups, rollbacks
+    routed = {n.id: n.step.routed for n in graph.nodes.values() if n.step.routed}
+    return deps, groups, rollbacks, routed
 
 
 def _attempt(a: Any) -> dict[str, Any]:
@@ -113,9 +117,10 @@ def _attempt(a: Any) -> dict[str, Any]:
 
 
 def _step(s: Any, attempts: list[dict[str, Any]], deps: tuple[str, ...], depth: int,
-          group: str | None, retries: int) -> dict[str, Any]:
+          group: str | None, retries: int, routed: str | None) -> dict[str, Any]:
     tries = sum(1 for a in attempts if a["kind"] == "action")
-    return {"id": s.step_id, "skill": s.skill, "action": s.action, "group": group,
+    return {"id": s.step_id, "skill": s.skill, "action": s.action, "routed": routed,
+            "group": group,
             "depends_on": list(deps), "depth": depth, "status": s.status,
             "attempts": tries, "retries": retries,
             "started_at": s.started_at, "finished_at": s.finished_at,

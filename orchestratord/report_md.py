@@ -56,7 +56,8 @@ def _steps(steps: list[dict[str, Any]]) -> list[str]:
              "|---|---|---|---:|---:|---|"]
     for s in steps:
         detail = s["result_summary"] or (s["error"] or "")
-        lines.append(f"| {_cell(s['id'])} | {_cell(s['skill'])}.{_cell(s['action'])} "
+        routed = f" ({_cell(s['routed'])})" if s.get("routed") else ""
+        lines.append(f"| {_cell(s['id'])} | {_cell(s['skill'])}.{_cell(s['action'])}{routed} "
                      f"| {s['status']} | {s['attempts']} | {took(s['duration'])} "
                      f"| {_cell(detail, code=bool(s['result_summary']))} |")
     return lines + [""]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from . import attempts, compensation, expr, redact, retry
+from . import aggregate, attempts, compensation, expr, redact, retry
 from .context import step_logger
 from .errors import ExpressionError, StepFailure
 from .loader import Definition
@@ -83,6 +83,8 @@ class RunDriver:
         engine, workflow = self.engine, self.definition.workflow
         await self.store.acquire_lease(self.run_id, engine.owner, engine.lease_ttl)
         engine.secrets.add(self.run_id, redact.workflow_param_secrets(self.params, workflow.params))
+        for row in self.rows.values():  # a resumed run's results, as hunted when recorded
+            engine.secrets.add(self.run_id, redact.secret_values(row.result))
         keeper = asyncio.create_task(self._keep_lease())
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
@@ -100,6 +102,7 @@ class RunDriver:
                 if ended is None:
                     return RunResult(self.run_id, "interrupted", error="lost the run's lease")
                 status, error, outputs = ended
+            outputs = attempts.shown(self, outputs)  # recorded and returned as shown
             await self._set(status, f"run_{status}", error=error, outputs=outputs)
             level = logging.INFO if status == "succeeded" else logging.ERROR
             self._log(level, "run_succeeded" if status == "succeeded" else "run_failed",
@@ -130,8 +133,9 @@ class RunDriver:
         status, error, outputs = self._outcome()
         if status == "succeeded":
             try:
+                compiled = expr.compile_value(workflow.outputs)
                 outputs = await self.engine.evaluator.render(
-                    expr.compile_value(workflow.outputs), self.scope(None))
+                    compiled, self.scope(None, compiled.selectors))
             except ExpressionError as exc:
                 status, error = "failed", f"outputs: {exc}"
         if status != "succeeded" and workflow.on_failure == "rollback":
@@ -253,23 +257,28 @@ class RunDriver:
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
-                if not await self.engine.evaluator.truthy(compiled,
-                                                          self.scope(compiled.step_refs)):
+                if not await self.engine.evaluator.truthy(
+                        compiled, self.scope(compiled.step_refs, compiled.selectors)):
                     return "skipped", f"when: {node.step.when} is false"
             except ExpressionError as exc:
                 return "failed", f"when: {exc}"
         return None
 
-    def scope(self, refs: frozenset[str] | None) -> dict[str, Any]:
-        """What expressions see: params, the referenced steps (all if None), run."""
+    def scope(self, refs: frozenset[str] | None,
+              selectors: frozenset[aggregate.Selector]) -> dict[str, Any]:
+        """What expressions see: params, the referenced steps (all if None), run; and
+        the steps each aggregate selects (read by `aggregate`, not by name)."""
+        chosen = {s.key: self.definition.select(s) for s in selectors}
         names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
+        names = names | {sid for ids in chosen.values() for sid in ids}
         steps = {}
         for name in names:
             members = self.graph.groups.get(name)
             steps[name] = _group_view({m: self.views[m] for m in members}) if members \
                 else self.views[name]
         return {"params": self.params, "steps": steps,
-                "run": {"id": self.run_id, "workflow": self.definition.name}}
+                "run": {"id": self.run_id, "workflow": self.definition.name},
+                aggregate.SELECTIONS_KEY: chosen}
 
     async def _end_without_running(self, node_id: str, status: str, reason: str) -> None:
         await self.store.step_finished(self.run_id, node_id, status, attempt=None,
@@ -313,6 +322,7 @@ class RunDriver:
         started = time.monotonic()
         try:
             params = await attempts.render(self, step.params, action)
+            shown = attempts.shown_params(self, step.params, params, action)
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
@@ -337,16 +347,20 @@ class RunDriver:
             async for attempt in retry.retrying(policy, failed_before=row.failed_attempts,
                                                 sleep=self.engine.sleep, before_sleep=before_sleep):
                 with attempt:
-                    result = await attempts.run(self, node_id, skill, action, params,
+                    result = await attempts.run(self, node_id, skill, action, params, shown,
                                                 timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
             await self.store.step_finished(self.run_id, node_id, "failed",
                                            attempt=self.current_attempt[node_id], error=str(exc),
-                                           result=exc.result)
+                                           result=exc.result,
+                                           shown=attempts.shown(self, exc.result))
             return self._finish_failed(node_id, exc)
+        # A value masked in the result by its key (token) is hunted wherever it goes next.
+        self.engine.secrets.add(self.run_id, redact.secret_values(result))
         await self.store.step_finished(self.run_id, node_id, "succeeded",
-                                       attempt=self.current_attempt[node_id], result=result)
+                                       attempt=self.current_attempt[node_id], result=result,
+                                       shown=attempts.shown(self, result))
         self._ended(node_id, "succeeded", result, None)
         self.views[node_id]["duration"] = time.monotonic() - started
         log.info("step %s succeeded", node_id,

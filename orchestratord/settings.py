@@ -7,9 +7,10 @@ for an unprivileged user.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,7 @@ from .errors import DefinitionError
 from .model import Retention, Timeout
 from .paths import default_socket, state_home
 from .source import load_file
+from .step_sandbox import StepSandboxSettings
 
 
 class WebhookSink(BaseModel):
@@ -33,6 +35,12 @@ class Alerts(BaseModel):
                                       description="argv each; the alert arrives as JSON on stdin")
     stale_after: dict[str, Timeout] = Field(
         default_factory=dict, description="workflow -> alert if no success for this long")
+
+
+class Mcp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    allow_run: bool = Field(False, description="`orchestratorctl mcp` may start, cancel, resume "
+                                               "and call (else it only reads)")
 
 
 class Settings(BaseModel):
@@ -58,8 +66,14 @@ class Settings(BaseModel):
         7 * 86400, description="remove a run's workspace this long after the run ended "
                                "(null: keep them all)")
     alerts: Alerts = Field(default_factory=Alerts)
+    step_units: Literal["auto", "always", "never"] = Field(
+        "auto", description="run each command step as a transient systemd unit: auto where "
+                            "the daemon runs as root under systemd, always (else fail the step), "
+                            "never")
+    step_sandbox: StepSandboxSettings = Field(default_factory=StepSandboxSettings)
     aidb: AidbSettings = Field(default_factory=AidbSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mcp: Mcp = Field(default_factory=Mcp)
 
     @property
     def database_path(self) -> Path:
@@ -70,8 +84,13 @@ class Settings(BaseModel):
         return {"state_dir": str(self.state_dir), "skills": self.skills}
 
 
-def load_settings(path: str | Path | None) -> Settings:
-    """Settings from a file (None: defaults); raises DefinitionError with positions."""
+def load_settings(path: str | Path | None, *, host_checks: bool = True) -> Settings:
+    """Settings from a file (None: defaults); raises DefinitionError with positions.
+
+    host_checks: also check what depends on the host that will run the daemon (the
+    socket group exists). A NixOS build checks the file in a sandbox without the
+    system's groups; the module creates the group it names.
+    """
     if path is None:
         return Settings()
     doc = load_file(path)
@@ -80,4 +99,16 @@ def load_settings(path: str | Path | None) -> Settings:
     settings, problems = doc.validate(Settings)
     if settings is None:
         raise DefinitionError(problems)
+    if host_checks and settings.socket_group and not group_exists(settings.socket_group):
+        raise DefinitionError([doc.problem(
+            ("socket_group",), f"no group '{settings.socket_group}' on this host; create it "
+                               "(users.groups on NixOS) or leave socket_group unset")])
     return settings
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True

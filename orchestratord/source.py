@@ -130,14 +130,16 @@ class Document:
 
 
     def validate(self, model: type[pydantic.BaseModel], data: Any = None, base: Path_ = (),
-                 tags: frozenset[str] = frozenset()) -> tuple[Any, list[Problem]]:
+                 tags: frozenset[str] = frozenset(),
+                 context: dict[str, Any] | None = None) -> tuple[Any, list[Problem]]:
         """Check data (default: the whole document) against a model.
 
         Returns the model instance, or None and every problem pydantic found, each
-        located and worded for a person.
+        located and worded for a person. `context` reaches the model's validators.
         """
         try:
-            return model.model_validate(self.data if data is None else data), []
+            return model.model_validate(self.data if data is None else data,
+                                        context=context), []
         except pydantic.ValidationError as exc:
             return None, [self._problem_of(error, model, base, tags) for error in exc.errors()]
 

@@ -2,9 +2,15 @@
 
 `systemctl stop orchestrator@NAME` is a request to cancel the run. A system shutdown
 stops that unit too, before the daemon; then the run is not cancelled but left to the
-daemon, which leaves it interrupted and resumes it at its next start. systemd says which
-of the two it is: `systemctl is-system-running` answers "stopping" exactly while a job
-for shutdown.target is queued or running (poweroff, reboot, halt, kexec).
+daemon, which leaves it interrupted and resumes it at its next start. shutdown.py says
+which of the two it is.
+
+The answer comes from a child process in this unit's cgroup, forked while systemd sends
+SIGTERM to every process of that cgroup (KillMode=control-group), and systemd rereads
+the cgroup until it finds no process it has not signalled: a child forked meanwhile
+gets the SIGTERM too. So the child ignores SIGTERM (an ignored signal stays ignored
+across exec); the check's own timeout, and the unit's SIGKILL after TimeoutStopSec=,
+still bound it.
 
 A cancel the daemon cannot take (it is stopping or restarting) is retried for
 DELIVER_FOR seconds, well below the unit's TimeoutStopSec=30s. If it still cannot be
@@ -17,21 +23,20 @@ the client exits 7: the run was not cancelled.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import shutil
 import signal
 import sys
 import time
 from enum import StrEnum
 from typing import Any
 
+from . import shutdown
 from .client import Client, DaemonError
 from .errors import OrchestratorError
 
-log = logging.getLogger("orchestratord.stopping")
 DELIVER_FOR = 15.0  # seconds of trying to reach the daemon; the unit's TimeoutStopSec is 30s
 RETRY_EVERY = 0.5
+CHECK_FOR = 5.0  # seconds for systemd to say whether the system shuts down
 
 
 class Outcome(StrEnum):
@@ -43,21 +48,40 @@ class Outcome(StrEnum):
     LOST = "lost"                # neither: the run goes on when the daemon starts
 
 
-async def system_is_stopping() -> bool:
-    """Whether the system is shutting down (systemd's manager state is "stopping")."""
-    systemctl = shutil.which("systemctl")
-    if systemctl is None or not os.path.isdir("/run/systemd/system"):
+async def system_is_stopping(systemctl: str | None = None) -> bool:
+    """Whether the system is shutting down (shutdown.py).
+
+    systemctl: the program to ask (tests); by default systemctl, when systemd runs."""
+    argv = shutdown.list_jobs_argv(systemctl)
+    if not argv:
         return False  # not booted with systemd: no shutdown transaction to tell apart
     try:
         proc = await asyncio.create_subprocess_exec(
-            systemctl, "is-system-running", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
-        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
-    except (OSError, TimeoutError) as exc:
-        log.warning("cannot ask systemd whether the system shuts down (%s); "
-                    "treating the stop as a cancel", exc)
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_ignore_stop_signals)
+    except OSError as exc:
+        _say(f"cannot ask systemd whether the system shuts down ({exc}); "
+             "treating the stop as a cancel")
         return False
-    return out.decode().strip() == "stopping"
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CHECK_FOR)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        _say(f"systemctl list-jobs did not answer within {CHECK_FOR:g} s; "
+             "treating the stop as a cancel")
+        return False
+    if proc.returncode != 0:
+        _say(f"systemctl list-jobs failed (exit {proc.returncode}: "
+             f"{err.decode(errors='replace').strip()}); treating the stop as a cancel")
+        return False
+    return shutdown.shutting_down(out.decode(errors="replace"))
+
+
+def _ignore_stop_signals() -> None:
+    # Runs in the child between fork and exec: see the module's docstring.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class StopHandler:

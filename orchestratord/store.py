@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 import aiosqlite
 
@@ -25,6 +25,7 @@ from .errors import LeaseHeld, RunNotFound, StoreError
 from .migrations import MIGRATIONS
 from .processes import alive
 
+MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
@@ -225,6 +226,20 @@ class Store:
                 f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
                 f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[_Connection]:
+        """One write transaction, rolled back on any error (the connection has already
+        made a database error a StoreError)."""
+        conn = self._conn
+        async with self._write:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+
     async def _append(self, run_id: str, type_: str, step_id: str | None = None,
                       attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
         """Append an event; triggers apply it to the tables in the same transaction.
@@ -244,34 +259,31 @@ class Store:
                          params: dict[str, Any], steps: list[tuple[str, str, str]]) -> str:
         """Record a new pending run and its steps (id, skill, action); returns its id."""
         run_id = secrets.token_hex(6)
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await conn.execute(
-                    "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
-                     time.time()))
-                await conn.executemany(
-                    "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
-                    "VALUES (?,?,?,?,?, 'pending', ?)",
-                    [(run_id, sid, i, skill, action, workflow)
-                     for i, (sid, skill, action) in enumerate(steps)])
-                await conn.execute(
-                    "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                    (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (run_id, workflow, "pending", _dumps(params), _dumps(definition), file,
+                 time.time()))
+            await conn.executemany(
+                "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "
+                "VALUES (?,?,?,?,?, 'pending', ?)",
+                [(run_id, sid, i, skill, action, workflow)
+                 for i, (sid, skill, action) in enumerate(steps)])
+            await conn.execute(
+                "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
+                (run_id, time.time(), "run_created", _dumps({"workflow": workflow})))
         return run_id
 
     async def get_run(self, run_id: str) -> RunRow:
+        """The run with this id, or the only one whose id starts with it (literally)."""
         rows = await self._conn.execute_fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            rows = await self._conn.execute_fetchall(
-                "SELECT * FROM runs WHERE id LIKE ? || '%' LIMIT 2", (run_id,))
+            # Not LIKE: a prefix is text, and `%` or `_` in it must not match any run;
+            # an empty prefix would start every id, so it names none.
+            if run_id:
+                rows = await self._conn.execute_fetchall(
+                    "SELECT * FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2", (run_id,))
             if len(rows) != 1:
                 raise RunNotFound(f"no run '{run_id}'" + (" (ambiguous prefix)" if rows else ""))
         return _run(rows[0])
@@ -314,27 +326,20 @@ class Store:
 
     async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
         """Take the run for owner, or raise LeaseHeld naming who drives it."""
-        conn = self._conn
-        async with self._write:
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = await conn.execute_fetchall(
-                    "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
-                if not rows:
-                    raise RunNotFound(f"no run '{run_id}'")
-                holder, expires = rows[0]
-                now = time.time()
-                if holder != owner and _live_lease(holder, expires, now):
-                    raise LeaseHeld(f"run {run_id} is being driven by {holder} "
-                                    f"(lease for {expires - now:.0f} s more)")
-                # A cancel requested before stays: the new owner honours it (request_cancel).
-                await conn.execute(
-                    "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
-                    (owner, now + ttl, run_id))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,))
+            if not rows:
+                raise RunNotFound(f"no run '{run_id}'")
+            holder, expires = rows[0]
+            now = time.time()
+            if holder != owner and _live_lease(holder, expires, now):
+                raise LeaseHeld(f"run {run_id} is being driven by {holder} "
+                                f"(lease for {expires - now:.0f} s more)")
+            # A cancel requested before stays: the new owner honours it (request_cancel).
+            await conn.execute(
+                "UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
+                (owner, now + ttl, run_id))
 
     async def driven(self, run_id: str) -> bool:
         """Whether a live process holds the run's lease (drives it now)."""
@@ -403,11 +408,22 @@ class Store:
             "stderr_tail": stderr_tail, "kind": kind})
 
     async def step_finished(self, run_id: str, step_id: str, status: str, *, attempt: int | None,
-                            result: Any = None, error: str | None = None) -> int:
-        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event."""
-        return await self._append(run_id, f"step_{status}", step_id, attempt, {
-            **({"result": result} if result is not None else {}),
-            **({"error": error} if error else {})})
+                            result: Any = None, shown: Any = None, error: str | None = None) -> int:
+        """Commit a step's outcome (succeeded, failed, skipped, ...) with its event.
+
+        result is kept as it is in steps.result (resume renders later steps from it);
+        the event records `shown`, the result with its secrets masked.
+        """
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, time.time(), f"step_{status}", step_id, attempt, _dumps({
+                    **({"result": shown} if shown is not None else {}),
+                    **({"error": error} if error else {})})))
+            await conn.execute("UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?",
+                               (_dumps(result), run_id, step_id))
+        return cursor.lastrowid
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:

@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 import yaml
 
 PY = sys.executable
+
+
+def unavailable(reason: str, *, module_level: bool = False) -> NoReturn:
+    """Skip a test that cannot run here, saying why; under CI=true, where everything it
+    needs is installed (scripts/setup, .ci/run), fail instead: CI never skips in silence."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: this test must run there, not skip)", pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def require_tool(name: str, install: str, *, module_level: bool = False) -> str:
+    """The path of an external tool a test needs, or unavailable() saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed ({install})", module_level=module_level)
+    return path
+
+
+def require_module(name: str, install: str) -> ModuleType:
+    """pytest.importorskip with the CI guard of unavailable()."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        unavailable(f"Python module {name} is not installed ({install})")
 
 
 def write_skill(root: Path, name: str, actions: dict[str, Any], *, description: str = "",

@@ -13,9 +13,11 @@ clients presenting the API key (`X-API-Key: KEY` or `Authorization: Bearer KEY`)
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
+import pydantic
 from aiohttp import web
 
 from ..calls import call_definition
@@ -25,20 +27,35 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
 
 DEFAULT_WAIT = 300.0
+MAX_WAIT = 86400.0
+
+
+class Execute(pydantic.BaseModel):
+    """The body of POST /skills/{name}/execute, as AIDB documents it (plus "action")."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    parameters: dict[str, Any] = pydantic.Field(default_factory=dict)
+    action: str | None = None
+
+    @pydantic.field_validator("parameters")
+    @classmethod
+    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        json.dumps(params, allow_nan=False)  # as the API's other bodies: no inf/NaN stored
+        return params
 
 
 async def execute(request: web.Request) -> web.Response:
     from ..api import DAEMON, _body, _json
     daemon: Daemon = request.app[DAEMON]
     name = request.match_info["name"]
-    body = await _body(request)
-    params, action = body.get("parameters", {}), body.get("action")
-    if not isinstance(params, dict) or not (action is None or isinstance(action, str)):
-        raise web.HTTPBadRequest(reason='expected {"parameters": {...}, "action": optional}')
+    body = await _body(request, Execute)
+    params, action = body.parameters, body.action
     try:
         wait = float(request.query.get("wait", DEFAULT_WAIT))
     except ValueError:
-        raise web.HTTPBadRequest(reason="wait must be a number of seconds") from None
+        wait = -1.0
+    if not 0 <= wait <= MAX_WAIT:  # also NaN
+        raise web.HTTPBadRequest(reason=f"wait: expected seconds from 0 to {MAX_WAIT:.0f}")
     skill = daemon.catalog.skills.get(name)
     if skill is None:
         raise web.HTTPNotFound(reason=f"no skill '{name}'")
@@ -57,10 +74,11 @@ async def execute(request: web.Request) -> web.Response:
     while run.status not in daemon.FINAL and time.monotonic() < deadline:
         await daemon.changed(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
         run = await daemon.store.get_run(run_id)
-    redact = RunRedactor.for_run(run)
-    outputs = run.outputs if isinstance(run.outputs, dict) else {}
-    answer = {"run_id": run.id, "status": run.status, "result": redact(outputs.get("result")),
-              "error": redact(run.error)}
+    # Redacted as GET /runs/ID is: what a step's result masked stays masked here too.
+    shown, _, _ = RunRedactor.for_run(run).rows(run, await daemon.store.steps(run.id))
+    outputs = shown.outputs if isinstance(shown.outputs, dict) else {}
+    answer = {"run_id": run.id, "status": run.status, "result": outputs.get("result"),
+              "error": shown.error}
     return _json(answer, 200 if run.status in daemon.FINAL else 202)
 
 
@@ -83,9 +101,11 @@ def key_required(key: str) -> Any:
 
 
 def make_execute_app(daemon: Daemon, key: str) -> web.Application:
-    """The api_listen app: the execute route alone, behind the key."""
+    """The api_listen app: the execute route alone, behind the key (checked before a
+    body is read), its connections bounded with the control socket's."""
     from ..api import DAEMON, MAX_BODY, errors
-    app = web.Application(middlewares=[key_required(key), errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[key_required(key), errors, daemon.connections.middleware],
+                          client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app.router.add_post("/skills/{name}/execute", execute)
     return app
@@ -98,10 +118,9 @@ async def serve_execute(daemon: Daemon, listen: str, key: str) -> tuple[web.AppR
     runner = web.AppRunner(make_execute_app(daemon, key), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        bound = await daemon.connections.listen_tcp(runner.server, host.strip("[]"), int(port))
     except (OSError, OverflowError) as exc:
         await runner.cleanup()
         raise OrchestratorError(f"aidb.api_listen {listen}: cannot listen: "
                                 f"{getattr(exc, 'strerror', None) or exc}") from exc
-    bound = runner.addresses[0]
     return runner, (f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}")

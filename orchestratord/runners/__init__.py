@@ -8,12 +8,17 @@ import aiohttp
 
 from ..context import StepContext
 from ..model import ActionSpec
+from .unit import StepUnits
 
 
 async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
                      http_session: Callable[[], Awaitable[aiohttp.ClientSession]],
-                     kill_grace: float = 5.0) -> Any:
-    """Run one attempt of an action; returns its JSON result or raises StepFailure."""
+                     kill_grace: float = 5.0, units: StepUnits | None = None,
+                     timeout: float | None = None) -> Any:
+    """Run one attempt of an action; returns its JSON result or raises StepFailure.
+
+    With `units`, a command runs as its own transient systemd unit where it can (unit.py).
+    """
     if action.command is not None:
         from ..errors import StepFailure
         from .command import command_path, run_command
@@ -21,7 +26,11 @@ async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
             program = command_path(action.command[0], ctx.skill_dir)
         except ValueError as exc:
             raise StepFailure(f"command {exc}") from None
-        return await run_command([program, *action.command[1:]], params, ctx, env=action.env,
+        argv = [program, *action.command[1:]]
+        if units is not None and await units.applies(action, ctx):
+            return await units.run(action.model_copy(update={"command": argv}), params, ctx,
+                                   timeout=timeout)
+        return await run_command(argv, params, ctx, env=action.env,
                                  cwd=ctx.skill_dir, kill_grace=kill_grace)
     if action.http is not None:
         from .http import run_http

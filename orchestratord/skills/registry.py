@@ -74,6 +74,8 @@ class Registry:
     def merged(self, inline: Mapping[str, SkillSpec], origin: str, directory: Path,
                doc: Document) -> tuple[Registry, list[Problem]]:
         """This registry plus skills declared inline in a workflow file."""
+        if not inline:
+            return self, []  # and its routing index, built once for every workflow
         out = Registry(dict(self.skills))
         problems = []
         for name, spec in inline.items():

@@ -29,6 +29,7 @@ log = logging.getLogger("orchestratord.routing")
 
 MIN_SCORE = 5.0   # below this, a lexical best is chance overlap: none
 MARGIN = 1.15     # the best must beat the runner-up by this factor to be matched
+MAX_CANDIDATES = 100  # the most candidates a route returns (API and CLI)
 # bm25 weight of each indexed column: what an action is called and declares counts
 # more than what its skill's prose mentions in passing.
 # Actions and skills are ranked in two tables and their scores added, the action's

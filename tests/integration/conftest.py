@@ -7,6 +7,7 @@ import json
 import pytest
 
 from orchestratord.store import Store
+from tests.conftest import require_module
 
 from .daemon_process import Daemon
 
@@ -17,6 +18,12 @@ async def store(tmp_path):
     s = await Store.open(tmp_path / "state.db")
     yield s
     await s.close()
+
+
+@pytest.fixture
+def mcp_sdk() -> None:
+    """The MCP tests need the SDK (the `mcp` extra); skipped without it, failed on CI."""
+    require_module("mcp", "the MCP SDK, the `mcp` extra: pip install -e '.[mcp]'")
 
 
 @pytest.fixture
@@ -31,15 +38,15 @@ def env(tmp_path):
 
 @pytest.fixture
 def daemon(env):
-    """Starts daemons on env (daemon(**extra_environment)); kills what is left at the end."""
+    """Starts daemons on env (daemon(nofile=None, **extra_environment)); kills what is left at the end."""
     started = []
 
-    def start(**extra_env: str) -> Daemon:
-        d = Daemon(env, extra_env)
+    def start(nofile: int | None = None, **extra_env: str) -> Daemon:
+        d = Daemon(env, extra_env, nofile=nofile)
         started.append(d)
         return d
     yield start
     for d in started:
         if d.proc.poll() is None:
             d.proc.kill()
-            d.proc.wait()
+            d.proc.wait(timeout=30)

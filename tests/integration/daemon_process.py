@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -41,6 +42,17 @@ class Notifications:
         self.sock.bind(str(path))
         self.seen: list[str] = []
 
+    def drain(self) -> None:
+        """Read what is queued: a full queue blocks the daemon's next notification."""
+        self.sock.setblocking(False)
+        try:
+            while data := self.sock.recv(4096):
+                self.seen.extend(data.decode().splitlines())
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.setblocking(True)
+
     def wait_for(self, prefix: str, timeout: float = 15) -> str:
         deadline = time.monotonic() + timeout
         for line in self.seen:
@@ -61,16 +73,37 @@ class Notifications:
                 self.seen.append(line)
         raise AssertionError(f"no {prefix} notification within {timeout}s; saw {self.seen}")
 
+    def count(self, message: str, seconds: float) -> int:
+        """How many `message` datagrams arrive in the next `seconds` (others are kept)."""
+        self.seen = [line for line in self.seen if line != message]
+        deadline, counted = time.monotonic() + seconds, 0
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                break
+            for line in data.splitlines():
+                if line == message:
+                    counted += 1
+                else:
+                    self.seen.append(line)
+        return counted
+
 
 class Daemon:
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None,
+                 nofile: int | None = None):
+        """nofile: the daemon's file limit (soft and hard), as a unit's LimitNOFILE= sets it."""
         self.root = root
         self.notify = Notifications(root / f"notify-{time.monotonic_ns()}")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestratord.daemon", "--settings", str(root / "settings.json"),
              "--log-target", "stderr"],
             env={**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(extra_env or {})},
-            stderr=open(root / "daemon.log", "ab"))
+            stderr=open(root / "daemon.log", "ab"),
+            preexec_fn=None if nofile is None else
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "orchestratord.cli", "--socket",

@@ -6,9 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 
 def ctl(state: Path, *args: str) -> subprocess.Popen:
@@ -24,16 +22,6 @@ def db(state: Path, sql: str, *args) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
-
-
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 30.0) -> object:
-    """Poll predicate until it is truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.005)
-    return value
 
 
 def lines(path: Path) -> list[str]:

@@ -13,6 +13,7 @@ import pytest
 
 from bench import baseline, commands, daemon, engine, report
 from bench.results import Row
+from tests.conftest import require_module
 
 
 @pytest.mark.parametrize("shape", ["chain", "fanout"])
@@ -50,7 +51,7 @@ def test_report_writes_table_json_and_plot(tmp_path):
     saved = json.loads((tmp_path / "latest.json").read_text())
     assert [r["name"] for r in saved["rows"]] == ["chain N=5", "dbos"]
     assert saved["rows"][0]["ratio"] == pytest.approx(5.0)
-    pytest.importorskip("matplotlib")
+    require_module("matplotlib", "the bench extra: pip install -e '.[bench]'")
     assert report.plot(rows, tmp_path / "plot.png") and (tmp_path / "plot.png").stat().st_size > 0
 
 

@@ -8,6 +8,7 @@ import time
 
 from tests.conftest import py_command, write_skill, write_workflow
 from tests.integration.embedded import ctl, db
+from tests.waiting import until
 
 STEP = py_command("""
     import json, os, random, sys, time
@@ -41,15 +42,15 @@ def test_sigkill_at_random_moments_never_reruns_finished_steps(tmp_path, skill_r
     for _ in range(20):
         if run_id is None:
             proc = ctl(state, "run", str(workflow))
-            deadline = time.monotonic() + 30
-            while not ledger.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)  # the run is recorded once its first step has started
+            # the run is recorded once its first step has started
+            until("the first step to start (or the CLI to exit)",
+                  lambda: ledger.exists() or proc.poll() is not None)
         else:
             proc = ctl(state, "resume", run_id)
             # the interpreter and imports take about half a second: aim past them
             time.sleep(rng.uniform(0.3, 1.0))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=30)
         runs = db(state, "SELECT id FROM runs") if state.exists() else []
         if runs:
             run_id = runs[0][0]
@@ -88,9 +89,7 @@ def test_a_live_driver_keeps_its_run(tmp_path, skill_root):
     workflow = write_workflow(tmp_path, f"workflow:\n name: held\n steps:\n{steps}\n")
     first = ctl(state, "run", str(workflow))
     try:
-        deadline = time.monotonic() + 30
-        while not ledger.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        until("the first driver to start a step", ledger.exists)
         [(run_id,)] = db(state, "SELECT id FROM runs")
         second = ctl(state, "resume", run_id)
         out, err = second.communicate(timeout=60)
@@ -98,4 +97,4 @@ def test_a_live_driver_keeps_its_run(tmp_path, skill_root):
         assert f"run {run_id} is being driven by" in err
     finally:
         first.kill()
-        first.wait()
+        first.wait(timeout=30)

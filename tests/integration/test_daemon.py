@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
+
+from orchestratord.client import request
+from orchestratord.errors import RunStateError
+from tests.waiting import file_words, until
+
 from .daemon_process import workflow
-from .embedded import ctl, db, lines, wait_for
+from .embedded import ctl, db, lines
 
 
 def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
@@ -73,7 +80,7 @@ def test_reload_keeps_the_old_definition_when_the_new_one_is_broken(env, daemon)
     d.notify.wait_for("READY=1")
     assert d.ctl("workflows").stdout.startswith("hello\t2 steps"), "the old definition stays"
     log = (env / "daemon.log").read_text()
-    assert "hello.yaml:3:11: steps[0].action: missing required key 'action'" in log
+    assert "hello.yaml:3:11: steps[0]: missing required key 'action'" in log
     assert "workflow hello keeps its previous definition" in log
 
 
@@ -83,8 +90,7 @@ def test_sigterm_mid_run_leaves_it_resumable_and_restart_finishes_it(env, daemon
     d = daemon()
     d.notify.wait_for("READY=1")
     run_id = d.ctl("run", "slow").stdout.strip()
-    while not ledger.exists() or len(ledger.read_text().split()) < 2:
-        time.sleep(0.02)
+    until("two of slow's steps to start", file_words(ledger, 2))
     assert d.stop() == 0
     d.notify.wait_for("STOPPING=1")
     runs = json.loads(d.ctl("--state", str(env / "state" / "state.db"), "runs", "--json").stdout)
@@ -92,23 +98,27 @@ def test_sigterm_mid_run_leaves_it_resumable_and_restart_finishes_it(env, daemon
 
     d2 = daemon()
     d2.notify.wait_for("READY=1")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        show = json.loads(d2.ctl("show", run_id, "--json").stdout)
-        if show["status"] == "succeeded":
-            break
-        time.sleep(0.1)
-    assert show["status"] == "succeeded"
+    until(f"the resumed run {run_id} to succeed",
+          lambda: json.loads(d2.ctl("show", run_id, "--json").stdout)["status"] == "succeeded")
     ran = ledger.read_text().split()
     assert sorted(set(ran)) == ["s0", "s1", "s2", "s3"]
     assert ran.count("s0") == 1, "a finished step ran again after the restart"
 
 
 def test_watchdog_pings_from_the_loop(env, daemon):
-    d = daemon(WATCHDOG_USEC="200000")
+    """The pings come from the event loop: a blocked loop stops them (a thread would not),
+    which is what lets systemd's WatchdogSec= restart a daemon that hangs."""
+    d = daemon(WATCHDOG_USEC="200000", ORCHESTRATORD_FAULT_INJECTION="1")
     d.notify.wait_for("READY=1")
-    d.notify.wait_for("WATCHDOG=1", timeout=2)
-    d.notify.wait_for("WATCHDOG=1", timeout=2)
+    # Every 0.1 s (half of WATCHDOG_USEC): about 20 in 2 s, at least 5 on a loaded machine.
+    alive = d.notify.count("WATCHDOG=1", seconds=2)
+    assert alive >= 5, f"only {alive} pings in 2 s from a running loop"
+    d.proc.send_signal(signal.SIGUSR2)  # the test-only hook: blocks the loop for an hour
+    # A ping sent just before the signal, and one due in the loop iteration that runs the
+    # handler, may still arrive; then none: a thread would go on sending about 20.
+    blocked = d.notify.count("WATCHDOG=1", seconds=2)
+    assert blocked <= 2, f"{blocked} pings in 2 s while the loop was blocked"
+    assert d.proc.poll() is None, "the daemon died instead of hanging"
 
 
 def test_cancel_of_a_run_whose_other_driver_died(env, daemon):
@@ -119,16 +129,37 @@ def test_cancel_of_a_run_whose_other_driver_died(env, daemon):
     d = daemon()
     d.notify.wait_for("READY=1")
     driver = ctl(state, "run", str(env / "other.yaml"))
-    wait_for("the first step", lambda: lines(ledger))
+    until("the first step", lambda: lines(ledger))
     driver.kill()
-    driver.wait()
+    driver.wait(timeout=30)
     [(run_id,)] = db(state, "SELECT id FROM runs")
     result = d.ctl("cancel", run_id)
     assert result.returncode == 0, result.stderr
-    wait_for("the run to end cancelled", lambda: db(
+    until("the run to end cancelled", lambda: db(
         state, "SELECT status FROM runs WHERE id = ?", run_id) == [("cancelled",)])
     assert lines(ledger) == ["s0"], "nothing ran after the cancel"
     assert d.stop() == 0
+
+
+def test_resume_of_a_succeeded_run_is_refused_with_409_and_exit_7(env, daemon):
+    """Regression: the daemon accepted it (202), then only logged "nothing to resume", so
+    `resume` exited 0 as if it had done something, and the MCP server could not tell."""
+    ledger, state = env / "ledger", env / "state" / "state.db"
+    (env / "workflows" / "hello.yaml").write_text(workflow("hello", ledger, steps=1))
+    d = daemon()
+    d.notify.wait_for("READY=1")
+    assert d.ctl("run", "hello", "--wait").returncode == 0
+    [(run_id,)] = db(state, "SELECT id FROM runs")
+    message = f"run {run_id} succeeded; nothing to resume (start a new run of hello"
+    with pytest.raises(RunStateError, match=re.escape(message)):  # the daemon's 409
+        request(env / "run" / "control.sock", "POST", f"/runs/{run_id}/resume")
+    refused = d.ctl("resume", run_id[:8])
+    assert refused.returncode == 7 and message in refused.stderr, refused
+    embedded = ctl(state, "resume", run_id)  # the same answer without the daemon
+    _, err = embedded.communicate(timeout=60)
+    assert embedded.returncode == 7 and message in err, err
+    assert lines(ledger) == ["s0"], "the step ran once"
+    assert db(state, "SELECT type FROM events WHERE type = 'run_resumed'") == []
 
 
 def test_reload_request_returns_once_the_new_definitions_are_in_use(env, daemon):

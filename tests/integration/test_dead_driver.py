@@ -9,7 +9,8 @@ import signal
 
 from orchestratord.store import Store
 from tests.conftest import py_command, write_skill, write_workflow
-from tests.integration.embedded import ctl, db, lines, wait_for
+from tests.integration.embedded import ctl, db, lines
+from tests.waiting import died_sync, running, until
 
 # Notes its start, then a beat every 20 ms for a long while on its first attempt.
 BEAT = py_command("""
@@ -43,14 +44,6 @@ FLAKY = py_command("""
 """)
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 def killed_mid_step(tmp_path, skill_root):
     """A run of `beat` then `after`, its driver killed while `beat` runs: (state, run, log, pid)."""
     write_skill(skill_root, "w", {"beat": {"command": BEAT}, "note": {"command": NOTE}})
@@ -63,11 +56,11 @@ def killed_mid_step(tmp_path, skill_root):
             - {{id: after, skill: w, action: note, params: {{log: {log}}}}}
     """)
     proc = ctl(state, "run", str(workflow))
-    first = wait_for("the step's first beat", lambda: [l for l in lines(log) if l.startswith("beat")])
+    first = until("the step's first beat", lambda: [l for l in lines(log) if l.startswith("beat")])
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=30)
     old = int(first[0].split()[1])
-    assert alive(old), "the step outlives its driver: the precondition of these tests"
+    assert running(old), "the step outlives its driver: the precondition of these tests"
     [(run_id,)] = db(state, "SELECT id FROM runs")
     return state, run_id, log, old
 
@@ -84,7 +77,7 @@ def test_resume_stops_the_old_copy_before_the_new_one_starts(tmp_path, skill_roo
     assert len(starts) == 2 and starts[0] == old
     second = notes.index(f"start {starts[1]}")
     assert f"beat {old}" not in notes[second:], "the old copy still ran when the new one started"
-    assert not alive(old)
+    died_sync(old, "the old copy of the step")
 
 
 def test_cancel_without_a_live_driver_ends_the_run_at_once(tmp_path, skill_root):
@@ -96,7 +89,7 @@ def test_cancel_without_a_live_driver_ends_the_run_at_once(tmp_path, skill_root)
     assert cancel.returncode == 0, err
     assert f"run {run_id} cancelled" in out
     assert db(state, "SELECT status, cancel_requested FROM runs") == [("cancelled", 0)]
-    assert not alive(old), "what the dead driver left running is stopped"
+    died_sync(old, "what the dead driver left running")
     assert not [l for l in lines(log) if l.startswith(("after", "start")) and str(old) not in l]
 
 
@@ -131,11 +124,11 @@ def test_a_retry_back_off_is_honoured_after_a_crash(tmp_path, skill_root):
                retry: {{attempts: 2, backoff: fixed, initial: 4s, retry_on: [failed]}}}}
     """)
     proc = ctl(state, "run", str(workflow))
-    wait_for("the first attempt", mark.exists)
-    retry = wait_for("the back-off to be recorded", lambda: db(
+    until("the first attempt", mark.exists)
+    retry = until("the back-off to be recorded", lambda: db(
         state, "SELECT ts, data FROM events WHERE type = 'step_retry'"))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=30)
     ts, data = retry[0]
     not_before = ts + json.loads(data)["delay"]
     [(run_id,)] = db(state, "SELECT id FROM runs")

@@ -16,6 +16,7 @@ from orchestratord.skills import discover
 from orchestratord.store import Store
 from tests.conftest import py_command, write_skill, write_workflow
 from tests.integration import actions
+from tests.waiting import died, file_words, process_state, until_async
 
 WAIT_FOR_PEER = py_command("""
     import json, os, sys, time
@@ -82,15 +83,11 @@ def load(tmp_path: Path, registry, text: str):
     return load_workflow(write_workflow(tmp_path, text), registry=registry)
 
 
-def assert_no_survivors(pids_file: Path) -> None:
-    """The step's own child is reaped (no zombie); its grandchild is dead."""
+async def assert_no_survivors(pids_file: Path) -> None:
+    """The step's own child is reaped (no zombie); its grandchild dies."""
     child, grandchild = map(int, pids_file.read_text().split())
-    assert not Path(f"/proc/{child}").exists(), f"step process {child} left behind"
-    try:
-        state = Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return
-    assert state == "Z", f"grandchild {grandchild} still running (state {state})"
+    assert process_state(child) is None, f"step process {child} left behind"
+    await died(grandchild, "the step's grandchild, which ignores SIGTERM")
 
 
 async def test_diamond_runs_branches_truly_in_parallel(tmp_path, store, skills):
@@ -180,7 +177,7 @@ async def test_timeout_kills_a_step_that_ignores_sigterm(tmp_path, store, skills
     assert result.status == "failed"
     [attempt] = await store.attempts(result.run_id)
     assert attempt.status == "timeout"
-    assert_no_survivors(pids)
+    await assert_no_survivors(pids)
 
 
 async def test_when_false_skips_and_propagates(tmp_path, store, skills):
@@ -309,13 +306,12 @@ async def test_cancel_terminates_running_steps(tmp_path, store, skills):
     """)
     engine = Engine(store, kill_grace=0.2)
     task = asyncio.create_task(engine.run(d))
-    while not pids.exists() or not pids.read_text():
-        await asyncio.sleep(0.01)
+    await until_async("the step to write its pids", file_words(pids, 2))
     [run] = await store.list_runs()
     await store.request_cancel(run.id)  # as `orchestratorctl cancel` does from elsewhere
     result = await asyncio.wait_for(task, 10)
     assert result.status == "cancelled"
-    assert_no_survivors(pids)
+    await assert_no_survivors(pids)
 
 
 async def test_workflow_timeout(tmp_path, store, skills):
@@ -357,12 +353,20 @@ async def test_event_log_is_append_only(tmp_path, store, skills):
     import sqlite3
     d = load(tmp_path, skills, "workflow:\n  name: e\n  steps:\n    - {skill: t, action: noop}\n")
     result = await Engine(store).run(d)
+    before = await store.events(result.run_id)
     conn = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM events WHERE run_id = ?", (result.run_id,))
-    types = [e.type for e in await store.events(result.run_id)]
-    assert types == ["run_created", "run_started", "step_started", "step_succeeded",
-                     "run_succeeded"]
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM events WHERE run_id = ?", (result.run_id,))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET type = 'run_failed' WHERE run_id = ? AND "
+                         "type = 'run_succeeded'", (result.run_id,))
+        conn.commit()
+    finally:
+        conn.close()
+    assert [e.type for e in before] == ["run_created", "run_started", "step_started",
+                                        "step_succeeded", "run_succeeded"]
+    assert await store.events(result.run_id) == before, "the history changed"
 
 
 async def test_skill_concurrency_limit_holds_across_runs(tmp_path, store, skill_root):

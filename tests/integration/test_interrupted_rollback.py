@@ -8,7 +8,8 @@ import signal
 import time
 
 from tests.conftest import py_command, write_skill, write_workflow
-from tests.integration.embedded import ctl, db, lines, wait_for
+from tests.integration.embedded import ctl, db, lines
+from tests.waiting import until
 
 STEPS = 6
 
@@ -77,10 +78,10 @@ def test_sigkill_during_rollback_at_random_moments(tmp_path, skill_root):
     workflow, files = saga(tmp_path, skill_root)
     state, rng = tmp_path / "state.db", random.Random(4321)
     proc = ctl(state, "run", str(workflow))
-    wait_for("the rollback's first compensation", lambda: lines(files["starts"]))
+    until("the rollback's first compensation", lambda: lines(files["starts"]))
     time.sleep(rng.uniform(0, 0.4))
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=30)
     [(run_id,)] = db(state, "SELECT id FROM runs")
     forward_before = lines(files["forward"])
     kills_mid_rollback = 1
@@ -94,11 +95,11 @@ def test_sigkill_during_rollback_at_random_moments(tmp_path, skill_root):
         if rng.random() < 0.5:  # anywhere: start-up, between compensations, recording
             time.sleep(rng.uniform(0.3, 1.2))
         else:  # while a compensation is in flight
-            wait_for("a compensation to start or the run to end",
-                     lambda: len(lines(files["starts"])) > started or proc.poll() is not None)
+            until("a compensation to start or the run to end",
+                  lambda: len(lines(files["starts"])) > started or proc.poll() is not None)
             time.sleep(rng.uniform(0, 0.5))
         proc.kill()
-        out, err = proc.communicate()
+        out, err = proc.communicate(timeout=30)
         assert proc.returncode in (-signal.SIGKILL, 5), err
         kills_mid_rollback += proc.returncode == -signal.SIGKILL and \
             status_of(state, run_id) != "rolled_back"
@@ -123,7 +124,7 @@ def test_sigterm_during_rollback_then_resume(tmp_path, skill_root):
     workflow, files = saga(tmp_path, skill_root)
     state = tmp_path / "state.db"
     proc = ctl(state, "run", str(workflow))
-    wait_for("the rollback's second compensation", lambda: len(lines(files["starts"])) >= 2)
+    until("the rollback's second compensation", lambda: len(lines(files["starts"])) >= 2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -17,13 +15,13 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestratord import __version__
+from orchestratord import __version__, stats
 from orchestratord.engine import Engine
 from orchestratord.loader import load_workflow
 from orchestratord.metrics import CONTENT_TYPE, Metrics
 from orchestratord.skills import discover
 from orchestratord.store import Store
-from tests.conftest import ECHO, py_command, write_skill, write_workflow
+from tests.conftest import ECHO, py_command, require_tool, write_skill, write_workflow
 from tests.integration.daemon_process import Daemon, workflow
 
 FLAKY = py_command("""
@@ -61,16 +59,6 @@ def value(found: dict, name: str, **labels: str) -> float | None:
     return found.get((name, frozenset(labels.items())))
 
 
-def promtool_check(text: str) -> None:
-    """`promtool check metrics` must accept the exposition without a remark."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing on CI: apt-get install prometheus (scripts/setup)")
-        pytest.skip("promtool not installed (Debian package prometheus)")
-    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                             text=True, timeout=60)
-    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
 
 
 @pytest.fixture
@@ -101,8 +89,8 @@ def load(tmp_path: Path, registry, text: str, name: str):
     return load_workflow(write_workflow(tmp_path, text, f"{name}.yaml"), registry=registry)
 
 
-async def test_success_retry_and_rollback_are_counted(tmp_path, skills, engine):
-    engine, metrics = engine
+async def run_ok_flaky_and_saga(tmp_path: Path, skills, engine: Engine) -> None:
+    """Three runs: two steps that succeed, a step retried twice, a saga rolled back."""
     ok = load(tmp_path, skills, """
         workflow:
           name: ok
@@ -129,10 +117,15 @@ async def test_success_retry_and_rollback_are_counted(tmp_path, skills, engine):
             - {id: boom, skill: t, action: broken}
             - {id: never, skill: t, action: echo}
     """, "saga")
-    before = time.time()
     assert (await engine.run(ok)).status == "succeeded"
     assert (await engine.run(flaky)).status == "succeeded"
     assert (await engine.run(saga)).status == "rolled_back"
+
+
+async def test_success_retry_and_rollback_are_counted(tmp_path, skills, engine):
+    engine, metrics = engine
+    before = time.time()
+    await run_ok_flaky_and_saga(tmp_path, skills, engine)
     after = time.time()
 
     text = metrics.exposition().decode()
@@ -168,7 +161,21 @@ async def test_success_retry_and_rollback_are_counted(tmp_path, skills, engine):
 
     assert before <= value(got, "orchestrator_last_success_timestamp_seconds", workflow="ok") <= after
     assert value(got, "orchestrator_last_success_timestamp_seconds", workflow="saga") is None
-    promtool_check(text)
+
+
+async def test_promtool_accepts_the_exposition(tmp_path, skills, engine):
+    """`promtool check metrics` accepts, without a remark, what the engine's runs leave and
+    what a restarted daemon serves (the last successes read back from the database)."""
+    promtool = require_tool("promtool", "Debian: apt-get install prometheus")
+    engine, metrics = engine
+    await run_ok_flaky_and_saga(tmp_path, skills, engine)
+    restarted = Metrics()
+    restarted.load_last_success(stats.last_successes(engine.store.path))
+    for exposition in (metrics.exposition(), restarted.exposition()):
+        checked = subprocess.run([promtool, "check", "metrics"], input=exposition.decode(),
+                                 capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0 and not checked.stdout.strip(), \
+            checked.stdout + checked.stderr
 
 
 async def test_gauges_show_what_runs_now(tmp_path, skills, engine):
@@ -248,7 +255,6 @@ async def test_daemon_serves_metrics_on_its_socket_and_tcp_and_keeps_last_succes
     assert value(got, "orchestrator_runs_finished_total", workflow="hello", outcome="succeeded") == 1
     assert value(got, "orchestrator_steps_finished_total", workflow="hello", skill="local",
                  action="work", outcome="succeeded") == 2
-    promtool_check(text)
 
     _, _, health = await get_unix(socket, "/health")
     address = json.loads(health)["metrics_listen"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.test_code_review_pipeline import FAILING, GIT_IDENTITY, git, make_repo
+from tests.waiting import died_sync
 
 SKILLS = Path(__file__).parents[2] / "workflows" / "skills"
 IMPORT = SKILLS / "project-import" / "import_github.py"
@@ -75,11 +76,13 @@ def test_import_an_unknown_ref_fails_naming_it(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_remote_is_retryable(tmp_path: Path) -> None:
-    with socket.socket() as sock:       # a port nobody listens on: connection refused
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    code, _, stderr = run(IMPORT, {"repo": f"http://127.0.0.1:{port}/user/repo.git"},
-                          tmp_path / "ws")
+    # Bound and held, never listened on: refused for as long as the socket is open (a
+    # port let go before the run could be taken by another process meanwhile).
+    with socket.socket() as unlistened:
+        unlistened.bind(("127.0.0.1", 0))
+        port = unlistened.getsockname()[1]
+        code, _, stderr = run(IMPORT, {"repo": f"http://127.0.0.1:{port}/user/repo.git"},
+                              tmp_path / "ws")
     assert code == 75
     assert last_line(stderr).startswith(f"cannot reach http://127.0.0.1:{port}/user/repo.git")
 
@@ -153,13 +156,4 @@ def test_a_test_run_over_its_timeout_is_stopped_with_its_children(tmp_path: Path
     code, _, stderr = run(TESTS, {"path": str(tmp_path), "timeout": 1, "command": [
         "sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"]})
     assert code == 1 and last_line(stderr).startswith("tests timed out after 1 s")
-    assert not running(int(pidfile.read_text()))
-
-
-def running(pid: int) -> bool:
-    """Whether pid runs; a zombie (dead, its reaper slow or absent as PID 1 here) does not."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    died_sync(int(pidfile.read_text()), "the test command's child `sleep 300`")

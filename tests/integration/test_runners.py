@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from pathlib import Path
+import socket
 
 import aiohttp
 import pytest
@@ -17,6 +16,7 @@ from orchestratord.runners.command import run_command
 from orchestratord.runners.http import run_http
 from orchestratord.runners.python import resolve, run_python
 from tests.conftest import py_command
+from tests.waiting import died, file_words, process_state, until_async
 
 
 def ctx(attempt: int = 1) -> StepContext:
@@ -24,23 +24,6 @@ def ctx(attempt: int = 1) -> StepContext:
     return StepContext(run_id="r1", workflow="w", step_id="s1", skill="k", action="a",
                        attempt=attempt, idempotency_key="r1/s1",
                        log=step_logger("orchestratord.step", **fields, ATTEMPT=attempt))
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-async def died(pid: int, within: float) -> bool:
-    """Whether pid is dead (or a zombie) within `within` seconds."""
-    deadline = time.monotonic() + within
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 # -- command ---------------------------------------------------------------------------
@@ -125,17 +108,13 @@ async def test_cancel_kills_a_group_that_ignores_sigterm(tmp_path):
         time.sleep(600)
     """)
     task = asyncio.create_task(run_command(argv, {}, ctx(), kill_grace=0.3))
-    while not pids.exists() or len(pids.read_text().split()) < 2:
-        await asyncio.sleep(0.01)
+    await until_async("the command to write its pids", file_words(pids, 2))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 10)
     leader, grandchild = map(int, pids.read_text().split())
-    assert not Path(f"/proc/{leader}").exists(), "the leader is reaped, no zombie"
-    # SIGKILL to the group is sent before cancel returns, but the kernel finishes a
-    # process's exit on its own time: on a loaded machine the grandchild can take a
-    # moment to die. It must, well before its 600 s sleep would end.
-    assert await died(grandchild, within=10.0)
+    assert process_state(leader) is None, "the leader is reaped, no zombie"
+    await died(grandchild, "the grandchild, which ignores SIGTERM")
 
 
 async def test_a_grandchild_holding_stdout_does_not_hang_the_runner(tmp_path):
@@ -147,7 +126,7 @@ async def test_a_grandchild_holding_stdout_does_not_hang_the_runner(tmp_path):
         print('{{"done": true}}')
     """)
     assert await asyncio.wait_for(run_command(argv, {}, ctx()), 20) == {"done": True}
-    assert await died(int(pid_file.read_text()), within=10.0), "the rest of the group is killed"
+    await died(int(pid_file.read_text()), "the rest of the group, holding stdout")
 
 
 # -- http ------------------------------------------------------------------------------
@@ -197,9 +176,14 @@ async def test_http_status_classes(server, status, retryable):
 
 
 async def test_http_connection_refused_is_retryable():
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(StepFailure) as info:
-            await run_http("http://127.0.0.1:9/", {}, ctx(), session=session)
+    # A port bound here but never listened on refuses connections for as long as it is
+    # held; a port picked as free and let go could be taken by someone else meanwhile.
+    with socket.socket() as unlistened:
+        unlistened.bind(("127.0.0.1", 0))
+        port = unlistened.getsockname()[1]
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(StepFailure) as info:
+                await run_http(f"http://127.0.0.1:{port}/", {}, ctx(), session=session)
     assert info.value.retryable and "failed: ClientConnectorError" in str(info.value)
 
 

@@ -24,7 +24,7 @@ from orchestratord.loader import load_workflow
 from orchestratord.skills import discover, search_path
 from orchestratord.skills.nixos_deployment.actions import DEFAULT_FILE, parse_check
 from orchestratord.store import Store
-from tests.conftest import write_workflow
+from tests.conftest import require_tool, write_workflow
 
 SKILL = "nixos-deployment"
 
@@ -182,14 +182,13 @@ async def test_output_from_params_then_settings(tmp_path, store, state):
     assert "    git\n" in (state / "relative" / "x.nix").read_text()
 
 
-@pytest.mark.skipif(shutil.which("nix-instantiate") is None,
-                    reason="nix-instantiate not installed (Debian: apt-get install nix-bin)")
 async def test_nix_instantiate_parses_the_generated_module(tmp_path, store, state):
+    nix_instantiate = require_tool("nix-instantiate", "Debian: apt-get install nix-bin")
     _, steps = await run(tmp_path, store, settings(state),
                          generate(["vim", "python3Packages.requests", "gnome-terminal"],
                                   ["openssh", "xserver.desktopManager.gnome"]))
     assert steps["gen"].result["parse_checked"] is True
-    parsed = subprocess.run(["nix-instantiate", "--parse", steps["gen"].result["path"]],
+    parsed = subprocess.run([nix_instantiate, "--parse", steps["gen"].result["path"]],
                             capture_output=True, text=True, check=True).stdout
     # Nix's own reading: one list element per name, the path an attribute selection.
     assert "with pkgs; [ (vim) ((python3Packages).requests) (gnome-terminal) ]" in parsed

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.waiting import file_words, until
+
 from .daemon_process import workflow
 
 
@@ -22,14 +24,9 @@ def client(env: Path, *args: str, cwd: Path | None = None) -> subprocess.Popen:
         env={**os.environ, "ORCHESTRATOR_SETTINGS": str(env / "settings.json")})
 
 
-def wait_for_lines(ledger: Path, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not ledger.exists() or len(ledger.read_text().split()) < count:
-        assert time.monotonic() < deadline, f"{ledger}: fewer than {count} steps in {timeout}s"
-        time.sleep(0.05)
-
-
 def run_status(d, run_id: str, *states: str, timeout: float = 30) -> str:
+    """The run's status once it is one of states; at the deadline, whatever it is then
+    (the caller's assert shows it)."""
     deadline = time.monotonic() + timeout
     while True:
         status = json.loads(d.ctl("show", run_id, "--json").stdout)["status"]
@@ -44,7 +41,7 @@ def following_slow(env: Path, daemon, steps: int = 4, sleep: float = 2):
     d = daemon()
     d.notify.wait_for("READY=1")
     following = client(env, "slow")
-    wait_for_lines(env / "ledger", 1)
+    until("the run's first step", file_words(env / "ledger", 1))
     return d, following, only_run(d)
 
 

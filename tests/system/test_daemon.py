@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from typing import Iterator
 
 import pytest
+
+from orchestratord.run import MESSAGE_IDS
 
 from .machine import Machine
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
 
 ETC = "/etc/agent-orchestrator"
+CURSOR = "/run/agent-orchestrator-test.journal-cursor"
 
 # A command skill the workflows below use: appends its step id to a ledger, sleeps, and
 # fails when told to. Plain python3 of the container, stdlib only.
@@ -40,7 +44,7 @@ def write(machine: Machine, path: str, text: str) -> None:
     machine.succeed(f"mkdir -p $(dirname {path}) && cat > {path} <<'EOF'\n{text}\nEOF")
 
 
-def install(machine: Machine, venv: str) -> None:
+def install(machine: Machine, venv: str, step_units: str = "never") -> None:
     """The project's package and unit files installed as a distribution would, with the
     test skill `work` and the settings; workflows are the caller's."""
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
@@ -52,17 +56,60 @@ def install(machine: Machine, venv: str) -> None:
     write(machine, f"{ETC}/skills/work/actions.yaml",
           "actions:\n  step: {command: [python3, step.py], timeout: 60}\n")
     write(machine, f"{ETC}/settings.json", json.dumps({
-        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2}))
+        "workflows_dir": f"{ETC}/workflows", "skill_paths": [f"{ETC}/skills"], "kill_grace": 2,
+        # These tests are about the daemon around steps run as its children (a shared
+        # ledger in the state directory); test_step_units.py runs steps as units. A step
+        # in a unit may write the ledger too.
+        "step_units": step_units,
+        "step_sandbox": {"skills": {"work": {"ReadWritePaths": ["/var/lib/agent-orchestrator"]}}}}))
 
 
 @pytest.fixture(scope="module")
-def daemon(machine: Machine, installed_project: str) -> Machine:
+def installed(machine: Machine, installed_project: str) -> Machine:
+    """install(), orchestratord not started."""
     install(machine, installed_project)
-    write(machine, f"{ETC}/workflows/hello.json", workflow("hello", 3))
-    write(machine, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
-    write(machine, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
     machine.succeed("systemctl daemon-reload")
     return machine
+
+
+def reset(machine: Machine) -> None:
+    """orchestratord and every orchestrator@ unit stopped; no drop-ins or units a test
+    added, no state, no ledger."""
+    machine.succeed("systemctl stop 'orchestrator@*' orchestratord", timeout=180)
+    machine.succeed("rm -rf /etc/systemd/system/orchestratord.service.d "
+                    "/etc/systemd/system/orchestrator@.service.d "
+                    "/etc/systemd/system/alerted.service /run/alerted && "
+                    "systemctl daemon-reload && systemctl reset-failed")
+    machine.succeed("rm -rf /var/lib/agent-orchestrator/*")
+    # Where this test's journal begins: what earlier tests logged must not answer for it.
+    machine.succeed(f"rm -f {CURSOR} && journalctl -q -n 1 --cursor-file={CURSOR} >/dev/null")
+
+
+def log_of(machine: Machine, unit: str) -> str:
+    """The messages `unit` logged since the last reset (this test's, not earlier ones')."""
+    return machine.succeed(f"journalctl --sync; journalctl -u {unit} -o cat "
+                           f"--after-cursor \"$(cat {CURSOR})\"")
+
+
+@pytest.fixture
+def configured(installed: Machine) -> Iterator[Machine]:
+    """What each test starts from, whatever ran before it: the three workflows below,
+    an empty state directory, orchestratord stopped. Reset again afterwards, so that a
+    drop-in a test adds (the watchdog's, OnFailure=) outlives it in no other test."""
+    reset(installed)
+    installed.succeed(f"rm -rf {ETC}/workflows")
+    write(installed, f"{ETC}/workflows/hello.json", workflow("hello", 3))
+    write(installed, f"{ETC}/workflows/broken.json", workflow("broken", 2, fail_at=1))
+    write(installed, f"{ETC}/workflows/slow.json", workflow("slow", 6, sleep=1))
+    yield installed
+    reset(installed)
+
+
+@pytest.fixture
+def daemon(configured: Machine) -> Machine:
+    """configured, with orchestratord started (and ready: Type=notify)."""
+    configured.succeed("systemctl start orchestratord")
+    return configured
 
 
 def last_run(machine: Machine, workflow: str) -> dict:
@@ -70,7 +117,8 @@ def last_run(machine: Machine, workflow: str) -> dict:
     return runs[0]
 
 
-def test_active_only_once_ready(daemon: Machine) -> None:
+def test_active_only_once_ready(configured: Machine) -> None:
+    daemon = configured
     # Type=notify: `systemctl start` returns when READY=1 arrived, not before.
     daemon.succeed("systemctl start orchestratord")
     assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
@@ -92,9 +140,9 @@ def test_unit_result_matches_the_run_and_journal_filters_one_run(daemon: Machine
     assert {r.get("STEP_ID") for r in records} >= {"s0", "s1", "s2"}
     assert any(r.get("MESSAGE") == "working on s1" and r.get("ATTEMPT") == "1" and
                r.get("SKILL") == "work" and r.get("ACTION") == "step" for r in records)
-    assert any(r.get("MESSAGE_ID") == "5b2f4cbb7f0a4d0f9a3c1e7d2e6a9b01" for r in records)
+    assert any(r.get("MESSAGE_ID") == MESSAGE_IDS["run_started"] for r in records)
     # the client unit mirrors progress in its own journal
-    client = daemon.succeed("journalctl -u orchestrator@hello -o cat")
+    client = log_of(daemon, "orchestrator@hello")
     assert "✓ s2 succeeded" in client
 
     daemon.fail("systemctl start orchestrator@broken")
@@ -108,13 +156,13 @@ def test_reload_picks_up_changes_and_keeps_a_running_definition(daemon: Machine)
     daemon.wait_until_succeeds("orchestratorctl workflows | grep -q 'hello\t4 steps'")
     write(daemon, f"{ETC}/workflows/hello.json", '{"workflow": {"name": "hello", "steps": [{"skill": "nope"}]}}')
     daemon.succeed("systemctl reload orchestratord")
-    daemon.wait_until_succeeds("journalctl -u orchestratord -o cat | "
-                               "grep -q 'workflow hello keeps its previous definition'")
+    daemon.wait_until_succeeds(f"journalctl -u orchestratord -o cat --after-cursor "
+                               f"\"$(cat {CURSOR})\" | grep -q 'workflow hello keeps its "
+                               "previous definition'")
     assert "hello\t4 steps" in daemon.succeed("orchestratorctl workflows")
     assert daemon.succeed("systemctl is-active orchestratord").strip() == "active"
     daemon.succeed("systemctl start orchestrator@hello")
-    write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 3))
-    daemon.succeed("systemctl reload orchestratord")
+    assert last_run(daemon, "hello")["status"] == "succeeded"
 
 
 def slow_run_succeeded_across_the_restart(daemon: Machine) -> None:
@@ -132,7 +180,6 @@ def slow_run_succeeded_across_the_restart(daemon: Machine) -> None:
 
 
 def test_kill_9_mid_run_restarts_and_finishes_without_rerunning(daemon: Machine) -> None:
-    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 3")
     pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
@@ -147,7 +194,6 @@ def test_a_restart_mid_run_interrupts_and_resumes_the_run(daemon: Machine) -> No
     """What `nixos-rebuild switch` does when settings change (restartTriggers): a
     `systemctl restart` of the daemon. The run goes on afterwards; its client unit, which
     a switch leaves alone (restartIfChanged = false), reports its outcome."""
-    daemon.succeed("rm -f /var/lib/agent-orchestrator/ledger")
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("test $(wc -l < /var/lib/agent-orchestrator/ledger) -ge 2")
     pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
@@ -182,15 +228,11 @@ def test_stopping_the_unit_cancels_the_run_and_is_a_clean_stop(daemon: Machine) 
     daemon.wait_until_succeeds("systemctl is-failed orchestrator@slow")
     assert daemon.succeed("systemctl show -p ExecMainStatus --value orchestrator@slow").strip() == "3"
     daemon.wait_until_succeeds("test -s /run/alerted")
-    daemon.succeed("systemctl reset-failed orchestrator@slow && "
-                   "rm /etc/systemd/system/orchestrator@.service.d/alert.conf && "
-                   "systemctl daemon-reload")
 
 
 def test_a_stop_while_the_daemon_is_down_is_bounded_and_the_cancel_honoured(daemon: Machine) -> None:
     """Regression: with orchestratord stopped, `systemctl stop orchestrator@X` hung until
     TimeoutStopSec (90 s) and the cancel was lost: the run resumed and ran to its end."""
-    daemon.succeed("systemctl start orchestratord && rm -f /var/lib/agent-orchestrator/ledger")
     daemon.succeed("systemctl start --no-block orchestrator@slow")
     daemon.wait_until_succeeds("test -s /var/lib/agent-orchestrator/ledger")
     run_id = last_run(daemon, "slow")["id"]
@@ -202,7 +244,7 @@ def test_a_stop_while_the_daemon_is_down_is_bounded_and_the_cancel_honoured(daem
     state = daemon.unit_state("orchestrator@slow.service")
     assert (state["ActiveState"], state["Result"]) == ("inactive", "success"), \
         daemon.unit_report("orchestrator@slow.service")
-    client = daemon.succeed("journalctl --sync; journalctl -u orchestrator@slow -o cat")
+    client = log_of(daemon, "orchestrator@slow")
     assert f"recorded the cancel of run {run_id} in /var/lib/agent-orchestrator/state.db" in client
     ran = daemon.succeed("cat /var/lib/agent-orchestrator/ledger")
     daemon.succeed("systemctl start orchestratord")
@@ -212,19 +254,16 @@ def test_a_stop_while_the_daemon_is_down_is_bounded_and_the_cancel_honoured(daem
 
 def test_an_instance_name_is_only_a_workflow_and_an_unknown_one_is_invalid_input(daemon: Machine) -> None:
     """Regression: `systemctl start orchestrator@--help` succeeded without a run."""
-    daemon.succeed("systemctl start orchestratord")
     for name in ("--help", "nope"):
         daemon.fail(f"systemctl start orchestrator@{name}")
         unit = f"orchestrator@{name}.service"
         assert daemon.succeed(f"systemctl show -p ExecMainStatus --value -- {unit}").strip() == "2"
-        assert f"no workflow '{name}'" in daemon.succeed(f"journalctl --sync; journalctl -o cat -u {unit}")
-        daemon.succeed(f"systemctl reset-failed -- {unit}")
+        assert f"no workflow '{name}'" in log_of(daemon, unit)
 
 
 def test_reload_returns_once_the_reload_is_done(daemon: Machine) -> None:
     """Regression: ExecReload=kill -HUP returned before the daemon had reread anything.
     Many workflows make the reload slow enough for the old race to show."""
-    daemon.succeed("systemctl start orchestratord")
     daemon.succeed(f"for i in $(seq 400); do "
                    f"sed s/hello/many$i/ {ETC}/workflows/hello.json > {ETC}/workflows/many$i.json; done")
     write(daemon, f"{ETC}/workflows/hello.json", workflow("hello", 5))
@@ -244,15 +283,21 @@ def test_watchdog_restarts_a_daemon_whose_loop_is_blocked(daemon: Machine) -> No
     daemon.succeed(f"kill -USR2 {pid}")  # test-only hook: blocks the event loop
     daemon.wait_until_succeeds(f"test $(systemctl show -p MainPID --value orchestratord) != {pid} "
                                "&& systemctl is-active orchestratord", timeout=30)
-    assert "Watchdog timeout" in daemon.succeed("journalctl -u orchestratord -o cat")
-    daemon.succeed("rm /etc/systemd/system/orchestratord.service.d/watchdog.conf && "
-                   "systemctl daemon-reload && systemctl restart orchestratord")
+    assert "Watchdog timeout" in log_of(daemon, "orchestratord")
 
 
-def test_hardening_exposure(daemon: Machine) -> None:
-    out = daemon.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
+def test_hardening_exposure(installed: Machine) -> None:
+    out = installed.succeed("systemd-analyze security --no-pager orchestratord.service | tail -1")
     score = float(out.split("exposure level for orchestratord.service:")[1].split()[0])
     assert score < 3.0, out
+
+
+def test_the_daemon_runs_with_the_units_file_limit(daemon: Machine) -> None:
+    """The control API takes at most a quarter of the file limit; the unit raises it so
+    that steps keep plenty (regression: clients starved a step of descriptors)."""
+    pid = daemon.succeed("systemctl show -p MainPID --value orchestratord").strip()
+    limits = daemon.succeed(f"grep 'Max open files' /proc/{pid}/limits").split()
+    assert limits[3:5] == ["16384", "16384"], limits
 
 
 def test_hundred_runs_at_once(daemon: Machine) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -52,13 +50,3 @@ def test_validate_json_reports_problems_and_exit_2(tmp_path, capsys):
 def test_graph(fmt, expected, capsys):
     assert main(["graph", str(WORKFLOWS / "host-facts.yaml"), "--format", fmt]) == 0
     assert expected in capsys.readouterr().out
-
-
-def test_run_prints_outputs_and_exit_code(tmp_path):
-    """The README's example runs for real through the embedded engine."""
-    result = subprocess.run([sys.executable, "-m", "orchestratord.cli", "--state",
-                             str(tmp_path / "s.db"), "run", str(WORKFLOWS / "host-facts.yaml"),
-                             "-p", "min_free_share=1.5"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    outputs = json.loads(result.stdout)
-    assert outputs["enough_space"] is False and 0 <= outputs["free_share"] <= 1

@@ -9,7 +9,7 @@ import pytest
 
 from orchestratord.errors import DefinitionError
 from orchestratord.loader import load_workflow
-from orchestratord.skills import discover
+from orchestratord.skills import discover, search_path
 from tests.conftest import ECHO, write_skill, write_workflow
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
@@ -21,27 +21,28 @@ def problems(path: Path, skill_root: Path) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-@pytest.mark.parametrize("name", ["deploy-nixos-system.yaml", "code-review-pipeline.yaml"])
-def test_example_workflows_load_as_written(tmp_path, seed_skills, name):
-    definition = load_workflow(WORKFLOWS / name, registry=discover([seed_skills]))
-    assert definition.graph.nodes
-
-
-def test_example_deploy_is_a_chain(seed_skills):
-    graph = load_workflow(WORKFLOWS / "deploy-nixos-system.yaml",
-                          registry=discover([seed_skills])).graph
-    assert {n: graph.nodes[n].deps for n in graph.nodes} == {
-        "nixos-deployment": (), "health-monitoring": ("nixos-deployment",),
-        "ai-service-management": ("health-monitoring",)}
-
-
-def test_example_review_pipeline_runs_members_side_by_side(seed_skills):
-    graph = load_workflow(WORKFLOWS / "code-review-pipeline.yaml",
-                          registry=discover([seed_skills])).graph
-    assert graph.groups == {"parallel-1": ("code-review", "webapp-testing")}
-    assert graph.nodes["code-review"].deps == ("project-import",)
-    assert graph.nodes["webapp-testing"].deps == ("project-import",)
-    assert graph.nodes["internal-comms"].deps == ("code-review", "webapp-testing")
+@pytest.mark.parametrize("name,deps,groups", [
+    # a chain: generate, check, start
+    ("deploy-nixos-system.yaml",
+     {"nixos-deployment": (), "health-monitoring": ("nixos-deployment",),
+      "ai-service-management": ("health-monitoring",)}, {}),
+    # import, then review and test side by side, then the report on both
+    ("code-review-pipeline.yaml",
+     {"project-import": (), "code-review": ("project-import",),
+      "webapp-testing": ("project-import",), "internal-comms": ("code-review", "webapp-testing")},
+     {"parallel-1": ("code-review", "webapp-testing")}),
+    # three facts gathered at once, then the verdict on all three
+    ("host-facts.yaml",
+     {"kernel": (), "disk": (), "python": (), "verdict": ("kernel", "disk", "python")},
+     {"gather": ("kernel", "disk", "python")}),
+])
+def test_example_workflows_load_as_written(name, deps, groups):
+    """Each shipped workflow, with the real skills it ships with (bundled and beside it),
+    is the DAG its file says: every step and every edge."""
+    registry = discover(search_path([WORKFLOWS / "skills"]))
+    graph = load_workflow(WORKFLOWS / name, registry=registry).graph
+    assert {n: graph.nodes[n].deps for n in graph.nodes} == deps
+    assert graph.groups == groups
 
 
 def test_json_workflow_loads(tmp_path, seed_skills):
@@ -133,7 +134,8 @@ def test_missing_key(tmp_path, seed_skills):
             - skill: code-review
     """)
     assert problems(path, seed_skills) == [
-        f"{path}:4:7: steps[0].action: missing required key 'action'"]
+        f"{path}:4:7: steps[0]: missing required key 'action' (which action of skill "
+        "'code-review' to run)"]
 
 
 def test_duplicate_ids_and_keys(tmp_path, seed_skills):
@@ -352,4 +354,7 @@ def test_every_problem_of_a_file_at_once(tmp_path, seed_skills):
             - {skill: code-review, action: review_changes, depends_on: [ghost]}
             - {skill: webapp-testing, action: run_tests, when: "steps.ghost.ok"}
     """)
-    assert len(problems(path, seed_skills)) == 3
+    assert problems(path, seed_skills) == [
+        f"{path}:4:15: steps[0].skill: unknown skill 'nope'",
+        f"{path}:5:65: steps[1].depends_on[0]: no step or skill named 'ghost'",
+        f"{path}:6:56: steps[2].when: steps.ghost: no such step"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import require_tool, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("nix_module_harness.nix")
@@ -37,19 +38,12 @@ def _nixpkgs_lib() -> Path | None:
     return None
 
 
-def _unavailable(reason: str) -> None:
-    """CI must evaluate the module: there a missing tool is a failure, not a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
+require_tool("nix-instantiate", "Debian: apt-get install nix-bin", module_level=True)
 NIXPKGS_LIB = _nixpkgs_lib()
-if not shutil.which("nix-instantiate"):
-    _unavailable("nix-instantiate is not installed (Debian: apt-get install nix-bin)")
 if NIXPKGS_LIB is None:
-    _unavailable(f"nixpkgs' lib is neither at $NIXPKGS_LIB nor at {BESIDE_CHECKOUT}; set "
-                 "NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib")
+    unavailable(f"nixpkgs' lib is neither at $NIXPKGS_LIB nor at {BESIDE_CHECKOUT}; set "
+                "NIXPKGS_LIB to a checkout of https://github.com/nix-community/nixpkgs.lib",
+                module_level=True)
 
 WORKFLOWS = "agent-orchestrator/workflows"
 SETTINGS = "agent-orchestrator/settings.json"
@@ -87,7 +81,8 @@ def rendered_settings(out: dict[str, Any]) -> dict[str, Any]:
     """The settings JSON the module renders, taken from the build step that checks it."""
     entry = out["etc"][SETTINGS]
     assert entry["kind"] == "runCommand", "settings must be checked at build time"
-    assert f"{out['checker']}/bin/orchestratord --check --settings settings.json" in entry["script"]
+    assert (f"{out['checker']}/bin/orchestratord --check --skip-host-checks "
+            "--settings settings.json") in entry["script"]
     return entry["inputs"]["settings"]["json"]
 
 
@@ -133,6 +128,22 @@ def test_example_deploy_workflow_renders_as_written_and_passes_the_validator(tmp
     daemon = out["services"]["orchestratord"]
     assert step["path"] in daemon["reloadTriggers"]
     assert out["etc"][SETTINGS]["path"] in daemon["restartTriggers"]
+
+
+def test_routed_steps_render_and_resolve_in_the_validator(tmp_path: Path) -> None:
+    out = nix_eval(module("""
+        workflows.routed.steps = [
+          { route = "check that the host is healthy"; }
+          { capability = "report.status"; trigger_rule = "all_done"; }
+        ];
+    """))
+    assert out["failedAssertions"] == []
+    doc = rendered_workflow(out, "routed")
+    assert doc["workflow"]["steps"] == [{"route": "check that the host is healthy"},
+                                        {"capability": "report.status",
+                                         "trigger_rule": "all_done"}]
+    done = validate(tmp_path, doc, "routed")
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_vm_tests_machine_serves_the_scenario_workflows_unchanged(tmp_path: Path) -> None:
@@ -194,7 +205,8 @@ def test_settings_file_and_unit_drop_ins(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(settings))
     check = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--check",
-                            "--settings", str(path)], capture_output=True, text=True, timeout=60)
+                            "--skip-host-checks", "--settings", str(path)],
+                           capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
 
     daemon = out["services"]["orchestratord"]
@@ -292,6 +304,9 @@ def test_a_bad_workflow_fails_the_build_step_with_the_validators_message(tmp_pat
      " move retry to its member steps"),
     ('workflows.deploy.steps = [ { parallel = [ { skill = "a"; } ]; } ];',
      "workflows.deploy.steps.0.parallel.0: a step needs `skill` and `action`"),
+    ('workflows.deploy.steps = [ { route = "check the host"; skill = "a"; action = "b"; } ];',
+     "workflows.deploy.steps.0: a step needs exactly one of `skill` (with `action`), `route` "
+     "or `capability`"),
     ('workflows."9lives".steps = [ { skill = "a"; action = "b"; } ];',
      "`9lives` is not a valid workflow name"),
     ('skills.s.actions.a = { command = [ "true" ]; http.url = "http://x"; };',
@@ -349,3 +364,43 @@ def test_aidb_options_render_settings_and_hand_the_key_over_as_a_credential(tmp_
     check = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--check",
                             "--settings", str(path)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
+
+
+def test_mcp_service_serves_http_on_loopback_with_the_token_as_a_credential() -> None:
+    out = nix_eval(module("""
+        settings.socket_group = "agents";
+        mcp = { enable = true; listen = "127.0.0.1:9876"; allowRun = true;
+                tokenFile = "/run/keys/mcp-token"; };
+    """))
+    assert out["failedAssertions"] == []
+    service = out["services"]["agent-orchestrator-mcp"]
+    command = service["serviceConfig"]["ExecStart"].split()
+    assert command[0].endswith("/bin/orchestratorctl")
+    assert command[1:] == ["--socket", "/run/agent-orchestrator/control.sock", "mcp", "--http",
+                           "127.0.0.1:9876", "--token-file", "%d/token", "--allow-run"]
+    assert service["serviceConfig"]["LoadCredential"] == ["token:/run/keys/mcp-token"]
+    assert service["serviceConfig"]["SupplementaryGroups"] == ["agents"]
+    assert service["serviceConfig"]["DynamicUser"] is True
+    assert "mcp-token" not in json.dumps(out["etc"]), "the token's path only, in the unit"
+    # The default: read-only; and nothing at all unless enabled.
+    read_only = nix_eval(module("""
+        settings.socket_group = "agents";
+        mcp = { enable = true; tokenFile = "/run/keys/mcp-token"; };
+    """))["services"]["agent-orchestrator-mcp"]["serviceConfig"]["ExecStart"]
+    assert read_only.endswith("--token-file %d/token")
+    assert "agent-orchestrator-mcp" not in nix_eval(module(""))["services"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ('mcp.enable = true; settings.socket_group = "agents";', "mcp.tokenFile must be set"),
+    ('mcp = { enable = true; tokenFile = "/run/keys/t"; };', "needs services.agent-orchestrator"
+                                                              ".settings.socket_group"),
+])
+def test_mcp_assertions_name_the_option(options: str, message: str) -> None:
+    failed = nix_eval(module(options))["failedAssertions"]
+    assert any(message in m for m in failed), failed
+
+
+def test_mcp_listen_must_be_loopback() -> None:
+    with pytest.raises(NixError, match="mcp.listen"):
+        nix_eval(module('mcp = { enable = true; listen = "0.0.0.0:8765"; };'))

@@ -7,8 +7,9 @@ import logging
 import pytest
 
 from orchestratord.model import ParamSpec
-from orchestratord.redact import (MASK, RunRedactor, Scrubber, SecretRegistry, redact,
-                                  redact_definition, redact_workflow_params, secret_values)
+from orchestratord.redact import (MASK, RunRedactor, Scrubber, SecretRegistry, mask_templated,
+                                  redact, redact_definition, redact_workflow_params,
+                                  secret_values)
 
 
 @pytest.mark.parametrize("name", ["password", "db_passwd", "client_secret", "API_TOKEN",
@@ -53,7 +54,8 @@ def test_schema_marks_nested_items_refs_and_combinators():
              "extra": {"x": "1", "y": "2"}, "pin": 1234, "keep": "me"}
     assert redact(value, schema) == {"servers": [{"login": MASK, "host": "a"}, {"login": MASK}],
                                      "extra": {"x": MASK, "y": MASK}, "pin": MASK, "keep": "me"}
-    assert secret_values(value, schema) == {"abcd", "efgh"}  # short ones are masked, not hunted
+    # Strings and numbers of four characters or more are hunted; "1" and "2" are not.
+    assert secret_values(value, schema) == {"abcd", "efgh", 1234}
 
 
 def test_marks_inside_conditional_branches_and_tuples():
@@ -140,3 +142,42 @@ def test_registry_scrubs_log_records_of_its_runs():
     assert registry.scrub("r1", {"error": "x topsecret"}) == {"error": f"x {MASK}"}
     registry.discard("r1")
     assert registry.scrub("r1", "topsecret") == "topsecret"
+
+
+def test_number_secrets_are_masked_as_values_and_as_words_in_text():
+    """Regression: a secret param `pin: 123789` showed in logs, show, reports and alerts."""
+    scrub = Scrubber({123789, 31.4159})
+    assert scrub({"pin": 123789, "again": [123789.0, 31.4159], "n": 1237890, "flag": True}) == \
+        {"pin": MASK, "again": [MASK, MASK], "n": 1237890, "flag": True}
+    assert scrub("pin=123789, pi 31.4159; id 1237890 a123789 123789.5 v123789") == \
+        f"pin={MASK}, pi {MASK}; id 1237890 a123789 123789.5 v123789"
+    # Short numbers, booleans and null are masked where they stand, not hunted.
+    assert Scrubber({42, True, None, "ab"}).secrets == frozenset()
+
+
+def test_declared_secrets_of_every_type_are_masked_where_they_stand():
+    specs = {name: {"secret": True} for name in ("n", "b", "z", "l", "o")}
+    params = {"n": 123789, "b": False, "z": None, "l": [1, "two"], "o": {"k": 7}}
+    assert RunRedactor.for_run({"params": params, "definition": {"workflow": {
+        "params": specs}}}).params(params) == dict.fromkeys(params, MASK)
+
+
+def test_a_value_masked_by_its_key_in_a_result_is_hunted_everywhere():
+    """Regression: a result's `token` showed in the clear once a later step received it
+    under another name."""
+    class Step:
+        def __init__(self, result):
+            self.result = result
+    redactor = RunRedactor(None, None, [Step({"token": "tk-9f8e7d"}), Step(None)])
+    assert redactor({"auth": "tk-9f8e7d", "note": "used tk-9f8e7d"}) == \
+        {"auth": MASK, "note": f"used {MASK}"}
+
+
+def test_a_step_param_templated_from_a_secret_is_masked_whole_unless_scrubbed():
+    source = {"flag": "{{ params.flag }}", "header": "Bearer {{ params['pin'] }}",
+              "short": "x{{ params.ab }}", "other": "{{ params.user }}", "plain": "p"}
+    rendered = {"flag": True, "header": "Bearer 123789", "short": "xab", "other": "u",
+                "plain": "p"}
+    shown = Scrubber({123789})(rendered)
+    assert mask_templated(source, rendered, shown, {"flag", "pin", "ab"}) == \
+        {"flag": MASK, "header": f"Bearer {MASK}", "short": MASK, "other": "u", "plain": "p"}

@@ -7,8 +7,13 @@ import json
 import pytest
 
 from orchestratord.cli import main
+from orchestratord.engine import Engine
+from orchestratord.loader import load_workflow
 from orchestratord.report import STDERR_TAIL_LINES, build_report, render
+from orchestratord.report_layout import PER_ROW, dag
+from orchestratord.skills import discover
 from orchestratord.store import Store
+from tests.conftest import ECHO, write_skill, write_workflow
 from tests.integration.report_run import NASTY, SECRET, make_reported_run
 
 
@@ -120,31 +125,8 @@ def test_report_to_a_file_and_clear_errors(reported, tmp_path, capsys):
     assert "--format" in capsys.readouterr().err
 
 
-def test_markdown_cells_survive_pipes_and_backticks():
-    from orchestratord.report_md import render_markdown
-    model = {
-        "run": {"id": "r1", "workflow": "w", "status": "failed", "file": "w.yaml",
-                "created_at": 0.0, "started_at": 0.0, "finished_at": 1.0, "duration": 1.0,
-                "params": {}, "outputs": None, "error": "a | b"},
-        "summary": {"steps": 1, "by_status": {"failed": 1}, "attempts": 1, "retries": 0,
-                    "failed_steps": ["s"], "compensations": 0},
-        "steps": [{"id": "s", "skill": "k", "action": "a", "status": "failed", "attempts": 1,
-                   "duration": 1.0, "result_summary": "", "error": "x | y\nz"}],
-        "failures": [{"step_id": "s", "kind": "action", "status": "failed", "error": "x | y",
-                      "attempt": 1, "exit_code": 1, "stderr_tail": "```\nfence"}],
-        "retries": [], "rollback": None,
-    }
-    md = render_markdown(model)
-    assert "| s | k.a | failed | 1 | 1.0 s | x \\| y z |" in md
-    assert "````\n```\nfence\n````" in md  # the fence outgrows the backticks inside
-
-
 async def test_a_run_not_started_yet_reports_too(tmp_path):
     """A pending run (no attempts, no times) and a wide layer: every format still renders."""
-    from orchestratord.engine import Engine
-    from orchestratord.loader import load_workflow
-    from orchestratord.skills import discover
-    from tests.conftest import ECHO, write_skill, write_workflow
     write_skill(tmp_path / "skills", "k", {"a": {"command": ECHO}})
     members = "\n".join(f"        - {{id: m{i}, skill: k, action: a}}" for i in range(12))
     path = write_workflow(tmp_path, f"workflow:\n  name: wide\n  steps:\n"
@@ -164,16 +146,11 @@ async def test_a_run_not_started_yet_reports_too(tmp_path):
     assert "| m11 | k.a | pending | 0 | - |" in render(model, "md")
     html = render(model, "html")
     assert html.count('class="node status-pending"') == 13 and 'class="bar' not in html
-    from orchestratord.report_layout import PER_ROW, dag
     rows = {n["y"] for n in dag(model)["nodes"]}
     assert len(rows) == 1 + -(-12 // PER_ROW)  # a wide layer wraps instead of shrinking
 
 
 async def test_a_failed_compensation_is_a_failure_of_its_own(tmp_path):
-    from orchestratord.engine import Engine
-    from orchestratord.loader import load_workflow
-    from orchestratord.skills import discover
-    from tests.conftest import ECHO, write_skill, write_workflow
     write_skill(tmp_path / "skills", "k", {
         "ok": {"command": ECHO},
         "fail": {"python": "tests.integration.actions:fail"}})
