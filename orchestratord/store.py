@@ -219,9 +219,7 @@ class Store:
         if current > newest:
             raise StoreError(f"{self.path} has schema version {current}, newer than this "
                              f"orchestratord knows ({newest}); upgrade orchestratord")
-        # In order, skipping numbers not (yet) defined: migrations are written on
-        # branches that merge at different times.
-        for version in sorted(v for v in MIGRATIONS if v > current):
+        for version in range(current + 1, newest + 1):
             await self._conn.executescript(
                 f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; "
                 f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
