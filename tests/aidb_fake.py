@@ -20,13 +20,13 @@ sync tests that drive a daemon process and async tests can both use it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 import uuid
 from typing import Any
 
 from aiohttp import web
+
+from tests.waiting import until
 
 SKILL_FIELDS = ("slug", "name", "description", "version", "tags", "content", "metadata",
                 "source_path", "updated_at", "source_url", "managed_by", "status")
@@ -59,8 +59,7 @@ class FakeAidb:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request seen
         self.fail_status: int | None = None
         self.delay = 0.0
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None  # chosen by the kernel at the first bind, then kept
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -73,6 +72,11 @@ class FakeAidb:
         self._call(self._setup())
         self.up()
         return self
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None, "FakeAidb.start() first: the port is bound there"
+        return f"http://127.0.0.1:{self.port}"
 
     def up(self) -> None:
         """Accept connections (again) on the same port."""
@@ -102,9 +106,24 @@ class FakeAidb:
         await self._runner.setup()
 
     async def _listen(self) -> None:
-        if self._site is None:
-            self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        if self._site is not None:
+            return
+        if self.port is None:  # the first bind: port 0, the kernel's choice, race-free
+            self._site = web.TCPSite(self._runner, "127.0.0.1", 0)
             await self._site.start()
+            self.port = self._runner.addresses[0][1]
+            return
+        # up() after down(): the daemon under test knows this URL, so the same port again.
+        # SO_REUSEADDR skips our own old connections' TIME_WAIT; only this rebind can race
+        # (another process may have bound the port while we were down), and then the
+        # test fails here saying so rather than talking to a stranger.
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise AssertionError(f"FakeAidb.up(): port {self.port} was taken while AIDB was "
+                                 f"down ({exc.strerror}); rerun the test") from exc
+        self._site = site
 
     async def _unlisten(self) -> None:
         if self._site is not None:
@@ -121,12 +140,8 @@ class FakeAidb:
         return [r["interaction_id"] for r in self.history]
 
     def wait_for_history(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while len(self.history) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"AIDB got {len(self.history)} history records, not "
-                                     f"{count}, within {timeout} s: {self.interaction_ids()}")
-            time.sleep(0.05)
+        until(f"{count} history records in AIDB (has {self.interaction_ids()})",
+              lambda: len(self.history) >= count, timeout)
         return list(self.history)
 
     # -- the app ------------------------------------------------------------------------
@@ -217,9 +232,3 @@ class FakeAidb:
 
 def _unprocessable(detail: str) -> web.Response:
     return web.json_response({"detail": detail}, status=422)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
