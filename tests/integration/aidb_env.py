@@ -45,19 +45,5 @@ def api(env: Path, method: str, path: str, body: Any = None) -> Any:
 
 
 def ready(d: Any) -> Any:
-    """Wait for READY=1, then keep reading the daemon's notifications in a thread.
-
-    sdnotify sends with a blocking sendto: a NOTIFY_SOCKET nobody reads (systemd always
-    does) fills after some dozens of STATUS= lines and then blocks the daemon's loop."""
-    import threading
     d.notify.wait_for("READY=1", 60)
-
-    def drain() -> None:
-        d.notify.sock.settimeout(None)
-        try:
-            while d.notify.sock.recv(4096):
-                pass
-        except OSError:
-            pass
-    threading.Thread(target=drain, daemon=True).start()
     return d
