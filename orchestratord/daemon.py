@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sdnotify
 from aiohttp import web
 
 from . import __version__, journal, stats, workspaces
@@ -32,6 +31,7 @@ from .connections import Guard
 from .engine import Engine, check_resumable
 from .loader import stored_definition
 from .metrics import Metrics
+from .notify import Notifier
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
 from .runners.unit import StepUnits
 from .settings import Settings, load_settings
@@ -49,7 +49,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, handle_signals: bool = True):
         self.settings = settings
         self.handle_signals = handle_signals
-        self.notifier = sdnotify.SystemdNotifier()
+        self.notifier = Notifier()
         self.catalog = Catalog()
         self.store: Store = None  # type: ignore[assignment]
         self.engine: Engine = None  # type: ignore[assignment]
