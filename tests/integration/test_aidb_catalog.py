@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -12,6 +11,7 @@ import pytest
 from orchestratord.errors import OrchestratorError
 from tests.aidb_fake import FakeAidb, skill_record
 from tests.conftest import ECHO, write_skill
+from tests.waiting import until
 
 from .aidb_env import api, configure, key_file, ready
 
@@ -35,21 +35,13 @@ def aidb():
     fake.close()
 
 
-def wait_for(check, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.1)
-    return found
-
-
 def test_aidb_skills_are_listed_shown_and_routed_as_instructions(env, daemon, aidb):
     configure(env, {"url": aidb.url, "history": False})
     d = daemon()
     ready(d)
-    names = wait_for(lambda: {s["name"] for s in api(env, "GET", "/skills")} >
-                     {"postgres-tuning"} and {s["name"]: s for s in api(env, "GET", "/skills")},
-                     "AIDB's skills in the catalog")
+    names = until("AIDB's skills in the catalog",
+                  lambda: {s["name"] for s in api(env, "GET", "/skills")} > {"postgres-tuning"}
+                  and {s["name"]: s for s in api(env, "GET", "/skills")})
     assert {"postgres-tuning", "empty-desc", "placeholder-desc"} <= set(names)
     assert "draft-skill" not in names and "bad slug!" not in names  # pending; unusable
     pg = names["postgres-tuning"]
@@ -80,14 +72,14 @@ def test_the_cached_catalog_serves_while_aidb_is_down(env, daemon, aidb):
     configure(env, {"url": aidb.url, "history": False})
     d = daemon()
     ready(d)
-    wait_for(lambda: api(env, "GET", "/aidb/status")["catalog_fetched_at"], "a fetch")
+    until("a fetch", lambda: api(env, "GET", "/aidb/status")["catalog_fetched_at"])
     assert d.stop() == 0
     aidb.down()
     d = daemon()
     ready(d)
     assert "postgres-tuning" in {s["name"] for s in api(env, "GET", "/skills")}
-    status = wait_for(lambda: (s := api(env, "GET", "/aidb/status"))["last_refresh_error"]
-                      and s, "a failed refresh")
+    status = until("a failed refresh",
+                   lambda: (s := api(env, "GET", "/aidb/status"))["last_refresh_error"] and s)
     assert status["reachable"] is False and status["catalog_skills"] == 5
     out = d.ctl("aidb", "status")
     assert out.returncode == 1 and "reachable:       no" in out.stdout, out
@@ -112,7 +104,7 @@ def test_publishing_sends_only_changed_skill_documents(env, daemon, aidb):
                     "publish": True, "history": False})
     d = daemon()
     ready(d)
-    wait_for(lambda: any(i["slug"] == "mine" for i in aidb.imports), "mine published")
+    until("mine published", lambda: any(i["slug"] == "mine" for i in aidb.imports))
     first = list(aidb.imports)
     assert all(i["managed_by"] == "agent-orchestrator" for i in first)
     assert {i["slug"] for i in first} >= {"mine", "health-monitoring"}
@@ -160,8 +152,8 @@ def test_execute_over_the_socket_and_the_keyed_listener(env, daemon, aidb):
         api(env, "POST", "/skills/two/execute", {"parameters": {}})
     assert api(env, "POST", "/skills/two/execute", {"parameters": {}, "action": "b"})[
         "status"] == "succeeded"
-    wait_for(lambda: "postgres-tuning" in {s["name"] for s in api(env, "GET", "/skills")},
-             "AIDB's catalog")
+    until("AIDB's catalog",
+          lambda: "postgres-tuning" in {s["name"] for s in api(env, "GET", "/skills")})
     with pytest.raises(OrchestratorError, match="instructions only"):
         api(env, "POST", "/skills/postgres-tuning/execute", {"parameters": {}})
 

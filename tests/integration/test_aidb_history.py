@@ -10,6 +10,7 @@ import pytest
 
 from orchestratord.aidb.outbox import SESSION_NAMESPACE
 from tests.aidb_fake import FakeAidb
+from tests.waiting import until
 
 from .aidb_env import api, configure, history_workflow, key_file, ready
 
@@ -22,14 +23,8 @@ def aidb():
 
 
 def wait_status(env, predicate, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = api(env, "GET", "/aidb/status")
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout} s: {status}")
-        time.sleep(0.1)
+    """/aidb/status once predicate holds for it."""
+    return until(what, lambda: predicate(s := api(env, "GET", "/aidb/status")) and s, timeout)
 
 
 def test_fake_aidb_refuses_writes_without_the_right_key_and_checks_fields(aidb):
@@ -75,7 +70,7 @@ def test_aidb_down_for_a_whole_run_then_back_gets_every_record_once(env, daemon,
     aidb.up()
     records = aidb.wait_for_history(3)
     wait_status(env, lambda s: s["outbox_pending"] == 0 and s["outbox_sent"] == 3, "all sent")
-    time.sleep(0.5)  # nothing more may come: each record exactly once
+    # Nothing more can come: a record is resent only until AIDB's 2xx marked it sent.
     ids = aidb.interaction_ids()
     assert len(ids) == len(set(ids)) == 3, ids
     assert set(ids) == {f"orchestrator:{run_id}:s0:1", f"orchestrator:{run_id}:s1:1",
@@ -113,9 +108,9 @@ def timed_run(env, name: str) -> float:
     """Seconds from asking for a run to its end, as seen through the control API."""
     start = time.monotonic()
     run_id = api(env, "POST", "/runs", {"workflow": name})["run_id"]
-    while (run := api(env, "GET", f"/runs/{run_id}"))["status"] not in ("succeeded", "failed"):
-        assert time.monotonic() - start < 60, run
-        time.sleep(0.02)
+    run = until(f"run {run_id} of {name} to end",
+                lambda: (r := api(env, "GET", f"/runs/{run_id}"))["status"] in
+                ("succeeded", "failed") and r, 60)
     assert run["status"] == "succeeded", run
     return time.monotonic() - start
 
@@ -171,10 +166,8 @@ def test_a_wrong_key_is_a_clear_error_and_an_alert_and_records_wait(env, daemon,
     d = daemon()
     ready(d)
     assert d.ctl("run", "hist", "--wait").returncode == 0
-    deadline = time.monotonic() + 30
-    while not alerts.exists() or "aidb_undelivered" not in alerts.read_text():
-        assert time.monotonic() < deadline, f"no alerts: {alerts.exists() and alerts.read_text()}"
-        time.sleep(0.1)
+    until("an aidb_undelivered alert",
+          lambda: alerts.exists() and "aidb_undelivered" in alerts.read_text(), 30)
     kinds = [json.loads(line)["kind"] for line in alerts.read_text().splitlines() if line]
     assert kinds.count("aidb_unauthorized") == 1, kinds  # once, not per retry
     status = d.ctl("aidb", "status")
