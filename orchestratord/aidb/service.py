@@ -60,6 +60,9 @@ class AidbService:
         self._tasks: list[asyncio.Task] = []
         self._refreshed: Callable[[], None] | None = None
         self._wake_refresh: asyncio.Event | None = None
+        # One refresh at a time: `aidb sync` during the periodic one would otherwise
+        # publish a changed skill twice (both read its old digest before either wrote).
+        self._refreshing = asyncio.Lock()
         self.registry_of: Callable[[], Registry] | None = None  # what to publish from
 
     @property
@@ -109,14 +112,15 @@ class AidbService:
     async def refresh(self) -> None:
         """Fetch AIDB's catalog into the cache; publish ours if asked. Raises AidbError."""
         assert self.client is not None
-        if self.settings.discover:
-            self.records = await self.client.skills()
-            self.fetched_at = await save_catalog(self.outbox.db, self.records)
-            self.last_refresh_error = None
-            if self._refreshed is not None:
-                self._refreshed()
-        if self.settings.publish and self.registry_of is not None:
-            await publish_changed(self.outbox.db, self.client, self.registry_of())
+        async with self._refreshing:
+            if self.settings.discover:
+                self.records = await self.client.skills()
+                self.fetched_at = await save_catalog(self.outbox.db, self.records)
+                self.last_refresh_error = None
+                if self._refreshed is not None:
+                    self._refreshed()
+            if self.settings.publish and self.registry_of is not None:
+                await publish_changed(self.outbox.db, self.client, self.registry_of())
 
     def refresh_soon(self) -> None:
         """After a reload: refresh now rather than at the next interval."""

@@ -101,11 +101,16 @@ def test_publishing_sends_only_changed_skill_documents(env, daemon, aidb):
     skills = env / "workflows" / "skills"
     write_skill(skills, "mine", {"go": {"command": ECHO}}, description="my skill")
     configure(env, {"url": aidb.url, "api_key_file": key_file(env, aidb.key),
-                    "publish": True, "history": False})
+                    "publish": True, "history": False, "discover": False})
+    aidb.delay = 2.0  # the start's publishing pass is still busy when the sync below comes
     d = daemon()
     ready(d)
     until("mine published", lambda: any(i["slug"] == "mine" for i in aidb.imports))
+    # The sync waits for that pass to end rather than publishing the rest a second time.
+    assert d.ctl("aidb", "sync").returncode == 0
+    aidb.delay = 0.0
     first = list(aidb.imports)
+    assert len({i["slug"] for i in first}) == len(first), "a skill published twice"
     assert all(i["managed_by"] == "agent-orchestrator" for i in first)
     assert {i["slug"] for i in first} >= {"mine", "health-monitoring"}
     mine = next(i for i in first if i["slug"] == "mine")
