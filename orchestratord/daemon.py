@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="settings file (JSON or YAML); default: built-in defaults")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
-    parser.add_argument("--log-target", default="auto", choices=("auto", "journal", "stderr", "console"))
+    parser.add_argument("--log-target", default="auto",
+                        choices=("auto", "journal", "stderr", "console"))
     parser.add_argument("--check", action="store_true",
                         help="check the settings file and exit: 0 if valid, 78 if not "
                              "(what a NixOS build runs on the settings it renders)")

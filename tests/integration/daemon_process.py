@@ -101,8 +101,7 @@ class Daemon:
                  nofile: int | None = None):
         """nofile: the daemon's file limit (soft and hard), as a unit's LimitNOFILE= sets it."""
         self.root = root
-        self.notify = Notifications(root / f"notify-{time.monotonic_ns()}",
-                                    alive=lambda: not hasattr(self, "proc") or self.proc.poll() is None)
+        self.notify = Notifications(root / f"notify-{time.monotonic_ns()}", alive=self._alive)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestratord.daemon", "--settings", str(root / "settings.json"),
              "--log-target", "stderr"],
@@ -110,6 +109,9 @@ class Daemon:
             stderr=open(root / "daemon.log", "ab"),
             preexec_fn=None if nofile is None else
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+
+    def _alive(self) -> bool:
+        return not hasattr(self, "proc") or self.proc.poll() is None  # proc: not yet, or runs
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "orchestratord.cli", "--socket",
