@@ -92,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("workflows", help="the workflows the daemon serves")
     from .cli_skills import add_commands
     add_commands(sub)
+    from . import cli_aidb
+    cli_aidb.add_commands(sub)
     from .mcp.command import add_command
     add_command(sub)
     return p
