@@ -110,7 +110,8 @@ def route(args: argparse.Namespace) -> int:
     else:
         print(answer["status"])
         for c in answer["candidates"]:
-            target = c["skill"] + (" (instructions)" if c.get("instructions") else f".{c['action']}")
+            kind = " (instructions)" if c.get("instructions") else f".{c['action']}"
+            target = c["skill"] + kind
             print(f"  {target}\t{c['score']}\t{c['why']}")
     if answer["status"] != "matched":
         return 1

@@ -287,7 +287,8 @@ MIGRATIONS: dict[int, str] = {
         sent_at        REAL,
         rejected       INTEGER NOT NULL DEFAULT 0 -- AIDB refused it as invalid: kept, not resent
     );
-    CREATE INDEX aidb_outbox_pending ON aidb_outbox (next_try) WHERE sent_at IS NULL AND NOT rejected;
+    CREATE INDEX aidb_outbox_pending ON aidb_outbox (next_try)
+        WHERE sent_at IS NULL AND NOT rejected;
 
     CREATE TRIGGER aidb_history_outbox AFTER INSERT ON events
     WHEN (NEW.type IN ('step_succeeded', 'step_failed', 'step_cancelled')

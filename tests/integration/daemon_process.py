@@ -60,7 +60,7 @@ class Notifications:
             while True:
                 try:
                     data = self.sock.recv(4096)
-                except socket.timeout:
+                except TimeoutError:
                     if alive():
                         continue
                     return

@@ -65,7 +65,7 @@ def run_while_aidb_is_down(env, daemon, aidb):
 
 
 def test_aidb_down_for_a_whole_run_then_back_gets_every_record_once(env, daemon, aidb):
-    d, run_id, status = run_while_aidb_is_down(env, daemon, aidb)
+    _, run_id, status = run_while_aidb_is_down(env, daemon, aidb)
     assert status["oldest_pending_at"] is not None and not aidb.history
     aidb.up()
     records = aidb.wait_for_history(3)
