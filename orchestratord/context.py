@@ -68,6 +68,15 @@ class StepContext:
         return env
 
 
-def step_logger(name: str, **fields: Any) -> logging.LoggerAdapter:
+class StepLogger(logging.LoggerAdapter):
+    """A logger adapter whose records carry journald fields in `extra`; `fields` are
+    those fields, for a record that adds its own to them."""
+
+    def __init__(self, logger: logging.Logger, fields: dict[str, Any]):
+        super().__init__(logger, {"fields": fields})
+        self.fields = fields
+
+
+def step_logger(name: str, **fields: Any) -> StepLogger:
     """A logger adapter whose records carry journald fields in `extra`."""
-    return logging.LoggerAdapter(logging.getLogger(name), {"fields": fields})
+    return StepLogger(logging.getLogger(name), fields)
