@@ -82,8 +82,8 @@ def configure(level: int = logging.INFO, *, target: str = "auto",
     prefixed stderr lines otherwise; a plain console format on a terminal.
     """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     root.setLevel(level)
     quiet_libraries()
     if target == "auto":
