@@ -46,7 +46,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400 and not exc.text.startswith("{"):
+        if exc.status >= 400 and not (exc.text or "").startswith("{"):
             return _error(exc.status, exc.reason if exc.status != 413 else
                           f"request body larger than {MAX_BODY} bytes")
         raise

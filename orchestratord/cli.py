@@ -208,6 +208,7 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     alerts = AlertManager(store, settings.alerts)
     engine.listeners.append(alerts)
     task = asyncio.current_task()
+    assert task is not None, "called from a coroutine"
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:

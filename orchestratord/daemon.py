@@ -199,6 +199,7 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
+        assert self._runner.server is not None, "setup() makes the server"
         await self.connections.listen_unix(self._runner.server, str(path))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
@@ -219,6 +220,7 @@ class Daemon:
         self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics, self.connections),
                                              access_log=None)
         await self._metrics_runner.setup()
+        assert self._metrics_runner.server is not None, "setup() makes the server"
         try:
             bound = await self.connections.listen_tcp(self._metrics_runner.server,
                                                       host.strip("[]"), int(port))
