@@ -283,12 +283,18 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def aidb_status(request: web.Request) -> web.Response:
-    return _json(await _daemon(request).aidb.status())
+    aidb = _daemon(request).aidb
+    if aidb is None:
+        return _error(503, "the daemon is still starting; ask again")
+    return _json(await aidb.status())
 
 
 async def aidb_sync(request: web.Request) -> web.Response:
     """Refresh AIDB's catalog and flush the history outbox now."""
-    return _json(await _daemon(request).aidb.sync())
+    aidb = _daemon(request).aidb
+    if aidb is None:
+        return _error(503, "the daemon is still starting; ask again")
+    return _json(await aidb.sync())
 
 
 def run_json(run: Any) -> dict[str, Any]:

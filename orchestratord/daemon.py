@@ -114,12 +114,12 @@ class Daemon:
             self._background.append(asyncio.create_task(workspaces.prune_periodically(
                 self.store, s.state_dir, s.workspace_retention,
                 interval=min(3600.0, s.workspace_retention / 10))))
-        self.aidb = AidbService(s.aidb, s.database_path, registry=self.metrics.registry,
-                                alert=alert_via(self.store, self.alerts),
-                                retry_max=s.aidb.retry_max_delay)
-        self.aidb.registry_of = lambda: self.catalog.skills
-        await self.aidb.start(on_refresh=lambda: self.aidb.apply(self.catalog))
-        self.engine.listeners.append(self.aidb.on_event)
+        aidb = self.aidb = AidbService(s.aidb, s.database_path, registry=self.metrics.registry,
+                                       alert=alert_via(self.store, self.alerts),
+                                       retry_max=s.aidb.retry_max_delay)
+        aidb.registry_of = lambda: self.catalog.skills
+        await aidb.start(on_refresh=lambda: aidb.apply(self.catalog))
+        self.engine.listeners.append(aidb.on_event)
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
         self.aidb.apply(self.catalog)
         await self._serve()
@@ -210,6 +210,7 @@ class Daemon:
             from .aidb.client import read_key
             from .aidb.execute import serve_execute
             key = read_key(self.settings.aidb.api_key_file)
+            assert key is not None  # the settings refuse api_listen without api_key_file
             self._api_runner, self.api_address = await serve_execute(
                 self, self.settings.aidb.api_listen, key)
             log.info("execute endpoint on http://%s/skills/NAME/execute", self.api_address)

@@ -70,9 +70,10 @@ def to_skill(record: dict[str, Any], origin: str) -> Skill | None:
     slug = str(record.get("slug") or "")
     if not _NAME.match(slug) or len(slug) > 64:
         return None
-    content = record.get("content") if isinstance(record.get("content"), str) else ""
+    raw_content, raw_tags = record.get("content"), record.get("tags")
+    content = raw_content if isinstance(raw_content, str) else ""
     front, body = split_document(content)
-    tags = record.get("tags") if isinstance(record.get("tags"), list) else []
+    tags = raw_tags if isinstance(raw_tags, list) else []
     version = record.get("version") or front.get("version")
     return Skill(name=slug, description=description_of(record, front, body), actions={},
                  origin=f"{origin}/skills/{slug}", version=str(version) if version else None,
@@ -124,7 +125,7 @@ async def save_catalog(db: aiosqlite.Connection, records: list[dict[str, Any]]) 
 
 async def cached_catalog(db: aiosqlite.Connection) -> tuple[list[dict[str, Any]], float | None]:
     """The catalog as last fetched, and when (None: never)."""
-    rows = await db.execute_fetchall("SELECT record FROM aidb_skills ORDER BY slug")
-    when = await db.execute_fetchall(
-        "SELECT value FROM aidb_state WHERE key = 'catalog_fetched_at'")
+    rows = list(await db.execute_fetchall("SELECT record FROM aidb_skills ORDER BY slug"))
+    when = list(await db.execute_fetchall(
+        "SELECT value FROM aidb_state WHERE key = 'catalog_fetched_at'"))
     return [json.loads(r[0]) for r in rows], float(when[0][0]) if when else None

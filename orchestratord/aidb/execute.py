@@ -117,6 +117,7 @@ async def serve_execute(daemon: Daemon, listen: str, key: str) -> tuple[web.AppR
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(make_execute_app(daemon, key), access_log=None)
     await runner.setup()
+    assert runner.server is not None  # setup() made it
     try:
         bound = await daemon.connections.listen_tcp(runner.server, host.strip("[]"), int(port))
     except (OSError, OverflowError) as exc:

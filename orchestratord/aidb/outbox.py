@@ -74,15 +74,18 @@ class Outbox:
         assert self._db is not None, "Outbox.open() first"
         return self._db
 
+    async def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return list(await self.db.execute_fetchall(sql, args))
+
     async def set_recording(self, on: bool) -> None:
         """Whether the trigger writes records (the daemon's `aidb.history` setting)."""
         await self.db.execute("INSERT OR REPLACE INTO aidb_state (key, value) VALUES "
                               "('history', ?)", ("on" if on else "off",))
 
     async def due(self, limit: int = 50) -> list[sqlite3.Row]:
-        return list(await self.db.execute_fetchall(
+        return await self._rows(
             "SELECT * FROM aidb_outbox WHERE sent_at IS NULL AND NOT rejected "
-            "ORDER BY id LIMIT ?", (limit,)))
+            "ORDER BY id LIMIT ?", (limit,))
 
     async def mark_sent(self, row_id: int) -> None:
         await self.db.execute("UPDATE aidb_outbox SET sent_at = ?, tries = tries + 1, "
@@ -99,7 +102,7 @@ class Outbox:
         return cursor.rowcount
 
     async def depth(self) -> Depth:
-        rows = await self.db.execute_fetchall(
+        rows = await self._rows(
             "SELECT count(*) FILTER (WHERE sent_at IS NULL AND NOT rejected) AS pending, "
             "min(id) FILTER (WHERE sent_at IS NULL AND NOT rejected) AS oldest_id, "
             "min(created_at) FILTER (WHERE sent_at IS NULL AND NOT rejected) AS oldest_at, "
@@ -110,9 +113,9 @@ class Outbox:
 
     async def record(self, row: sqlite3.Row, project: str) -> dict[str, Any]:
         """The /history/record body of an outbox row, secrets redacted."""
-        run = (await self.db.execute_fetchall("SELECT * FROM runs WHERE id = ?",
+        run = (await self._rows("SELECT * FROM runs WHERE id = ?",
                                               (row["run_id"],)))[0]
-        event = (await self.db.execute_fetchall("SELECT * FROM events WHERE seq = ?",
+        event = (await self._rows("SELECT * FROM events WHERE seq = ?",
                                                 (row["event_seq"],)))[0]
         redact = RunRedactor(_loads(run["params"]), _loads(run["definition"]))
         data = _loads(event["data"]) or {}
@@ -122,15 +125,15 @@ class Outbox:
             started = run["started_at"] or run["created_at"]
             query = f"workflow {run['workflow']} (run {run['id']})"
             answer = data.get("error") or data.get("outputs")
-            steps = await self.db.execute_fetchall(
+            steps = await self._rows(
                 "SELECT attempts FROM steps WHERE run_id = ?", (run["id"],))
             meta.update(status=status, attempts=sum(s["attempts"] for s in steps))
         else:
-            step = (await self.db.execute_fetchall(
+            step = (await self._rows(
                 "SELECT skill, action FROM steps WHERE run_id = ? AND step_id = ?",
                 (run["id"], row["step_id"])))[0]
             # The attempt's start and params (recorded redacted) are its step_started event.
-            began = await self.db.execute_fetchall(
+            began = await self._rows(
                 "SELECT ts, data ->> '$.params' AS params FROM events WHERE run_id = ? "
                 "AND step_id = ? AND type = 'step_started' AND attempt = ? LIMIT 1",
                 (run["id"], row["step_id"], row["attempt"]))

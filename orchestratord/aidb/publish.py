@@ -38,7 +38,8 @@ async def publish_changed(db: aiosqlite.Connection, client: AidbClient,
         content = document(skill)
         digest = hashlib.sha256(content.encode()).hexdigest()
         key = f"published:{name}"
-        rows = await db.execute_fetchall("SELECT value FROM aidb_state WHERE key = ?", (key,))
+        rows = list(await db.execute_fetchall("SELECT value FROM aidb_state WHERE key = ?",
+                                              (key,)))
         if rows and rows[0][0] == digest:
             continue
         await client.import_skill(import_body(name, content, skill.origin))

@@ -74,7 +74,7 @@ class AidbService:
         s = self.settings
         await self.outbox.open()
         await self.outbox.set_recording(s.enabled and s.history)
-        if not s.enabled:
+        if s.url is None:  # not enabled
             return
         self.client = AidbClient(s.url, read_key(s.api_key_file), s.timeout)
         self.records, self.fetched_at = await cached_catalog(self.outbox.db)
