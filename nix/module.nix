@@ -344,6 +344,26 @@ in
       '';
     };
 
+    aidb = {
+      enable = mkEnableOption "AIDB: its skills in the catalog, execution history recorded in it";
+      url = mkOption {
+        type = types.str;
+        default = "http://127.0.0.1:8002";
+        description = "AIDB's base URL (its NixOS module serves on port 8002).";
+      };
+      apiKeyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/keys/aidb-api-key";
+        description = ''
+          File holding AIDB's API key, handed to the daemon with LoadCredential= (as
+          `aidb-key`), never copied to the Nix store. Further AIDB settings (publish,
+          history, refresh_interval, undelivered_alert_after, api_listen) go under
+          {option}`${opt}.settings.aidb`.
+        '';
+      };
+    };
+
     environment = mkOption {
       type = types.attrsOf types.str;
       default = { };
@@ -401,7 +421,20 @@ in
     # the daemon starts and writable under ProtectSystem=strict.
     systemd.tmpfiles.settings.agent-orchestrator = paths.tmpfiles cfg.settings;
 
+    # The key is a credential: the settings name where systemd puts it, not the key.
+    services.agent-orchestrator.secrets = mkIf (cfg.aidb.enable && cfg.aidb.apiKeyFile != null) {
+      aidb-key = cfg.aidb.apiKeyFile;
+    };
+
     services.agent-orchestrator.settings = {
+      aidb = mkIf cfg.aidb.enable (
+        {
+          url = lib.mkDefault cfg.aidb.url;
+        }
+        // lib.optionalAttrs (cfg.aidb.apiKeyFile != null) {
+          api_key_file = "/run/credentials/orchestratord.service/aidb-key";
+        }
+      );
       skill_paths = lib.mkIf (cfg.skills != { }) (lib.mkBefore [ skillsDir ]);
       # Sections are only created when there is something to put in them.
       skills = lib.mkMerge [

@@ -142,10 +142,11 @@ class AlertManager:
         steps = await self.store.steps(run.id)
         rollback_errors = {a.step_id: a.error for a in await self.store.attempts(run.id)
                            if a.kind == "rollback" and a.error}
-        failed = [{"id": s.step_id, "status": s.status,
-                   "error": rollback_errors.get(s.step_id) if s.status == "compensation_failed"
-                   else s.error}
-                  for s in steps if s.status in FAILED_STEP_STATUSES]
+        failed: list[dict[str, Any]] = [
+            {"id": s.step_id, "status": s.status,
+             "error": rollback_errors.get(s.step_id) if s.status == "compensation_failed"
+             else s.error}
+            for s in steps if s.status in FAILED_STEP_STATUSES]
         took = (f" after {run.finished_at - run.started_at:.1f} s"
                 if run.started_at and run.finished_at else "")
         summary = (f"run {run.id} of workflow {run.workflow} {run.status.replace('_', ' ')}"
@@ -175,7 +176,7 @@ class AlertManager:
             when = (f"last success: run {last[0]} at "
                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(last[1]))}"
                     if last else "it never succeeded")
-            alert = {"kind": "workflow_stale", "run_id": last[0] if last else None,
+            alert: dict[str, Any] = {"kind": "workflow_stale", "run_id": last[0] if last else None,
                      "workflow": workflow, "status": "stale", "failed_steps": [],
                      "summary": f"workflow {workflow} has not succeeded for "
                                 f"{_age(now - since)} (alert after {_age(max_age)}); {when}",
@@ -223,8 +224,9 @@ class AlertManager:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             delay = state.next_action.sleep if state.next_action else 0
+            failure = state.outcome.exception() if state.outcome else None  # set before a sleep
             log.warning("alert webhook %s: %s; retry %d in %.1f s", sink.url,
-                        state.outcome.exception(), state.attempt_number, delay,
+                        failure, state.attempt_number, delay,
                         extra={"fields": fields})
 
         session = await self._session()

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
+from .aidb.execute import execute
 from .redact import RunRedactor, redact_definition
 from .skills.routing import MAX_CANDIDATES
 from .store import MAX_RUNS_LISTED
@@ -45,7 +46,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status >= 400 and not exc.text.startswith("{"):
+        if exc.status >= 400 and not (exc.text or "").startswith("{"):
             return _error(exc.status, exc.reason if exc.status != 413 else
                           f"request body larger than {MAX_BODY} bytes")
         raise
@@ -132,7 +133,8 @@ async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
     return _json({"status": "ok", "active_runs": len(d.engine.active()),
                   "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
-                  "metrics_listen": d.metrics_address, "connections": len(d.connections)})
+                  "metrics_listen": d.metrics_address, "api_listen": d.api_address,
+                  "connections": len(d.connections)})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -280,6 +282,21 @@ async def reload(request: web.Request) -> web.Response:
                   "problems": [str(p) for p in catalog.problems]})
 
 
+async def aidb_status(request: web.Request) -> web.Response:
+    aidb = _daemon(request).aidb
+    if aidb is None:
+        return _error(503, "the daemon is still starting; ask again")
+    return _json(await aidb.status())
+
+
+async def aidb_sync(request: web.Request) -> web.Response:
+    """Refresh AIDB's catalog and flush the history outbox now."""
+    aidb = _daemon(request).aidb
+    if aidb is None:
+        return _error(503, "the daemon is still starting; ask again")
+    return _json(await aidb.sync())
+
+
 def run_json(run: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(run).items() if k not in ("definition",)}
 
@@ -296,6 +313,9 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
     app.router.add_get("/skills/{name}", get_skill)
+    app.router.add_post("/skills/{name}/execute", execute)
+    app.router.add_get("/aidb/status", aidb_status)
+    app.router.add_post("/aidb/sync", aidb_sync)
     app.router.add_post("/calls", start_call)
     app.router.add_post("/route", route_request)
     app.router.add_post("/reload", reload)

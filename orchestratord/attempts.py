@@ -53,7 +53,7 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
                         "skill": fields["SKILL"], "action": fields["ACTION"]})
     ctx = StepContext(
         run_id=driver.run_id, workflow=driver.definition.name, step_id=node_id,
-        skill=skill.name, action=driver.graph.nodes[node_id].step.action if kind == "action"
+        skill=skill.name, action=driver.graph.nodes[node_id].action if kind == "action"
         else fields["ACTION"], attempt=number,
         idempotency_key=f"{driver.run_id}/{node_id}" + ("/rollback" if kind != "action" else ""),
         log=step_logger("orchestratord.step", **fields, ATTEMPT=number),

@@ -44,8 +44,8 @@ def load_catalog(workflows_dir: Path | None, skill_paths: list[Path],
     for path in _workflow_files(workflows_dir, catalog):
         definition = _load_one(path, catalog)
         if definition is None:
-            for name in _names_in(path, previous):
-                catalog.workflows[name] = previous.workflows[name]
+            for name, kept in _loaded_from(path, previous).items():
+                catalog.workflows[name] = kept
                 catalog.kept.append(name)
         elif definition.name in origin:
             catalog.problems.append(Problem(str(path), 1, 1, "workflow.name",
@@ -94,8 +94,8 @@ def _keep_broken_skills(catalog: Catalog, previous: Catalog | None) -> None:
             log.warning("skill %s keeps its previous definition until its files are fixed", name)
 
 
-def _names_in(path: Path, previous: Catalog | None) -> list[str]:
-    """Workflows that the previous catalog loaded from path."""
+def _loaded_from(path: Path, previous: Catalog | None) -> dict[str, Definition]:
+    """Workflows that the previous catalog loaded from path, by name."""
     if previous is None:
-        return []
-    return [name for name, d in previous.workflows.items() if Path(d.file) == path]
+        return {}
+    return {name: d for name, d in previous.workflows.items() if Path(d.file) == path}

@@ -92,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("workflows", help="the workflows the daemon serves")
     from .cli_skills import add_commands
     add_commands(sub)
+    from . import cli_aidb
+    cli_aidb.add_commands(sub)
     from .mcp.command import add_command
     add_command(sub)
     return p
@@ -206,6 +208,7 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     alerts = AlertManager(store, settings.alerts)
     engine.listeners.append(alerts)
     task = asyncio.current_task()
+    assert task is not None, "called from a coroutine"
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:

@@ -110,12 +110,18 @@ def route(args: argparse.Namespace) -> int:
     else:
         print(answer["status"])
         for c in answer["candidates"]:
-            print(f"  {c['skill']}.{c['action']}\t{c['score']}\t{c['why']}")
+            kind = " (instructions)" if c.get("instructions") else f".{c['action']}"
+            target = c["skill"] + kind
+            print(f"  {target}\t{c['score']}\t{c['why']}")
     if answer["status"] != "matched":
         return 1
     if not args.run:
         return 0
     best = answer["candidates"][0]
+    if best.get("instructions"):
+        print(f"orchestratorctl: {best['skill']} is an instruction skill, nothing to run: read "
+              f"it with `orchestratorctl skills show {best['skill']}`", file=sys.stderr)
+        return 7
     described = [a for a in _registry(args).get(best["skill"]).actions.items()
                  if a[0] == best["action"]]
     if described and described[0][1].mutating:

@@ -36,10 +36,9 @@ class Plan:
 
 async def record_plan(driver: RunDriver, outcome: str, error: str | None) -> Plan:
     """Record that the run rolls back: its succeeded steps, latest completion first."""
-    rows = sorted((r for r in await driver.store.steps(driver.run_id)
-                   if r.status == "succeeded" and r.finished_seq is not None),
-                  key=lambda r: r.finished_seq, reverse=True)
-    plan = Plan([r.step_id for r in rows], outcome, error)
+    done = [(r.finished_seq, r.step_id) for r in await driver.store.steps(driver.run_id)
+            if r.status == "succeeded" and r.finished_seq is not None]
+    plan = Plan([step_id for _, step_id in sorted(done, reverse=True)], outcome, error)
     await driver.store.rollback_started(driver.run_id, plan.steps, outcome, error)
     return plan
 
@@ -68,13 +67,13 @@ async def compensate(driver: RunDriver, plan: Plan) -> str:
         if status[step_id] != "succeeded":
             continue  # compensated (or failed to be) by an earlier driver
         node = driver.graph.nodes[step_id]
-        own = driver.definition.skill(node.step.skill).actions[node.step.action]
+        own = driver.definition.skill(node.skill).actions[node.action]
         spec: RollbackSpec | None = node.step.rollback or own.rollback
         if spec is None:
             continue
-        skill = driver.definition.skill(spec.skill or node.step.skill)
+        skill = driver.definition.skill(spec.skill or node.skill)
         action = skill.actions[spec.action]
-        fields = {**driver.log.extra["fields"], "STEP_ID": step_id, "SKILL": skill.name,
+        fields = {**driver.log.fields, "STEP_ID": step_id, "SKILL": skill.name,
                   "ACTION": spec.action}
         driver.current_attempt[step_id] = numbered[step_id]
         try:

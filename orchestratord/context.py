@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping
 
 from .workspaces import workspace_dir
 
@@ -68,6 +68,21 @@ class StepContext:
         return env
 
 
-def step_logger(name: str, **fields: Any) -> logging.LoggerAdapter:
+class StepLogger(logging.LoggerAdapter):
+    """A logger adapter whose records carry journald fields in `extra`; a call's own
+    `extra={"fields": {...}}` adds to them (LoggerAdapter alone would drop the call's)."""
+
+    def __init__(self, logger: logging.Logger, fields: dict[str, Any]):
+        super().__init__(logger, {"fields": fields})
+        self.fields = fields
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
+        own = (kwargs.get("extra") or {}).get("fields") or {}
+        kwargs["extra"] = {"fields": {**self.fields, **own}}
+        return msg, kwargs
+
+
+def step_logger(name: str, **fields: Any) -> StepLogger:
     """A logger adapter whose records carry journald fields in `extra`."""
-    return logging.LoggerAdapter(logging.getLogger(name), {"fields": fields})
+    return StepLogger(logging.getLogger(name), fields)

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sdnotify
 from aiohttp import web
 
 from . import __version__, journal, stats, workspaces
+from .aidb.service import AidbService, alert_via
 from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
@@ -31,6 +31,7 @@ from .connections import Guard
 from .engine import Engine, check_resumable
 from .loader import stored_definition
 from .metrics import Metrics
+from .notify import Notifier
 from .errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
 from .runners.unit import StepUnits
 from .settings import Settings, load_settings
@@ -48,7 +49,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, handle_signals: bool = True):
         self.settings = settings
         self.handle_signals = handle_signals
-        self.notifier = sdnotify.SystemdNotifier()
+        self.notifier = Notifier()
         self.catalog = Catalog()
         self.store: Store = None  # type: ignore[assignment]
         self.engine: Engine = None  # type: ignore[assignment]
@@ -65,6 +66,9 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics_address: str | None = None  # host:port of the TCP /metrics, once bound
         self._metrics_runner: web.AppRunner | None = None
+        self.aidb: AidbService | None = None
+        self.api_address: str | None = None  # host:port of aidb.api_listen, once bound
+        self._api_runner: web.AppRunner | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -110,7 +114,14 @@ class Daemon:
             self._background.append(asyncio.create_task(workspaces.prune_periodically(
                 self.store, s.state_dir, s.workspace_retention,
                 interval=min(3600.0, s.workspace_retention / 10))))
+        aidb = self.aidb = AidbService(s.aidb, s.database_path, registry=self.metrics.registry,
+                                       alert=alert_via(self.store, self.alerts),
+                                       retry_max=s.aidb.retry_max_delay)
+        aidb.registry_of = lambda: self.catalog.skills
+        await aidb.start(on_refresh=lambda: aidb.apply(self.catalog))
+        self.engine.listeners.append(aidb.on_event)
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
+        self.aidb.apply(self.catalog)
         await self._serve()
         await self._resume_interrupted()
         self.notifier.notify("READY=1")
@@ -142,12 +153,13 @@ class Daemon:
             await self.alerts.close(grace=5.0)  # deliveries in flight get a moment
             self.alerts = None
         self.connections.close_listeners()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
-            self._metrics_runner = None
+        for runner in (self._runner, self._metrics_runner, self._api_runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._metrics_runner = self._api_runner = None
+        if self.aidb is not None:
+            await self.aidb.close()
+            self.aidb = None
         if self.engine is not None:
             await self.engine.close()
         if self.store is not None:
@@ -169,6 +181,9 @@ class Daemon:
             except Exception:  # the reload waits for READY=1: it must come whatever failed
                 log.exception("reload failed; the definitions loaded before stay in use")
             else:
+                if self.aidb is not None:
+                    self.aidb.apply(catalog)
+                    self.aidb.refresh_soon()
                 self.catalog = catalog
                 log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
                          len(catalog.problems))
@@ -184,12 +199,21 @@ class Daemon:
             path.unlink()  # left by a daemon that did not stop cleanly
         self._runner = web.AppRunner(make_app(self), access_log=None)
         await self._runner.setup()
+        assert self._runner.server is not None, "setup() makes the server"
         await self.connections.listen_unix(self._runner.server, str(path))
         os.chmod(path, 0o660)
         if self.settings.socket_group:
             os.chown(path, -1, grp.getgrnam(self.settings.socket_group).gr_gid)
         if self.settings.metrics_listen:
             await self._serve_metrics(self.settings.metrics_listen)
+        if self.settings.aidb.api_listen:
+            from .aidb.client import read_key
+            from .aidb.execute import serve_execute
+            key = read_key(self.settings.aidb.api_key_file)
+            assert key is not None  # the settings refuse api_listen without api_key_file
+            self._api_runner, self.api_address = await serve_execute(
+                self, self.settings.aidb.api_listen, key)
+            log.info("execute endpoint on http://%s/skills/NAME/execute", self.api_address)
 
     async def _serve_metrics(self, listen: str) -> None:
         """/metrics alone on TCP, for a Prometheus that cannot reach the unix socket."""
@@ -197,6 +221,7 @@ class Daemon:
         self._metrics_runner = web.AppRunner(make_metrics_app(self.metrics, self.connections),
                                              access_log=None)
         await self._metrics_runner.setup()
+        assert self._metrics_runner.server is not None, "setup() makes the server"
         try:
             bound = await self.connections.listen_tcp(self._metrics_runner.server,
                                                       host.strip("[]"), int(port))

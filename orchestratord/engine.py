@@ -69,7 +69,7 @@ class Engine:
     async def start(self, definition: Definition, params: Mapping[str, Any] | None = None) -> str:
         """Record a new run of definition (params checked); returns its id."""
         bound = bind_params(definition.workflow, dict(params or {}))
-        steps = [(n.id, n.step.skill, n.step.action) for n in definition.graph.nodes.values()]
+        steps = [(n.id, n.skill, n.action) for n in definition.graph.nodes.values()]
         run_id = await self.store.create_run(definition.name, definition.source, definition.file,
                                              bound, steps)
         self.emit({"type": "run_created", "run_id": run_id, "workflow": definition.name})
@@ -99,6 +99,7 @@ class Engine:
         identities are recorded), and wait until they are gone: an attempt about to run
         again must never run beside its old copy."""
         for a in await self.store.orphans(run_id):
+            assert a.process is not None, "orphans() selects the attempts with a process"
             if not await processes.stop_group(a.process, grace=self.kill_grace,
                                               timeout=self.kill_grace + 10):
                 raise RunStateError(

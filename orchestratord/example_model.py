@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     server = ModelServer((args.host, args.port), args.model, args.warmup)
     signal.signal(signal.SIGTERM, _terminate)
-    host, port = server.server_address[:2]
+    host, port = server.socket.getsockname()[:2]  # server_address is typed for any family
     print(f"serving {args.model} on http://{host}:{port}", file=sys.stderr, flush=True)
     sd_notify(f"READY=1\nSTATUS=serving {args.model} on {host}:{port}")
     try:

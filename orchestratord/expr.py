@@ -71,10 +71,12 @@ def _chain(node: nodes.Node) -> tuple[str, tuple] | None:
     """`steps.a['b']` as ("steps", (("attr", "a"), ("item", "b"))), if that simple."""
     segments = []
     while isinstance(node, (nodes.Getattr, nodes.Getitem)):
-        if isinstance(node, nodes.Getitem) and not isinstance(node.arg, nodes.Const):
+        if isinstance(node, nodes.Getattr):
+            segments.append(("attr", node.attr))
+        elif isinstance(node.arg, nodes.Const):
+            segments.append(("item", node.arg.value))
+        else:
             return None
-        segments.append(("attr", node.attr) if isinstance(node, nodes.Getattr)
-                        else ("item", node.arg.value))
         node = node.node
     return (node.name, tuple(reversed(segments))) if isinstance(node, nodes.Name) else None
 
@@ -333,10 +335,10 @@ def _build(value: Any, path: str, found: list[Expression]) -> Callable | None:
             return None
         return lambda scope, ev: {k: r(scope, ev) if r else copy.deepcopy(v) for k, v, r in items}
     if isinstance(value, (list, tuple)):
-        items = [(v, _build(v, f"{path}[{i}]", found)) for i, v in enumerate(value)]
-        if all(render is None for _, render in items):
+        elements = [(v, _build(v, f"{path}[{i}]", found)) for i, v in enumerate(value)]
+        if all(render is None for _, render in elements):
             return None
-        return lambda scope, ev: [r(scope, ev) if r else copy.deepcopy(v) for v, r in items]
+        return lambda scope, ev: [r(scope, ev) if r else copy.deepcopy(v) for v, r in elements]
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,6 +30,18 @@ class Node:
     path: Path_            # where the step was written, e.g. ("workflow", "steps", 2)
     deps: tuple[str, ...]  # step ids it waits for (groups expanded to members)
     group: str | None = None
+
+    # A routed step is resolved to its skill and action before the graph that is driven
+    # is built (loader.load); only a report's graph may hold one that is not.
+    @property
+    def skill(self) -> str:
+        assert self.step.skill is not None, f"step '{self.id}' is not resolved to a skill"
+        return self.step.skill
+
+    @property
+    def action(self) -> str:
+        assert self.step.action is not None, f"step '{self.id}' is not resolved to an action"
+        return self.step.action
 
 
 @dataclass
@@ -100,7 +113,7 @@ def build(workflow: Workflow, doc: Document) -> tuple[Graph, list[Problem]]:
             members = []
             for j, member in enumerate(item.parallel):
                 mpath = path + ("parallel", j)
-                mid = member.id or member.skill
+                mid = _step_id(member)
                 claim(mid, mpath, member.id is not None)
                 own = member.depends_on
                 names = own if own is not None else item.depends_on
@@ -110,7 +123,7 @@ def build(workflow: Workflow, doc: Document) -> tuple[Graph, list[Problem]]:
             groups[gid] = tuple(members)
             implicit = members
         else:
-            sid = item.id or item.skill
+            sid = _step_id(item)
             claim(sid, path, item.id is not None)
             placed.append((sid, item, path, None,
                            item.depends_on if item.depends_on is not None else list(implicit)))
@@ -119,24 +132,25 @@ def build(workflow: Workflow, doc: Document) -> tuple[Graph, list[Problem]]:
     ids = {sid for sid, *_ in placed}
     by_skill: dict[str, list[str]] = {}
     for sid, step, *_ in placed:
-        by_skill.setdefault(step.skill, []).append(sid)
+        if step.skill is not None:
+            by_skill.setdefault(step.skill, []).append(sid)
 
     nodes: dict[str, Node] = {}
-    for sid, step, path, gid, names in placed:
+    for sid, step, path, group, names in placed:
         if sid in nodes:
             continue  # a duplicate id, already reported
         deps: list[str] = []
         for k, name in enumerate(names or []):
             resolved = _resolve(name, ids, groups, by_skill)
             if isinstance(resolved, str):
-                where = _deps_path(path, step, gid, k)
+                where = _deps_path(path, step, group, k)
                 problems.append(doc.problem(where, resolved))
                 continue
             deps.extend(d for d in resolved if d not in deps)
         if sid in deps:
             problems.append(doc.problem(path + ("depends_on",), f"step '{sid}' depends on itself"))
             deps.remove(sid)
-        nodes[sid] = Node(sid, step, path, tuple(deps), gid)
+        nodes[sid] = Node(sid, step, path, tuple(deps), group)
     graph = Graph(nodes, groups)
     cycle = _find_cycle(graph)
     if cycle:
@@ -151,6 +165,12 @@ def _deps_path(path: Path_, step: Step, gid: str | None, k: int) -> Path_:
     if step.depends_on is not None or gid is None:
         return path + ("depends_on", k)
     return path[:-2] + ("depends_on", k)  # inherited from the group
+
+
+def _step_id(step: Step) -> str:
+    """Its own id, else its skill's name; a stored routed step not pinned to a skill (a
+    report's graph only) goes by its route."""
+    return step.id or step.skill or str(step.routed)
 
 
 def _resolve(name: str, ids: set[str], groups: dict[str, tuple[str, ...]],
@@ -169,7 +189,7 @@ def _resolve(name: str, ids: set[str], groups: dict[str, tuple[str, ...]],
     return f"no step or skill named '{name}'" + did_you_mean(name, known)
 
 
-def did_you_mean(name: str, candidates: list[str] | set[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A hint naming the closest candidate, or ''."""
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,10 +1,12 @@
 """The one place that configures logging: journald with fields, or stderr.
 
 Records carry journald fields in `record.fields` (see context.step_logger): WORKFLOW,
-RUN_ID, STEP_ID, SKILL, ACTION, ATTEMPT, MESSAGE_ID. Under systemd they go to the
-journal natively, so `journalctl -u orchestratord RUN_ID=<id>` shows one run. Elsewhere
-each record is one stderr line with a `<N>` syslog priority prefix (which journald also
-understands when stderr is its stream) and the fields as key=value.
+RUN_ID, STEP_ID, SKILL, ACTION, ATTEMPT, MESSAGE_ID. Under systemd, python-systemd's
+JournalHandler sends them to the journal natively (it sends a record's upper-case
+attributes as fields; JournalFields puts them there), so `journalctl -u orchestratord
+RUN_ID=<id>` shows one run. Elsewhere, and without systemd-python, each record is one
+stderr line with a `<N>` syslog priority prefix (which journald also understands when
+stderr is its stream) and the fields as key=value.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Callable
 
 PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6,
             logging.DEBUG: 7}
@@ -29,24 +31,25 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in (getattr(record, "fields", None) or {}).items() if v is not None}
 
 
-class JournalHandler(logging.Handler):
-    """Sends each record to journald with its structured fields."""
+class JournalFields(logging.Filter):
+    """Copies a record's journald fields onto it as upper-case attributes, the `extra`
+    keys python-systemd's JournalHandler sends as journal fields."""
 
-    def __init__(self, identifier: str):
-        super().__init__()
-        from systemd import journal  # systemd-python, the journald extra
-        self._send = journal.send
-        self.identifier = identifier
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _fields(record).items():
+            setattr(record, name, value)
+        return True
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            fields = {k: str(v) for k, v in _fields(record).items()}
-            self._send(self.format(record), PRIORITY=str(priority(record.levelno)),
-                       SYSLOG_IDENTIFIER=self.identifier, LOGGER=record.name,
-                       CODE_FILE=record.pathname, CODE_LINE=record.lineno,
-                       CODE_FUNC=record.funcName, **fields)
-        except Exception:
-            self.handleError(record)
+
+def journal_handler(identifier: str,
+                    send: Callable[..., None] | None = None) -> logging.Handler:
+    """python-systemd's JournalHandler, sending our fields; ImportError without
+    systemd-python. `send` stands in for systemd.journal.send (tests)."""
+    from systemd import journal  # systemd-python, the journald extra
+    handler = journal.JournalHandler(sender_function=send or journal.send,
+                                     SYSLOG_IDENTIFIER=identifier)
+    handler.addFilter(JournalFields())
+    return handler
 
 
 class PrefixFormatter(logging.Formatter):
@@ -82,8 +85,8 @@ def configure(level: int = logging.INFO, *, target: str = "auto",
     prefixed stderr lines otherwise; a plain console format on a terminal.
     """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     root.setLevel(level)
     quiet_libraries()
     if target == "auto":
@@ -92,7 +95,7 @@ def configure(level: int = logging.INFO, *, target: str = "auto",
     handler: logging.Handler
     if target == "journal":
         try:
-            handler = JournalHandler(identifier)
+            handler = journal_handler(identifier)
         except ImportError:
             target = "stderr"
     if target == "stderr":

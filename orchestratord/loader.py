@@ -160,7 +160,7 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
 
     for node in graph.nodes.values():
         step, at = node.step, node.path
-        action = _action(skills, step.skill, step.action, at, doc, problems)
+        action = _action(skills, node.skill, node.action, at, doc, problems)
         params = compile_at(at + ("params",), step.params, node.id)
         if step.when is not None:
             compile_at(at + ("when",), step.when, node.id, condition=True)
@@ -169,7 +169,7 @@ def _check_steps(workflow: Workflow, graph: Graph, skills: Registry, doc: Docume
         rollback = step.rollback or (action.rollback if action else None)
         if rollback is not None:
             where = at + ("rollback",) if step.rollback else at + ("action",)
-            _action(skills, rollback.skill or step.skill, rollback.action, where, doc, problems,
+            _action(skills, rollback.skill or node.skill, rollback.action, where, doc, problems,
                     rollback=True)
             if rollback.params is not None:
                 # A compensation runs after the step itself, so it may read its result.
@@ -244,8 +244,9 @@ def _params_problems(doc: Document, at: Path_, params: dict[str, Any],
     return out
 
 
-_PARAM_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-                "array": list, "object": dict}
+_PARAM_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list,
+    "object": dict}
 
 
 def bind_params(workflow: Workflow, given: dict[str, Any]) -> dict[str, Any]:

@@ -256,4 +256,53 @@ MIGRATIONS: dict[int, str] = {
         WHERE run_id = NEW.run_id AND step_id = NEW.step_id;
     END;
     """,
+    6: """
+    -- AIDB (orchestratord/aidb): its skill catalog as last fetched, used while it is down;
+    -- what we published to it; and the outbox of execution history records.
+    CREATE TABLE aidb_skills (
+        slug       TEXT PRIMARY KEY,
+        record     TEXT NOT NULL,                -- JSON, as AIDB answered it
+        fetched_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE aidb_state (
+        key   TEXT PRIMARY KEY,                  -- history | catalog_fetched_at | published:<skill>
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per finished step attempt and per run end, inserted by the trigger below in
+    -- the transaction of the event itself: a record exists exactly when its event does,
+    -- whatever dies afterwards. The sender builds the body from the run's rows when it
+    -- sends (redacted then), and marks the row sent once AIDB has answered 2xx.
+    CREATE TABLE aidb_outbox (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        interaction_id TEXT NOT NULL UNIQUE,     -- what AIDB recognises a redelivery by
+        event_seq      INTEGER NOT NULL,
+        run_id         TEXT NOT NULL,
+        step_id        TEXT,                     -- NULL: the run's own record
+        attempt        INTEGER,
+        created_at     REAL NOT NULL,
+        tries          INTEGER NOT NULL DEFAULT 0,
+        next_try       REAL NOT NULL DEFAULT 0,
+        last_error     TEXT,
+        sent_at        REAL,
+        rejected       INTEGER NOT NULL DEFAULT 0 -- AIDB refused it as invalid: kept, not resent
+    );
+    CREATE INDEX aidb_outbox_pending ON aidb_outbox (next_try)
+        WHERE sent_at IS NULL AND NOT rejected;
+
+    CREATE TRIGGER aidb_history_outbox AFTER INSERT ON events
+    WHEN (NEW.type IN ('step_succeeded', 'step_failed', 'step_cancelled')
+          OR NEW.type LIKE 'run!_%' ESCAPE '!' AND NEW.data ->> '$.status' IN (
+             'succeeded', 'failed', 'cancelled', 'timed_out', 'rolled_back', 'rollback_failed'))
+      AND EXISTS (SELECT 1 FROM aidb_state WHERE key = 'history' AND value = 'on')
+    BEGIN
+        INSERT OR IGNORE INTO aidb_outbox (interaction_id, event_seq, run_id, step_id, attempt,
+                                           created_at)
+        VALUES (CASE WHEN NEW.step_id IS NULL
+                     THEN printf('orchestrator:%s:run:%d', NEW.run_id, NEW.seq)
+                     ELSE printf('orchestrator:%s:%s:%d', NEW.run_id, NEW.step_id,
+                                 COALESCE(NEW.attempt, 0)) END,
+                NEW.seq, NEW.run_id, NEW.step_id, NEW.attempt, NEW.ts);
+    END;
+    """,
 }

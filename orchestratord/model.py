@@ -8,7 +8,7 @@ works on the plain graph that `graph.py` builds from them.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
                       Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator)
@@ -35,17 +35,22 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-def _duration(lo: float, hi: float) -> Any:
-    schema = {"anyOf": [{"type": "number", "minimum": lo, "maximum": hi},
-                        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"}],
-              "description": "Seconds, or a duration such as \"500ms\", \"30s\", \"1h30m\"."}
-    return Annotated[float, BeforeValidator(parse_duration), Field(ge=lo, le=hi),
-                     WithJsonSchema(schema)]
+def _duration_schema(lo: float, hi: float) -> WithJsonSchema:
+    """A duration's JSON Schema: a number of seconds in [lo, hi], or a string with units."""
+    return WithJsonSchema({
+        "anyOf": [{"type": "number", "minimum": lo, "maximum": hi},
+                  {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"}],
+        "description": "Seconds, or a duration such as \"500ms\", \"30s\", \"1h30m\"."})
 
 
-Timeout = _duration(0.001, 30 * 86400)
-Delay = _duration(0, 86400)
-Retention = _duration(60, 3650 * 86400)
+# Spelled out rather than built by a function, so that type checkers see float aliases.
+_Seconds: TypeAlias = Annotated[float, BeforeValidator(parse_duration)]
+_DAY = 86400
+Timeout: TypeAlias = Annotated[_Seconds, Field(ge=0.001, le=30 * _DAY),
+                               _duration_schema(0.001, 30 * _DAY)]
+Delay: TypeAlias = Annotated[_Seconds, Field(ge=0, le=_DAY), _duration_schema(0, _DAY)]
+Retention: TypeAlias = Annotated[_Seconds, Field(ge=60, le=3650 * _DAY),
+                                 _duration_schema(60, 3650 * _DAY)]
 Version = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) else v)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 """Skill, action, step and workflow names: usable in expressions, unit names and paths."""
@@ -58,6 +63,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+RetryOn = Literal["retryable", "timeout", "failed"]
+
+
 class RetryPolicy(Strict):
     """How often and how patiently to try an action again."""
 
@@ -67,8 +75,8 @@ class RetryPolicy(Strict):
     factor: float = Field(2.0, ge=1.0, le=10.0, description="Growth of exponential delays.")
     max_delay: Delay = Field(300.0, description="Upper bound of any one delay.")
     jitter: Delay = Field(0.0, description="Up to this many random seconds added to a delay.")
-    retry_on: list[Literal["retryable", "timeout", "failed"]] = Field(
-        default_factory=lambda: ["retryable", "timeout"],
+    retry_on: list[RetryOn] = Field(
+        default_factory=lambda: list[RetryOn](["retryable", "timeout"]),
         description="Which failures are retried: retryable (exit 75, HTTP 5xx, connection "
                     "errors), timeout, or failed (any failure).")
 

@@ -22,7 +22,7 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, step = event["type"], event.get("step_id")
-        if kind in ("step_started", "compensation_started"):
+        if kind in ("step_started", "compensation_started") and step is not None:
             self.started.setdefault(step, time.monotonic())
             self.running[step] = event.get("attempt", 1)
             if not self.live:

@@ -235,7 +235,7 @@ class Scrubber:
         forms = [(s, re.escape(s)) for s in self.secrets if isinstance(s, str)]
         # A number's digits count only standing alone: not inside a longer number or word.
         forms += [(text, rf"(?<![\w.]){re.escape(text)}(?![\w]|\.\d)")
-                  for text in {_number_text(n) for n in self._numbers}]
+                  for text in {t for t in map(_number_text, self._numbers) if t is not None}]
         # Longest first, so a secret that contains another is replaced whole.
         forms.sort(key=lambda form: len(form[0]), reverse=True)
         self._pattern = re.compile("|".join(p for _, p in forms)) if forms else None
@@ -377,8 +377,8 @@ class SecretRegistry(logging.Filter):
         return scrubber(value) if scrubber else value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = getattr(record, "fields", None) or {}
-        scrubber = self._scrubbers.get(fields.get("RUN_ID")) if self._scrubbers else None
+        run_id = (getattr(record, "fields", None) or {}).get("RUN_ID")
+        scrubber = self._scrubbers.get(run_id) if run_id and self._scrubbers else None
         if scrubber is not None:
             record.msg, record.args = scrubber.text(record.getMessage()), None
             if record.exc_info and not record.exc_text:

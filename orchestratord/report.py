@@ -154,7 +154,7 @@ def _failures(steps: list[dict[str, Any]], by_step: dict[str, list[dict[str, Any
         kind = "rollback" if s["status"] == "compensation_failed" else "action"
         tries = [a for a in by_step.get(s["id"], []) if a["kind"] == kind]
         last = tries[-1] if tries else {}
-        with_stderr = next((a for a in reversed(tries) if a["stderr_tail"]), {})
+        with_stderr: dict[str, Any] = next((a for a in reversed(tries) if a["stderr_tail"]), {})
         out.append({"step_id": s["id"], "kind": kind, "status": s["status"],
                     "error": last.get("error") if kind == "rollback" else s["error"],
                     "attempt": last.get("attempt"), "exit_code": last.get("exit_code"),

@@ -48,8 +48,8 @@ def timeline(report: dict[str, Any]) -> dict[str, Any]:
 
     bars = []
     for a in attempts:
-        i = row_of.get(("rollback" if a["kind"] == "rollback" else "action", a["step_id"]))
-        if i is None:
+        row = row_of.get(("rollback" if a["kind"] == "rollback" else "action", a["step_id"]))
+        if row is None:
             continue
         start = a["started_at"]
         end = a["finished_at"] if a["finished_at"] is not None else report["generated_at"]
@@ -59,7 +59,7 @@ def timeline(report: dict[str, Any]) -> dict[str, Any]:
         title = (f"{a['step_id']} {'rollback ' if a['kind'] == 'rollback' else ''}attempt "
                  f"{a['attempt']}: {a['status']}, {took(a['duration'])}"
                  + (f" — {a['error']}" if a["error"] else ""))
-        bars.append({"x": round(x, 2), "y": AXIS_H + i * ROW + (ROW - BAR) / 2,
+        bars.append({"x": round(x, 2), "y": AXIS_H + row * ROW + (ROW - BAR) / 2,
                      "w": round(min(w, label_w + PLOT_W - x + 2), 2), "h": BAR,
                      "kind": what, "step": a["step_id"], "attempt": a["attempt"],
                      "status": a["status"], "title": title})

@@ -170,7 +170,7 @@ class RunDriver:
 
     def _log(self, level: int, message_id: str, msg: str, *args: Any) -> None:
         self.log.logger.log(level, msg, *args, extra={"fields": {
-            **self.log.extra["fields"], "MESSAGE_ID": MESSAGE_IDS[message_id]}})
+            **self.log.fields, "MESSAGE_ID": MESSAGE_IDS[message_id]}})
 
     async def _keep_lease(self) -> None:
         engine, renewed = self.engine, time.monotonic()
@@ -311,7 +311,7 @@ class RunDriver:
                                        error=reason if status != "skipped" else None)
         self._ended(node_id, status, None, reason)
         self.log.info("step %s %s: %s", node_id, status.replace("_", " "), reason,
-                      extra={"fields": {**self.log.extra["fields"], "STEP_ID": node_id}})
+                      extra={"fields": {**self.log.fields, "STEP_ID": node_id}})
 
     async def _record_cancelled(self, node_id: str) -> None:
         attempt = self.current_attempt.get(node_id)
@@ -349,8 +349,8 @@ class RunDriver:
         scheduler to wait on (_commit_successes); None if it ended otherwise."""
         node = self.graph.nodes[node_id]
         step = node.step
-        skill = self.definition.skill(step.skill)
-        action = skill.actions[step.action]
+        skill = self.definition.skill(node.skill)
+        action = skill.actions[node.action]
         policy = step.retry or action.retry or retry.NO_RETRY
         timeout = step.timeout or action.timeout or self.engine.step_timeout
         started = time.monotonic()
@@ -364,7 +364,7 @@ class RunDriver:
         row = self.rows[node_id]
         self.current_attempt[node_id] = row.attempts
         limit = self.engine.skill_limit(skill.name, skill.concurrency)
-        fields = {**self.log.extra["fields"], "STEP_ID": node_id, "SKILL": skill.name,
+        fields = {**self.log.fields, "STEP_ID": node_id, "SKILL": skill.name,
                   "ACTION": step.action}
 
         async def before_sleep(state: tenacity.RetryCallState) -> None:

@@ -174,8 +174,10 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         value = list(value) if name == "join" else value
         _charge_call(context, _FILTER_COST[name], name, value, *args, **kwargs)
-        lead = {"context": (context,), "eval_context": (context.eval_ctx,),
-                "environment": (context.environment,)}.get(kind, ())
+        leads: dict[str | None, tuple[Any, ...]] = {
+            "context": (context,), "eval_context": (context.eval_ctx,),
+            "environment": (context.environment,)}
+        lead = leads.get(kind, ())
         return func(*lead, value, *args, **kwargs)
 
     return guarded

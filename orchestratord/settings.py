@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .aidb.config import AidbSettings
 from .errors import DefinitionError
 from .model import Retention, Timeout
 from .paths import default_socket, state_home
@@ -70,6 +71,7 @@ class Settings(BaseModel):
                             "the daemon runs as root under systemd, always (else fail the step), "
                             "never")
     step_sandbox: StepSandboxSettings = Field(default_factory=StepSandboxSettings)
+    aidb: AidbSettings = Field(default_factory=AidbSettings)
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)
     mcp: Mcp = Field(default_factory=Mcp)
 

@@ -288,7 +288,8 @@ class _Walker:
     MERGE = "tag:yaml.org,2002:merge"
 
     def __init__(self, loader: Any, doc: Document):
-        self.loader, self.doc, self.count, self.stack = loader, doc, 0, set()
+        self.loader, self.doc, self.count = loader, doc, 0
+        self.stack: set[int] = set()
 
     def walk(self, node: yaml.Node, path: Path_) -> Any:
         self.count += 1
@@ -309,6 +310,7 @@ class _Walker:
         try:
             if isinstance(node, yaml.SequenceNode):
                 return [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode), "the composer makes only three kinds"
             return self._mapping(node, path)
         finally:
             self.stack.discard(id(node))

@@ -37,4 +37,5 @@ async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
         return await run_http(action.http.url, params, ctx, session=await http_session(),
                               method=action.http.method, headers=action.http.headers)
     from .python import run_python
+    assert action.python is not None, "an action is exactly one of the three (ActionSpec)"
     return await run_python(action.python, params, ctx)

@@ -59,18 +59,19 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
     except OSError as exc:
         raise StepFailure(f"cannot execute {argv[0]!r}: {exc.strerror}") from None
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    # The group's leader is recorded (the group leads with pgid == pid, a new session)
-    # while its pipes are served, not before: the process runs from the fork on either
-    # way, so waiting for that commit before feeding it only delayed every command by
-    # a round trip to the database (profiled: 200 /bin/true steps). It is first in the
-    # gather, so it reads the leader's identity before anything here reaps the leader,
-    # and the attempt cannot end (its end is recorded after this gather) before it is
-    # committed.
-    recorded = [ctx.on_spawn(proc.pid)] if ctx.on_spawn is not None else []
     try:
-        *_, stdout, _, _, _ = await asyncio.gather(
-            *recorded, _read_all(proc.stdout, max_output), _log_lines(proc.stderr, ctx, tail),
-            _feed(proc.stdin, params), _reap_group_after_exit(proc))
+        stdin, stdout_pipe, stderr_pipe = _pipes(proc)
+        # The group's leader is recorded (the group leads with pgid == pid, a new
+        # session) while its pipes are served, not before: the process runs from the
+        # fork on either way, so waiting for that commit before feeding it only delayed
+        # every command by a round trip to the database (profiled: 200 /bin/true steps).
+        # It is first in the gather, so it reads the leader's identity before anything
+        # here reaps the leader, and the attempt cannot end (its end is recorded after
+        # this gather) before it is committed.
+        _, stdout, _, _, code = await asyncio.gather(
+            _recorded(ctx, proc.pid), _read_all(stdout_pipe, max_output),
+            _log_lines(stderr_pipe, ctx, tail), _feed(stdin, params),
+            _reap_group_after_exit(proc))
     except BaseException:
         await _terminate(proc, kill_grace)
         raise
@@ -78,7 +79,6 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
     if stdout is None:
         raise StepFailure(f"command {list(argv)!r} wrote more than {max_output} bytes to stdout",
                           stderr_tail=stderr_tail)
-    code = proc.returncode
     result = _result(stdout)
     if code != 0:
         last = f": {tail[-1]}" if tail else ""
@@ -89,6 +89,19 @@ async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
         raise StepFailure(f"command {list(argv)!r} {how}{last}", retryable=code == EX_TEMPFAIL,
                           exit_code=code, stderr_tail=stderr_tail, result=result)
     return result
+
+
+async def _recorded(ctx: StepContext, pid: int) -> None:
+    if ctx.on_spawn is not None:
+        await ctx.on_spawn(pid)
+
+
+def _pipes(proc: asyncio.subprocess.Process
+           ) -> tuple[asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamReader]:
+    """stdin, stdout and stderr of a child spawned with all three as PIPE."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None, \
+        "spawned with stdin, stdout and stderr as PIPE"
+    return proc.stdin, proc.stdout, proc.stderr
 
 
 def _result(stdout: bytes) -> Any:
@@ -135,12 +148,13 @@ async def _log_lines(stream: asyncio.StreamReader, ctx: StepContext,
         ctx.log.info("%s", text)
 
 
-async def _reap_group_after_exit(proc: asyncio.subprocess.Process) -> None:
+async def _reap_group_after_exit(proc: asyncio.subprocess.Process) -> int:
+    """The leader's exit status, once it and what was left of its group are gone."""
     # asyncio's proc.wait() also waits for the pipes to close, which a grandchild that
     # inherited stdout can postpone forever; a pidfd says when the leader itself exits.
     await _exited(proc.pid)
     _kill_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
+    return await proc.wait()
 
 
 async def _exited(pid: int) -> None:
@@ -149,8 +163,13 @@ async def _exited(pid: int) -> None:
     except ProcessLookupError:
         return  # gone already
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:  # once is enough; the fd stays readable until removed
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
     try:
         await done
     finally:

@@ -28,6 +28,7 @@ def describe(skill: Skill) -> dict[str, Any]:
                          "capabilities": list(a.capabilities), "examples": list(a.examples),
                          "mutating": a.mutating}
                         for name, a in skill.actions.items()],
+            "kind": "actions" if skill.actions else "instructions",
             "origin": skill.origin, "directory": str(skill.directory or "")}
 
 
@@ -37,6 +38,8 @@ def describe_all(registry: Registry) -> list[dict[str, Any]]:
 
 def document(skill: Skill) -> str:
     """SKILL.md as an agent reads it; for a skill declared inline, an equivalent text."""
+    if skill.document is not None:
+        return skill.document
     if skill.origin.endswith("SKILL.md"):
         try:
             with open(skill.origin, encoding="utf-8") as f:

@@ -40,6 +40,9 @@ class Skill:
     capabilities: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     body: str = ""
+    # SKILL.md's whole text when it came from elsewhere than a file (AIDB's catalog); a
+    # skill without actions is an instruction skill: read, routed to, never run.
+    document: str | None = None
 
 
 @dataclass

@@ -59,6 +59,9 @@ class Candidate:
     action: str
     score: float
     why: str
+    # An instruction skill (SKILL.md only, e.g. from AIDB): the answer is to read it with
+    # `skills show`; there is no action to run (`action` is "").
+    instructions: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,15 @@ class Route:
 
     def as_dict(self) -> dict[str, Any]:
         return {"request": self.request, "status": self.status,
-                "candidates": [asdict(c) for c in self.candidates], "stages": self.stages}
+                "candidates": [_candidate(c) for c in self.candidates], "stages": self.stages}
+
+
+def _candidate(c: Candidate) -> dict[str, Any]:
+    """A candidate as JSON; `instructions` only where true, so an action's keeps its shape."""
+    d = asdict(c)
+    if not c.instructions:
+        del d["instructions"]
+    return d
 
 
 class Router:
@@ -138,6 +149,10 @@ class Router:
             skill = self.skills.get(m.group(1))
             if skill is None:
                 continue
+            if not skill.actions:
+                return self._note(stages, "explicit", f"names /{skill.name}", "matched",
+                                  [Candidate(skill.name, "", 100.0, f"the request names "
+                                             f"/{skill.name}, instructions to read", True)])
             if len(skill.actions) == 1:
                 (action,) = skill.actions
                 return self._note(stages, "explicit", f"names /{skill.name}", "matched",
@@ -212,10 +227,11 @@ class Router:
         totals = {(name, action): ACTION_WEIGHT * score + by_skill.get(name, 0.0)
                   for name, action, score in ranked("actions", SEARCH_DEPTH)}
         for name, score in by_skill.items():
-            for action in self.skills[name].actions:
+            for action in self.skills[name].actions or [""]:  # "": its instructions
                 totals.setdefault((name, action), score)
         best = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
-        return [Candidate(s, a, round(score, 3), f"words match ({', '.join(words)})")
+        return [Candidate(s, a, round(score, 3), f"words match ({', '.join(words)})"
+                          + ("; instructions to read, nothing to run" if not a else ""), not a)
                 for (s, a), score in best]
 
 

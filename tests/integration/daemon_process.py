@@ -10,8 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from tests.conftest import py_command
 
@@ -34,60 +36,63 @@ def workflow(name: str, ledger: Path, steps: int = 3, sleep: float = 0.0) -> str
 
 
 class Notifications:
-    """A NOTIFY_SOCKET the daemon reports to, as systemd's would be."""
+    """A NOTIFY_SOCKET the daemon reports to, read all the time as systemd's is.
 
-    def __init__(self, path: Path):
+    A reader thread takes every datagram as it comes: a socket nobody reads fills after
+    some dozens of STATUS= lines, and a daemon blocked sending to it is not the daemon
+    under test. It ends once the daemon's process has ended and the queue is empty.
+    `seen` holds the lines received and not yet taken by wait_for(), oldest first.
+    """
+
+    def __init__(self, path: Path, alive: Callable[[], bool]):
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
+        self.sock.settimeout(0.2)  # how often the reader checks whether the daemon lives
         self.seen: list[str] = []
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(alive,), daemon=True,
+                                        name=f"notify {path.name}")
+        self._reader.start()
 
-    def drain(self) -> None:
-        """Read what is queued: a full queue blocks the daemon's next notification."""
-        self.sock.setblocking(False)
-        try:
-            while data := self.sock.recv(4096):
-                self.seen.extend(data.decode().splitlines())
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.setblocking(True)
+    def _read(self, alive: Callable[[], bool]) -> None:
+        with self.sock:
+            while True:
+                try:
+                    data = self.sock.recv(4096)
+                except TimeoutError:
+                    if alive():
+                        continue
+                    return
+                with self._arrived:
+                    self.seen.extend(data.decode().splitlines())
+                    self._arrived.notify_all()
 
-    def wait_for(self, prefix: str, timeout: float = 15) -> str:
-        deadline = time.monotonic() + timeout
+    def _take(self, prefix: str) -> str | None:
         for line in self.seen:
             if line.startswith(prefix):
                 self.seen.remove(line)
                 return line
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            lines = data.splitlines()
-            for i, line in enumerate(lines):
-                if line.startswith(prefix):
-                    self.seen += lines[i + 1:]  # the rest of one datagram is kept for later
-                    return line
-                self.seen.append(line)
-        raise AssertionError(f"no {prefix} notification within {timeout}s; saw {self.seen}")
+        return None
+
+    def wait_for(self, prefix: str, timeout: float = 15) -> str:
+        """The first line received starting with prefix (taken from `seen`), waiting up to
+        timeout seconds for it."""
+        with self._arrived:
+            line = self._arrived.wait_for(lambda: self._take(prefix), timeout)
+            if line is None:
+                raise AssertionError(f"no {prefix} notification within {timeout}s; "
+                                     f"saw {self.seen}")
+            return line
 
     def count(self, message: str, seconds: float) -> int:
         """How many `message` datagrams arrive in the next `seconds` (others are kept)."""
-        self.seen = [line for line in self.seen if line != message]
-        deadline, counted = time.monotonic() + seconds, 0
-        while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            for line in data.splitlines():
-                if line == message:
-                    counted += 1
-                else:
-                    self.seen.append(line)
+        with self._arrived:
+            self.seen = [line for line in self.seen if line != message]
+        time.sleep(seconds)  # the window measured, not a wait for something to happen
+        with self._arrived:
+            counted = self.seen.count(message)
+            self.seen = [line for line in self.seen if line != message]
         return counted
 
 
@@ -96,7 +101,7 @@ class Daemon:
                  nofile: int | None = None):
         """nofile: the daemon's file limit (soft and hard), as a unit's LimitNOFILE= sets it."""
         self.root = root
-        self.notify = Notifications(root / f"notify-{time.monotonic_ns()}")
+        self.notify = Notifications(root / f"notify-{time.monotonic_ns()}", alive=self._alive)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestratord.daemon", "--settings", str(root / "settings.json"),
              "--log-target", "stderr"],
@@ -104,6 +109,9 @@ class Daemon:
             stderr=open(root / "daemon.log", "ab"),
             preexec_fn=None if nofile is None else
             lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+
+    def _alive(self) -> bool:
+        return not hasattr(self, "proc") or self.proc.poll() is None  # proc: not yet, or runs
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "orchestratord.cli", "--socket",

@@ -58,11 +58,17 @@ def versions(path: Path) -> list[int]:
         return [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")]
 
 
+def test_migrations_are_numbered_one_to_n_without_gaps():
+    """Store._migrate applies current+1 .. N in order, never skipping a number: a gap
+    would be a migration some databases never get."""
+    assert sorted(MIGRATIONS) == list(range(1, len(MIGRATIONS) + 1))
+
+
 async def test_a_fresh_database_has_every_migration(tmp_path):
     path = tmp_path / "state.db"
     store = await Store.open(path)
     try:
-        assert versions(path) == sorted(MIGRATIONS)
+        assert versions(path) == list(range(1, max(MIGRATIONS) + 1))
         await store.create_run("w", {}, "f", {}, [("a", "k", "x"), ("b", "k", "x")])
         [run] = await store.list_runs()
         await store.step_finished(run.id, "b", "succeeded", attempt=1, result=CLEAR, shown=SHOWN)
@@ -87,5 +93,26 @@ async def test_a_database_at_migration_4_is_upgraded_keeping_its_runs(tmp_path):
     try:
         assert versions(path) == sorted(MIGRATIONS)
         await finish_b_and_check(store)
+    finally:
+        await store.close()
+
+
+async def test_a_database_at_migration_5_gets_the_aidb_outbox(tmp_path):
+    """Migration 6 on a database main's daemon (at 5) left: the AIDB tables appear, and a
+    step ending afterwards is queued in the outbox once history is on."""
+    path = tmp_path / "state.db"
+    conn = at_version(path, 5)
+    add_run(conn)  # at 5 the store writes a's result itself, as it does here:
+    conn.execute("UPDATE steps SET result = '{\"x\": 42}' WHERE step_id = 'a'")
+    conn.close()
+    store = await Store.open(path)
+    try:
+        assert versions(path) == [1, 2, 3, 4, 5, 6]
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO aidb_state VALUES ('history', 'on')")
+        await finish_b_and_check(store)
+        with sqlite3.connect(path) as db:
+            queued = db.execute("SELECT interaction_id FROM aidb_outbox").fetchall()
+        assert queued == [("orchestrator:r1:b:1",)], "only b ended after history was on"
     finally:
         await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from orchestratord.context import StepContext, step_logger
@@ -32,3 +33,20 @@ def test_no_state_dir_means_no_workspace() -> None:
     ctx = context()
     assert ctx.workspace is None
     assert "ORCHESTRATOR_WORKSPACE" not in ctx.env()
+
+
+def test_a_records_own_fields_add_to_the_step_loggers() -> None:
+    """Regression: LoggerAdapter replaced a call's `extra`, so "step s skipped" records
+    lost the STEP_ID they named."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("orchestratord.test_context")
+    logger.addHandler(handler)
+    try:
+        log = step_logger("orchestratord.test_context", WORKFLOW="w", RUN_ID="r1")
+        log.warning("step s skipped", extra={"fields": {"STEP_ID": "s", "RUN_ID": "r1"}})
+    finally:
+        logger.removeHandler(handler)
+    [record] = records
+    assert record.fields == {"WORKFLOW": "w", "RUN_ID": "r1", "STEP_ID": "s"}

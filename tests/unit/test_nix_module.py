@@ -347,6 +347,25 @@ def test_disabled_module_sets_nothing() -> None:
     assert out["etc"] == {} and out["services"] == {} and out["packages"] == []
 
 
+def test_aidb_options_render_settings_and_hand_the_key_over_as_a_credential(tmp_path: Path) -> None:
+    out = nix_eval(module("""
+        aidb = { enable = true; url = "http://127.0.0.1:8002"; apiKeyFile = "/run/keys/aidb"; };
+        settings.aidb.publish = true;
+    """))
+    assert out["failedAssertions"] == []
+    settings = rendered_settings(out)
+    assert settings["aidb"] == {"url": "http://127.0.0.1:8002", "publish": True,
+                                "api_key_file": "/run/credentials/orchestratord.service/aidb-key"}
+    daemon = out["services"]["orchestratord"]
+    assert daemon["serviceConfig"]["LoadCredential"] == ["aidb-key:/run/keys/aidb"]
+    assert "/run/keys/aidb" not in json.dumps(out["etc"])  # the key's path, not in the store
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(settings))
+    check = subprocess.run([sys.executable, "-m", "orchestratord.daemon", "--check",
+                            "--settings", str(path)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+
+
 def test_mcp_service_serves_http_on_loopback_with_the_token_as_a_credential() -> None:
     out = nix_eval(module("""
         settings.socket_group = "agents";

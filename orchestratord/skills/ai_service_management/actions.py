@@ -8,7 +8,7 @@ same workflow runs on hosts whose units are named differently.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ...errors import StepFailure
 from ...model import parse_duration
@@ -63,7 +63,7 @@ def _nothing(action: str) -> dict[str, Any]:
 
 
 async def _each(pairs: list[tuple[str, str]],
-                fn: Callable[[str, str], Awaitable[Any]]) -> list[Any]:
+                fn: Callable[[str, str], Coroutine[Any, Any, Any]]) -> list[Any]:
     """fn for every (name, unit) at once; systemd problems become non-retryable failures.
 
     A TaskGroup, not gather: when one unit cannot be started the others' waits are
