@@ -25,7 +25,7 @@ def add_commands(sub: Any) -> None:
 
 def aidb(args: argparse.Namespace) -> int:
     from .cli import _socket
-    from .remote import call
+    from .client import request
     socket = _socket(args)
     if not socket.is_socket():
         print(f"orchestratorctl aidb: no daemon at {socket}: AIDB's catalog cache and "
@@ -33,10 +33,10 @@ def aidb(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 7
     if args.aidb_command == "status":
-        answer = call(socket, "GET", "/aidb/status")
+        answer = request(socket, "GET", "/aidb/status")
         status = answer
     else:
-        answer = call(socket, "POST", "/aidb/sync")
+        answer = request(socket, "POST", "/aidb/sync")
         status = answer["status"]
     if args.json:
         print(json.dumps(answer, indent=2))

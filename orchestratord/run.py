@@ -360,7 +360,8 @@ class RunDriver:
         except StepFailure as exc:
             await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
                                            error=str(exc))
-            return self._finish_failed(node_id, exc)
+            self._finish_failed(node_id, exc)
+            return None
         row = self.rows[node_id]
         self.current_attempt[node_id] = row.attempts
         limit = self.engine.skill_limit(skill.name, skill.concurrency)
@@ -389,7 +390,8 @@ class RunDriver:
                                            attempt=self.current_attempt[node_id], error=str(exc),
                                            result=exc.result,
                                            shown=attempts.shown(self, exc.result))
-            return self._finish_failed(node_id, exc)
+            self._finish_failed(node_id, exc)
+            return None
         # A value masked in the result by its key (token) is hunted wherever it goes next.
         self.engine.secrets.add(self.run_id, redact.secret_values(result))
         committed = self.store.step_finished_later(self.run_id, node_id, "succeeded",
