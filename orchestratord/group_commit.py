@@ -13,7 +13,8 @@ Why it is still safe (README: "a step's outcome is committed before any step tha
 depends on it starts"): every caller of `append` returns only after the COMMIT that
 holds its event, exactly as before; only the transaction is shared. Nothing that
 follows an append (a dependent's start, a listener, the next event) can happen before
-that event is durable. Each event keeps its own atomicity: it runs in a SAVEPOINT, so
+that event is durable. Each event keeps its own atomicity (a step's end with the clear
+result it keeps in steps.result, migration 5): it runs in a SAVEPOINT, so
 one event that fails (a trigger's constraint) is rolled back alone and fails only its
 own caller; a failed COMMIT fails every caller of the batch, none of whose events is
 then in the file. Events are written in the order they were appended, and batches in
