@@ -205,7 +205,7 @@ def daemon_rows(runs: int = RUNS) -> list[Row]:
 def history_rows(runs: int = 100_000) -> list[Row]:
     """`runs` and `stats` on a generated history of `runs` runs."""
     from . import history
-    from orchestratord.store import Store
+    from orchestratord.store.sqlite import Store
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         db = history.generate(Path(tmp) / "state.db", runs)

@@ -36,15 +36,15 @@ def document(shape: str, n: int, target: str = NOOP) -> dict[str, Any]:
 
 
 def load(data: dict[str, Any], directory: Path) -> Any:
-    from orchestratord.loader import load_data
+    from orchestratord.language.loader import load_data
     from orchestratord.skills import Registry
     return load_data(data, str(directory / "bench.json"), Registry(), directory)
 
 
 async def run_once(definition: Any, db: Path) -> float:
     """Seconds to run definition to success on a fresh database at db."""
-    from orchestratord.engine import Engine
-    from orchestratord.store import Store
+    from orchestratord.engine.engine import Engine
+    from orchestratord.store.sqlite import Store
     store = await Store.open(db)
     engine = Engine(store)
     try:

@@ -51,7 +51,7 @@ class RunSpec:
 def create_database(path: Path) -> None:
     """An empty state database at path, created and migrated by the store itself."""
     import asyncio
-    from orchestratord.store import Store
+    from orchestratord.store.sqlite import Store
 
     async def go() -> None:
         await (await Store.open(path)).close()
@@ -228,7 +228,7 @@ def measure(runs: int = 100_000, repeat: int = 5, directory: Path | None = None)
 
 def measure_on(db: Path, runs: int, repeat: int = 5) -> list[Row]:
     """Time the stats queries on db, a generated history of `runs` runs."""
-    from orchestratord import stats
+    from orchestratord.store import stats
     with sqlite3.connect(db) as conn:
         steps, events = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                          for t in ("steps", "events"))

@@ -13,7 +13,7 @@ import random
 import time
 from pathlib import Path
 
-from orchestratord.model import ActionSpec
+from orchestratord.language.model import ActionSpec
 from orchestratord.skills import Registry, Skill
 
 from .results import Row, at_most, fmt_n, median_time

@@ -101,7 +101,7 @@ python3Packages.buildPythonApplication {
       replacements+=(--replace-quiet "ExecReload=$name " "ExecReload=$out/bin/$name ")
     done
     mkdir -p $out/lib/systemd/system
-    for unit in orchestratord/units/*.service; do
+    for unit in orchestratord/daemon/units/*.service; do
       substitute "$unit" "$out/lib/systemd/system/$(basename "$unit")" "''${replacements[@]}"
     done
     # The example workflows and their command skills (project-import, code-review,

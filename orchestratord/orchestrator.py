@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .calls import call_definition
-from .engine import Engine
-from .loader import Definition, load_data, load_workflow
-from .paths import default_state_file
-from .skills import Registry, discover, search_path
-from .skills.routing import Route
-from .store import StepRow, Store
+from .language.calls import call_definition
+from .engine.engine import Engine
+from .language.loader import Definition, load_data, load_workflow
+from .core.paths import default_state_file
+from .language.skill_registry import Registry, discover, search_path
+from .language.skill_routing import Route
+from .store.sqlite import StepRow, Store
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Protocol
 from urllib.parse import quote, urlencode
 
-from ..client import Client
+from ..cli.client import Client
 
 
 class Backend(Protocol):

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print("orchestratorctl: the MCP server needs the `mcp` extra: "
               "pip install 'agent-orchestrator[mcp]'", file=sys.stderr)
         return 7
-    from ..cli import _embedded_settings
+    from ..cli.main import _embedded_settings
     from .http import ConfigError, loopback_address, read_token
     settings = _embedded_settings()
     try:
@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _backend(args: argparse.Namespace, settings: Any) -> Any:
-    from ..cli import _remote, _socket
+    from ..cli.main import _remote, _socket
     if _remote(args):
         from .backend import DaemonBackend
         return await DaemonBackend(_socket(args)).open()
-    from ..paths import default_state_file
+    from ..core.paths import default_state_file
     from .embedded import EmbeddedBackend
     state = Path(args.state or default_state_file())
     workflows = args.workflows or settings.workflows_dir

@@ -14,19 +14,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from ..alerts import AlertManager
-from ..api import run_json
-from ..catalog import Catalog, load_catalog
-from ..engine import Engine, check_resumable
-from ..errors import OrchestratorError, RunStateError, WorkflowNotFound
-from ..graph import did_you_mean
-from ..loader import Definition, stored_definition
-from ..redact import RunRedactor
-from ..report import build_report
-from ..settings import Settings
+from ..observability.alerts import AlertManager
+from ..daemon.api import run_json
+from ..language.catalog import Catalog, load_catalog
+from ..engine.engine import Engine, check_resumable
+from ..core.errors import OrchestratorError, RunStateError, WorkflowNotFound
+from ..language.graph import did_you_mean
+from ..language.loader import Definition, stored_definition
+from ..core.redact import RunRedactor
+from ..reports.report import build_report
+from ..language.settings import Settings
 from ..skills.describe import describe, describe_all, document
-from ..store import TERMINAL, Store
-from ..workflow_info import describe_workflow
+from ..store.sqlite import TERMINAL, Store
+from ..reports.workflow_info import describe_workflow
 
 log = logging.getLogger("orchestratord.mcp")
 FOLLOWED_UNTIL = TERMINAL | {"interrupted"}  # what ends following a run's events
@@ -119,7 +119,7 @@ class EmbeddedBackend:
         return await self._start(self._served(workflow), params)
 
     async def call_skill(self, skill: str, action: str, params: dict[str, Any]) -> str:
-        from ..calls import call_definition
+        from ..language.calls import call_definition
         return await self._start(call_definition(self.catalog.skills, skill, action, params), {})
 
     async def get_run(self, run_id: str) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from .. import __version__
-from ..errors import OrchestratorError
-from ..report import render
-from ..store import TERMINAL
+from ..core.errors import OrchestratorError
+from ..reports.report import render
+from ..store.sqlite import TERMINAL
 from .backend import Backend
 
 MAX_PARAMS_BYTES = 1024 * 1024  # as the daemon's control API accepts at most

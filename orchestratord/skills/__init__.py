@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover, discover_all,
-                       load_skill_dir, action_problems, search_path)
+from ..language.skill_registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover,
+                                       discover_all, load_skill_dir, action_problems,
+                                       search_path)
 
 __all__ = ["BUNDLED", "SKILL_PATH_ENV", "Registry", "Skill", "discover", "discover_all",
            "load_skill_dir", "action_problems", "search_path", "section", "state_dir",

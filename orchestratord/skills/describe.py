@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import Registry, Skill
+from ..language.skill_registry import Registry, Skill
 
 
 def capabilities(skill: Skill) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from orchestratord.errors import StepFailure
+from orchestratord.core.errors import StepFailure
 
 LIVE = {"running": 0, "max": 0}
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from orchestratord.client import request
+from orchestratord.cli.client import request
 from tests.conftest import py_command
 
 WORK = py_command("""

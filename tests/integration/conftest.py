@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 from tests.conftest import require_module
 
 from .daemon_process import Daemon

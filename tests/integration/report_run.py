@@ -10,10 +10,10 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestratord.engine import Engine
-from orchestratord.loader import load_workflow
+from orchestratord.engine.engine import Engine
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 from tests.conftest import PY, write_skill, write_workflow
 
 FLAKY = textwrap.dedent("""

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from orchestratord.errors import OrchestratorError
+from orchestratord.core.errors import OrchestratorError
 from tests.aidb_fake import FakeAidb, skill_record
 from tests.conftest import ECHO, write_skill
 from tests.waiting import until

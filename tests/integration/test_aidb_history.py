@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from orchestratord.aidb.outbox import SESSION_NAMESPACE
+from orchestratord.integrations.aidb.outbox import SESSION_NAMESPACE
 from tests.aidb_fake import FakeAidb
 from tests.waiting import until
 
@@ -180,7 +180,7 @@ def test_a_wrong_key_is_a_clear_error_and_an_alert_and_records_wait(env, daemon,
 
 
 async def test_sent_records_are_pruned_after_a_week_and_pending_ones_never(store, tmp_path):
-    from orchestratord.aidb.outbox import Outbox
+    from orchestratord.integrations.aidb.outbox import Outbox
     outbox = Outbox(store.path)
     await outbox.open()
     try:

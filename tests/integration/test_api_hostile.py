@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.client import request
+from orchestratord.cli.client import request
 
 from .daemon_process import workflow
 

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from orchestratord.connections import Guard
+from orchestratord.daemon.connections import Guard
 
 
 async def serve(tmp_path, guard: Guard):

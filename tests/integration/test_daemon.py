@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from orchestratord.client import request
-from orchestratord.errors import RunStateError
+from orchestratord.cli.client import request
+from orchestratord.core.errors import RunStateError
 from tests.waiting import file_words, until
 
 from .daemon_process import workflow
@@ -46,9 +46,9 @@ def test_a_query_against_the_daemon_imports_neither_asyncio_nor_the_store(env, d
     d = daemon()
     d.notify.wait_for("READY=1")
     probe = ("import sys\n"
-             "from orchestratord import cli\n"
+             "from orchestratord.cli import main as cli\n"
              f"code = cli.main(['--socket', {str(env / 'run' / 'control.sock')!r}, 'runs'])\n"
-             "heavy = sorted(m for m in ('asyncio', 'aiosqlite', 'aiohttp', 'orchestratord.store')"
+             "heavy = sorted(m for m in ('asyncio', 'aiosqlite', 'aiohttp', 'orchestratord.store.sqlite')"
              " if m in sys.modules)\n"
              "print(code, heavy)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 from tests.conftest import py_command, write_skill, write_workflow
 from tests.integration.embedded import ctl, db, lines
 from tests.waiting import died_sync, running, until

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.engine import Engine
-from orchestratord.loader import load_workflow
-from orchestratord.run import MESSAGE_IDS
+from orchestratord.engine.engine import Engine
+from orchestratord.language.loader import load_workflow
+from orchestratord.engine.driver import MESSAGE_IDS
 from orchestratord.skills import discover
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 from tests.conftest import py_command, write_skill, write_workflow
 from tests.integration import actions
 from tests.waiting import died, file_words, process_state, until_async
@@ -391,7 +391,7 @@ async def test_skill_concurrency_limit_holds_across_runs(tmp_path, store, skill_
 async def test_a_newer_schema_is_refused(tmp_path):
     """Regression: a refused database must close its connection, or its thread hangs the process."""
     import sqlite3
-    from orchestratord.errors import StoreError
+    from orchestratord.core.errors import StoreError
     path = tmp_path / "state.db"
     await (await Store.open(path)).close()
     conn = sqlite3.connect(path)

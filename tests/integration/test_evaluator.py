@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestratord.aggregate import SELECTIONS_KEY, Selector
-from orchestratord.errors import ExpressionError
-from orchestratord.evaluator import Evaluator
-from orchestratord.expr import Expression, compile_value
+from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
+from orchestratord.core.errors import ExpressionError
+from orchestratord.language.evaluator import Evaluator
+from orchestratord.language.expr import Expression, compile_value
 from tests.waiting import until_async
 
 DEADLINE = 2.0  # the production bound

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestratord.errors import ExpressionError
-from orchestratord.evaluator import DEADLINE, Evaluator
-from orchestratord.expr import Expression
-from orchestratord.sandbox import ENV
+from orchestratord.core.errors import ExpressionError
+from orchestratord.language.evaluator import DEADLINE, Evaluator
+from orchestratord.language.expr import Expression
+from orchestratord.language.sandbox import ENV
 
 SCOPE = {"params": {"n": 7, "env": "prod", "hosts": ["a", "b", "c"], "big": list(range(2000))},
          "steps": {"a": {"status": "succeeded", "result": {"x": [1, 2, 3], "text": "a b c"}},

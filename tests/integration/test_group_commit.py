@@ -11,8 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from orchestratord.errors import StoreError
-from orchestratord.store import Store
+from orchestratord.core.errors import StoreError
+from orchestratord.store.sqlite import Store
 
 
 @contextlib.contextmanager
@@ -118,7 +118,7 @@ async def test_close_waits_for_a_batch_being_written(tmp_path):
 
 
 def _chain(n: int, db: Path, tmp_path: Path):
-    from orchestratord.loader import load_data
+    from orchestratord.language.loader import load_data
     from orchestratord.skills import Registry
     steps = [{"id": f"s{i}", "skill": "t", "action": "check",
               "params": {"db": str(db), "steps": [f"s{i - 1}"]}} for i in range(n)]
@@ -129,7 +129,7 @@ def _chain(n: int, db: Path, tmp_path: Path):
 
 
 async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_runs(tmp_path):
-    from orchestratord.engine import Engine
+    from orchestratord.engine.engine import Engine
     db = tmp_path / "state.db"
     store = await Store.open(db)
     n = 30
@@ -151,7 +151,7 @@ async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_ru
 
 
 async def test_recording_a_run_and_taking_its_lease_are_one_round_trip_each(tmp_path):
-    from orchestratord.errors import LeaseHeld
+    from orchestratord.core.errors import LeaseHeld
     store = await Store.open(tmp_path / "state.db")
     try:
         with round_trips() as calls:

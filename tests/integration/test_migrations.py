@@ -8,8 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from orchestratord.migrations import MIGRATIONS
-from orchestratord.store import Store
+from orchestratord.store.migrations import MIGRATIONS
+from orchestratord.store.sqlite import Store
 
 CLEAR = {"token": "clear-token-value", "n": 1}
 SHOWN = {"token": "***", "n": 1}

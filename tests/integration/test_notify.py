@@ -6,8 +6,8 @@ import logging
 import socket
 import threading
 
-from orchestratord.client import DaemonError, request
-from orchestratord.notify import Notifier
+from orchestratord.cli.client import DaemonError, request
+from orchestratord.daemon.notify import Notifier
 from tests.waiting import until
 
 

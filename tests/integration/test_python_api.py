@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from orchestratord import AgentOrchestrator, SkillExecution, SkillResult, WorkflowResult
-from orchestratord.errors import DefinitionError
-from orchestratord.store import Store
+from orchestratord.core.errors import DefinitionError
+from orchestratord.store.sqlite import Store
 from tests.conftest import ECHO, py_command, write_skill
 
 FAIL = py_command("import sys; print('broken', file=sys.stderr); sys.exit(3)")

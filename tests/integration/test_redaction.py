@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from orchestratord.daemon import Daemon
-from orchestratord.settings import Settings
+from orchestratord.daemon.service import Daemon
+from orchestratord.language.settings import Settings
 from tests.conftest import py_command
 
 PIN = "wf-secret-7a1b"

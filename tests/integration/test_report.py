@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from orchestratord.cli import main
-from orchestratord.engine import Engine
-from orchestratord.loader import load_workflow
-from orchestratord.report import STDERR_TAIL_LINES, build_report, render
-from orchestratord.report_layout import PER_ROW, dag
+from orchestratord.cli.main import main
+from orchestratord.engine.engine import Engine
+from orchestratord.language.loader import load_workflow
+from orchestratord.reports.report import STDERR_TAIL_LINES, build_report, render
+from orchestratord.reports.layout import PER_ROW, dag
 from orchestratord.skills import discover
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 from tests.conftest import ECHO, write_skill, write_workflow
 from tests.integration.report_run import NASTY, SECRET, make_reported_run
 

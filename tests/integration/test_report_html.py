@@ -20,8 +20,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from orchestratord.report import build_report, render
-from orchestratord.store import Store
+from orchestratord.reports.report import build_report, render
+from orchestratord.store.sqlite import Store
 from tests.conftest import unavailable
 from tests.integration.report_run import NASTY, SECRET, make_reported_run
 
@@ -193,8 +193,8 @@ async def test_report_through_the_daemon(tmp_path, chromium):
 
         md = daemon.ctl("report", reported.run_id)
         assert md.returncode == 0 and "## Rollback" in md.stdout and SECRET not in md.stdout
-        from orchestratord.client import Client
-        from orchestratord.errors import ParamsError  # a 400: invalid input, exit 2
+        from orchestratord.cli.client import Client
+        from orchestratord.core.errors import ParamsError  # a 400: invalid input, exit 2
         async with Client(tmp_path / "run" / "control.sock") as client:
             model = await client.call("GET", f"/runs/{reported.run_id}/report")
             assert model["summary"]["attempts"] == 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestratord.errors import RunNotFound
+from orchestratord.core.errors import RunNotFound
 
 
 async def test_a_prefix_is_text_never_a_pattern(store):

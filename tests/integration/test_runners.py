@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from orchestratord.context import StepContext, step_logger
-from orchestratord.errors import StepFailure
-from orchestratord.runners.command import run_command
-from orchestratord.runners.http import run_http
-from orchestratord.runners.python import resolve, run_python
+from orchestratord.engine.context import StepContext, step_logger
+from orchestratord.core.errors import StepFailure
+from orchestratord.engine.runners.command import run_command
+from orchestratord.engine.runners.http import run_http
+from orchestratord.engine.runners.python import resolve, run_python
 from tests.conftest import py_command
 from tests.waiting import died, file_words, process_state, until_async
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.client import request
+from orchestratord.cli.client import request
 from tests.conftest import py_command
 
 # Long enough to be hunted, and unlike anything else in a run (ids, timestamps).

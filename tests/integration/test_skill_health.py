@@ -12,13 +12,13 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from orchestratord.context import StepContext, step_logger
-from orchestratord.engine import Engine
-from orchestratord.errors import DefinitionError, StepFailure
-from orchestratord.loader import load_workflow
-from orchestratord.skills import systemd
-from orchestratord.skills.health_monitoring import actions as health
-from orchestratord.store import Store
+from orchestratord.engine.context import StepContext, step_logger
+from orchestratord.engine.engine import Engine
+from orchestratord.core.errors import DefinitionError, StepFailure
+from orchestratord.language.loader import load_workflow
+from orchestratord.engine.runners import systemctl as systemd
+from orchestratord.skills.bundled.health_monitoring import actions as health
+from orchestratord.store.sqlite import Store
 from tests.conftest import write_workflow
 
 SYSTEMD_REASON = systemd.unavailable_reason()

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from orchestratord.context import StepContext, step_logger
-from orchestratord.engine import Engine
-from orchestratord.errors import StepFailure
-from orchestratord.loader import load_workflow
+from orchestratord.engine.context import StepContext, step_logger
+from orchestratord.engine.engine import Engine
+from orchestratord.core.errors import StepFailure
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover, search_path
-from orchestratord.skills.internal_comms.actions import status_report
-from orchestratord.store import Store
+from orchestratord.skills.bundled.internal_comms.actions import status_report
+from orchestratord.store.sqlite import Store
 from tests.conftest import py_command, write_skill, write_workflow
 
 SKILL = "internal-comms"

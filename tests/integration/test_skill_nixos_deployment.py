@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from orchestratord.engine import Engine
-from orchestratord.errors import StepFailure
-from orchestratord.loader import load_workflow
+from orchestratord.engine.engine import Engine
+from orchestratord.core.errors import StepFailure
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover, search_path
-from orchestratord.skills.nixos_deployment.actions import DEFAULT_FILE, parse_check
-from orchestratord.store import Store
+from orchestratord.skills.bundled.nixos_deployment.actions import DEFAULT_FILE, parse_check
+from orchestratord.store.sqlite import Store
 from tests.conftest import require_tool, write_workflow
 
 SKILL = "nixos-deployment"

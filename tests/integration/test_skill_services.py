@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestratord.context import StepContext, step_logger
-from orchestratord.errors import StepFailure
-from orchestratord.skills import systemd
-from orchestratord.skills.ai_service_management import actions as services
+from orchestratord.engine.context import StepContext, step_logger
+from orchestratord.core.errors import StepFailure
+from orchestratord.engine.runners import systemctl as systemd
+from orchestratord.skills.bundled.ai_service_management import actions as services
 
 SYSTEMD_REASON = systemd.unavailable_reason()
 needs_systemd = pytest.mark.skipif(

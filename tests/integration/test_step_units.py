@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.errors import StepFailure, StepTimeout
-from orchestratord.model import ActionSpec
-from orchestratord.runners import run_action
-from orchestratord.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
-from orchestratord.skills.systemd import BOOTED_MARKER
-from orchestratord.step_sandbox import StepSandboxSettings
+from orchestratord.core.errors import StepFailure, StepTimeout
+from orchestratord.language.model import ActionSpec
+from orchestratord.engine.runners import run_action
+from orchestratord.engine.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
+from orchestratord.engine.runners.systemctl import BOOTED_MARKER
+from orchestratord.language.step_sandbox import StepSandboxSettings
 
 from .test_runners import ctx
 

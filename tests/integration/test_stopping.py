@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestratord.stopping import system_is_stopping
+from orchestratord.cli.stopping import system_is_stopping
 
 # Writes its pid, waits until told to answer, then prints list-jobs lines (argv[1]).
 FAKE_SYSTEMCTL = """\

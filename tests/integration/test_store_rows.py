@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from orchestratord.store import Store
+from orchestratord.store.sqlite import Store
 
 
 def reorder_columns(path: Path, table: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from orchestratord.workspaces import prune, workspace_dir
+from orchestratord.store.workspaces import prune, workspace_dir
 
 DAY = 86400.0
 

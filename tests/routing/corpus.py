@@ -10,7 +10,7 @@ import yaml
 from orchestratord.skills import BUNDLED, Registry, discover, search_path
 
 HERE = Path(__file__).parent
-EXAMPLES = BUNDLED.parents[1] / "workflows" / "skills"
+EXAMPLES = BUNDLED.parents[3] / "workflows" / "skills"
 
 
 def write_skills(root: Path, skills: dict[str, Any]) -> None:

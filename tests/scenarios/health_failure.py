@@ -23,7 +23,7 @@ from scenario_common import last_run, steps_of
 
 MISSING_UNIT = "agent-orchestrator-missing-model.service"
 DEAD_ENDPOINT = "http://127.0.0.1:8099/health"
-ALERT_MESSAGE_ID = "5727368a5d3a4fbf89115e249386565f"  # orchestratord.alerts, stable
+ALERT_MESSAGE_ID = "5727368a5d3a4fbf89115e249386565f"  # orchestratord.observability.alerts, stable
 
 
 def run(machine) -> None:

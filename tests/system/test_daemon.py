@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from orchestratord.run import MESSAGE_IDS
+from orchestratord.engine.driver import MESSAGE_IDS
 
 from .machine import Machine
 
@@ -49,7 +49,7 @@ def install(machine: Machine, venv: str, step_units: str = "never") -> None:
     test skill `work` and the settings; workflows are the caller's."""
     machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
     units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
-                            "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
+                            "print(pathlib.Path(orchestratord.__file__).parent / \"daemon\" / \"units\")'").strip()
     machine.succeed(f"cp {units}/*.service /etc/systemd/system/")
     write(machine, f"{ETC}/skills/work/SKILL.md", "---\nname: work\ndescription: test work\n---\n")
     write(machine, f"{ETC}/skills/work/step.py", STEP_PY)

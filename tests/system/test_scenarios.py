@@ -56,7 +56,7 @@ def set_up(machine: Machine) -> None:
     venv = install_project(machine, PROJECT_ROOT)
     machine.succeed(" ".join(["ln -sf", *(f"{venv}/bin/{b}" for b in BIN), "/usr/local/bin/"]))
     units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; "
-                            "print(pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
+                            "print(pathlib.Path(orchestratord.__file__).parent / \"daemon\" / \"units\")'").strip()
     machine.succeed(f"cp {units}/*.service /etc/systemd/system/")
     write(machine, f"{ETC}/settings.json", json.dumps(settings(), indent=2))
     machine.copy_from_host(SEED, f"{ETC}/workflows/{SEED.name}")

@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from orchestratord import shutdown
+from orchestratord.engine import shutdown
 
 from .conftest import PROJECT_ROOT, VENV, install_project
 from .machine import Machine

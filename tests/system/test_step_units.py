@@ -79,7 +79,7 @@ def units_machine(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         venv = install_project(machine, PROJECT_ROOT)
         machine.succeed(f"ln -sf {venv}/bin/orchestratord {venv}/bin/orchestratorctl /usr/local/bin/")
         units = machine.succeed(f"{venv}/bin/python -c 'import orchestratord, pathlib; print("
-                                "pathlib.Path(orchestratord.__file__).parent / \"units\")'").strip()
+                                "pathlib.Path(orchestratord.__file__).parent / \"daemon\" / \"units\")'").strip()
         machine.succeed(f"cp {units}/orchestratord.service /etc/systemd/system/")
         write(machine, f"{ETC}/skills/box/SKILL.md", "---\nname: box\ndescription: test box\n---\n")
         write(machine, f"{ETC}/skills/box/box.py", BOX_PY)

@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from orchestratord.aggregate import SELECTIONS_KEY, Selector
-from orchestratord.errors import DefinitionError, ExpressionError
-from orchestratord.expr import Expression, compile_value
-from orchestratord.loader import load_workflow
+from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
+from orchestratord.core.errors import DefinitionError, ExpressionError
+from orchestratord.language.expr import Expression, compile_value
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover
 from tests.conftest import ECHO, write_skill, write_workflow
 

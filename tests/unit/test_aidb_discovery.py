@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestratord.aidb.discovery import join, to_skill
-from orchestratord.skills.registry import Registry, Skill, discover, search_path
+from orchestratord.integrations.aidb.discovery import join, to_skill
+from orchestratord.language.skill_registry import Registry, Skill, discover, search_path
 from tests.aidb_fake import skill_record
 
 ORIGIN = "aidb:http://127.0.0.1:8002"

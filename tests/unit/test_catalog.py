@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestratord.catalog import load_catalog
+from orchestratord.language.catalog import load_catalog
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 

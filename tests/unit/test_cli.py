@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from orchestratord.cli import main
+from orchestratord.cli.main import main
 
 WORKFLOWS = Path(__file__).parents[2] / "workflows"
 

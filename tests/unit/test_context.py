@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from orchestratord.context import StepContext, step_logger
+from orchestratord.engine.context import StepContext, step_logger
 
 
 def context(run_id: str = "abc123", **settings: object) -> StepContext:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from orchestratord.errors import ExpressionError
-from orchestratord.expr import MAX_SOURCE_CHARS, CompiledValue, Expression, compile_value
-from orchestratord.sandbox import MAX_RANGE
+from orchestratord.core.errors import ExpressionError
+from orchestratord.language.expr import MAX_SOURCE_CHARS, CompiledValue, Expression, compile_value
+from orchestratord.language.sandbox import MAX_RANGE
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from orchestratord.cli import main
-from orchestratord.errors import ExpressionError
-from orchestratord.expr import MAX_NESTING, MAX_VALUE_SIZE, Expression, compile_value
+from orchestratord.cli.main import main
+from orchestratord.core.errors import ExpressionError
+from orchestratord.language.expr import MAX_NESTING, MAX_VALUE_SIZE, Expression, compile_value
 
 
 @pytest.fixture

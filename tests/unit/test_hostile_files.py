@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord import source
-from orchestratord.errors import DefinitionError
-from orchestratord.settings import load_settings
+from orchestratord.language import source
+from orchestratord.core.errors import DefinitionError
+from orchestratord.language.settings import load_settings
 from orchestratord.skills import discover
 from tests.conftest import ECHO, write_skill
 
@@ -95,7 +95,7 @@ def test_tiny_nodes_are_refused_while_composing(tmp_path):
     assert path.stat().st_size <= source.MAX_BYTES
     code = f"""
 import json, re, time
-from orchestratord import source
+from orchestratord.language import source
 
 def kb(field):  # this process's own figures: ru_maxrss may start at its parent's peak
     with open("/proc/self/status") as status:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from orchestratord.context import step_logger
-from orchestratord.journal import journal_handler
+from orchestratord.engine.context import step_logger
+from orchestratord.observability.journal import journal_handler
 
 MESSAGE_ID = "6a1c5c3c0d7e4f7e9b3a2d1c0b9a8f7e"
 
@@ -61,7 +61,7 @@ def test_without_systemd_python_records_are_prefixed_stderr_lines() -> None:
     code = """if True:
         import logging, sys
         sys.modules["systemd"] = None  # as if systemd-python were not installed
-        from orchestratord import journal
+        from orchestratord.observability import journal
         print(journal.configure(target="journal"), flush=True)
         logging.getLogger("orchestratord.x").error(
             "boom", extra={"fields": {"RUN_ID": "r1", "STEP_ID": "s1", "MESSAGE_ID": "m"}})

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.errors import DefinitionError
-from orchestratord.loader import load_workflow
+from orchestratord.core.errors import DefinitionError
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover, search_path
 from tests.conftest import ECHO, write_skill, write_workflow
 

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestratord.errors import DefinitionError
-from orchestratord.loader import load_text
+from orchestratord.core.errors import DefinitionError
+from orchestratord.language.loader import load_text
 from orchestratord.skills import discover
 from tests.conftest import ECHO, write_skill
 

@@ -148,7 +148,7 @@ def test_routed_steps_render_and_resolve_in_the_validator(tmp_path: Path) -> Non
 
 def test_the_vm_tests_machine_serves_the_scenario_workflows_unchanged(tmp_path: Path) -> None:
     """nix/tests/scenario-machine.nix declares, in Nix, what the container tests copy in."""
-    from orchestratord.model import WorkflowDocument
+    from orchestratord.language.model import WorkflowDocument
 
     out = nix_eval("{ imports = [ ./nix/tests/scenario-machine.nix ]; }")
     assert out["failedAssertions"] == []

@@ -75,7 +75,7 @@ def test_a_null_workspace_retention_reaches_the_daemon(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(settings))
     shown = subprocess.run([sys.executable, "-c", (
-        "import sys; from orchestratord.settings import load_settings; "
+        "import sys; from orchestratord.language.settings import load_settings; "
         "print(load_settings(sys.argv[1]).workspace_retention)"), str(path)],
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert shown.stdout.strip() == "None", shown.stderr
@@ -197,7 +197,7 @@ SHIPPED = sorted((ROOT / "workflows").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_workflow_file_is_a_valid_nix_value_as_it_is(path: Path, tmp_path: Path) -> None:
     """nix/README: a file's workflow section (minus name) is a valid value as it is."""
-    from orchestratord.model import WorkflowDocument
+    from orchestratord.language.model import WorkflowDocument
 
     source = yaml.safe_load(path.read_text())
     name = source["workflow"]["name"]

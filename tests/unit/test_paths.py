@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.paths import client_socket, default_socket
+from orchestratord.core.paths import client_socket, default_socket
 
 USER = 1000
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from orchestratord.model import ParamSpec
-from orchestratord.redact import (MASK, RunRedactor, Scrubber, SecretRegistry, mask_templated,
+from orchestratord.language.model import ParamSpec
+from orchestratord.core.redact import (MASK, RunRedactor, Scrubber, SecretRegistry, mask_templated,
                                   redact, redact_definition, redact_workflow_params,
                                   secret_values)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestratord.report_md import render_markdown
+from orchestratord.reports.markdown import render_markdown
 
 
 def test_markdown_cells_survive_pipes_and_backticks():

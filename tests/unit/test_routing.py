@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from orchestratord.cli import main
+from orchestratord.cli.main import main
 from orchestratord.skills import Registry
-from orchestratord.skills.routing import MARGIN, Candidate, Router, _decide
+from orchestratord.language.skill_routing import MARGIN, Candidate, Router, _decide
 from tests.routing.corpus import registry, requests
 
 

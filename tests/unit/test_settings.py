@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from orchestratord.daemon import EX_CONFIG, main
+from orchestratord.daemon.service import EX_CONFIG, main
 
 
 def test_check_accepts_valid_settings(tmp_path, capsys):

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from orchestratord.cli import main
-from orchestratord.errors import DefinitionError
+from orchestratord.cli.main import main
+from orchestratord.core.errors import DefinitionError
 from orchestratord.skills import BUNDLED, discover, load_skill_dir, search_path
 from orchestratord.skills.describe import describe, describe_all
 from tests.conftest import ECHO, write_skill

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from orchestratord.errors import DefinitionError
-from orchestratord.loader import load_data, load_workflow, stored_definition
-from orchestratord.model import WorkflowDocument
+from orchestratord.core.errors import DefinitionError
+from orchestratord.language.loader import load_data, load_workflow, stored_definition
+from orchestratord.language.model import WorkflowDocument
 from orchestratord.skills import discover, search_path
 from tests.conftest import ECHO, write_skill, write_workflow
 

@@ -1,0 +1,1 @@
+"""orchestratorctl: the command line, the daemon client, progress, rendering of answers."""

@@ -1,0 +1,442 @@
+"""orchestratorctl: validate, draw and run workflows; inspect, resume and cancel runs.
+
+`run NAME` asks the daemon (orchestratord, on its control socket) to run a workflow it
+serves; `run FILE` runs a workflow file in this process against an embedded SQLite
+state file ($ORCHESTRATOR_STATE, else $XDG_STATE_HOME/agent-orchestrator/state.db, or
+--state). runs, show, report, stats, resume and cancel talk to the daemon when its socket
+exists and no --state is given, else to the embedded state file.
+
+Exit status: 0 succeeded; 1 failed; 2 invalid input (definition, params, usage);
+3 cancelled; 4 timed out; 5 rolled back; 6 rollback failed; 7 cannot proceed (state
+database, lease held by another process, run state); 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+# asyncio, yaml and the engine are imported where used: a CLI that answers --version or
+# a daemon query should not pay for what it does not run.
+from .. import __version__
+from ..core.errors import DefinitionError, OrchestratorError, ParamsError
+from ..core.paths import client_socket, default_state_file
+
+EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
+        "rollback_failed": 6, "interrupted": 130}
+EXIT_INVALID, EXIT_CANNOT = 2, 7
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="orchestratorctl", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--version", action="version", version=f"orchestratorctl {__version__}")
+    p.add_argument("--state", type=Path, default=None, help="state database (embedded mode)")
+    p.add_argument("--socket", type=Path, default=None,
+                   help="the daemon's control socket ($ORCHESTRATOR_SOCKET; else the user's own "
+                        "daemon's, else the system daemon's, when it exists)")
+    p.add_argument("--skills", action="append", default=[], metavar="DIR",
+                   help="another directory of skills (repeatable)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("validate", help="check workflow files; exit 0 if all are valid, else 2")
+    c.add_argument("files", nargs="+", type=Path)
+    c.add_argument("--json", action="store_true", help="machine-readable problems")
+    sub.add_parser("schema", help="print the JSON Schema of the workflow format")
+    c = sub.add_parser("graph", help="draw a workflow's DAG")
+    c.add_argument("file", type=Path)
+    c.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    c = sub.add_parser("run", help="run a workflow (a file here, a name by the daemon)")
+    c.add_argument("target", help="a workflow file, or the name of a workflow the daemon serves")
+    c.add_argument("--daemon", action="store_true",
+                   help="TARGET names a workflow the daemon serves, never a file here (what "
+                        "orchestrator@NAME.service runs: `run --daemon --wait -- NAME`)")
+    c.add_argument("--wait", action="store_true",
+                   help="with the daemon: follow the run and exit with its outcome")
+    c.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a workflow param; VALUE is read as YAML (42, [a, b], true)")
+    c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c = sub.add_parser("runs", help="list recent runs")
+    c.add_argument("--workflow")
+    c.add_argument("--status")
+    c.add_argument("--limit", type=_runs_limit, default=20,
+                   help="at most this many runs")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("show", help="a run with its steps")
+    c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("resume", help="continue an interrupted run or redrive a failed one")
+    c.add_argument("run")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("report", help="an execution report of a run (Markdown, JSON, HTML)")
+    c.add_argument("run")
+    c.add_argument("--format", choices=("md", "json", "html"), default="md")
+    c.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here, not to stdout")
+    c = sub.add_parser("stats", help="per skill/action: count, success rate, p50/p95/max "
+                                     "duration, retries per run")
+    c.add_argument("--workflow", help="only the steps of this workflow's runs")
+    c.add_argument("--since", metavar="T",
+                   help="only steps started since T: an ISO date/time (2024-05-01, "
+                        "2024-05-01T10:00Z) or a duration back from now (7d, 12h, 30m)")
+    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("cancel", help="cancel a run: its live driver stops it, or it is "
+                                      "taken over and ends here now if none lives")
+    c.add_argument("run")
+    sub.add_parser("workflows", help="the workflows the daemon serves")
+    from .skills import add_commands
+    add_commands(sub)
+    from . import aidb as cli_aidb
+    cli_aidb.add_commands(sub)
+    from ..mcp.command import add_command
+    add_command(sub)
+    return p
+
+
+def whole_number(highest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to highest (what the daemon accepts)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 20 else 0
+        except ValueError:
+            value = 0
+        if not 1 <= value <= highest:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {highest}, "
+                                             f"got {text[:40]!r}")
+        return value
+    return parse
+
+
+def _runs_limit(text: str) -> int:
+    from ..store.sqlite import MAX_RUNS_LISTED
+    return whole_number(MAX_RUNS_LISTED)(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
+                        format="%(levelname)s %(name)s: %(message)s")
+    from ..observability.journal import quiet_libraries
+    quiet_libraries()
+    try:
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
+    except DefinitionError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except ParamsError as exc:
+        print(f"orchestratorctl: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except OrchestratorError as exc:
+        print(f"orchestratorctl: {exc}", file=sys.stderr)
+        return EXIT_CANNOT
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from ..language.loader import load_workflow
+    problems, valid = [], []
+    for file in args.files:
+        try:
+            definition = load_workflow(file, skill_paths=args.skills)
+            valid.append({"file": str(file), "workflow": definition.name,
+                          "steps": len(definition.graph.nodes)})
+        except DefinitionError as exc:
+            problems += exc.problems
+    if args.json:
+        print(json.dumps({"valid": valid, "problems": [p.as_dict() for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p, file=sys.stderr)
+        for v in valid:
+            print(f"{v['file']}: workflow {v['workflow']} is valid ({v['steps']} steps)")
+    return EXIT_INVALID if problems else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from ..language.model import WorkflowDocument
+    schema = WorkflowDocument.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "title": "agent-orchestrator workflow", **schema}
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from ..language.loader import load_workflow
+    from ..reports.render import dot, mermaid
+    definition = load_workflow(args.file, skill_paths=args.skills)
+    print(mermaid(definition.graph) if args.format == "mermaid" else dot(definition.graph))
+    return 0
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ParamsError(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key] = value
+    return params
+
+
+async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
+    import asyncio
+    import signal
+    from ..store import workspaces
+    from ..observability.alerts import AlertManager
+    from ..engine.engine import Engine
+    from .progress import Progress
+    from ..store.sqlite import Store
+    settings = _embedded_settings()  # before the store opens: a bad file must not leak it
+    state = Path(args.state or default_state_file())
+    state_dir = state.parent.resolve()
+    store = await Store.open(state)
+    # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
+    engine = Engine(store, settings={"state_dir": str(state_dir), "skills": settings.skills})
+    if not getattr(args, "json", False) or args.command in ("run", "resume"):
+        engine.listeners.append(Progress())
+    alerts = AlertManager(store, settings.alerts)
+    engine.listeners.append(alerts)
+    task = asyncio.current_task()
+    assert task is not None, "called from a coroutine"
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work(engine)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        await alerts.close(grace=30.0)  # a webhook being retried gets its chance
+        if settings.workspace_retention is not None:
+            try:  # housekeeping: its failure must not hide the run's outcome
+                await workspaces.prune(store, state_dir, settings.workspace_retention)
+            except Exception as exc:
+                logging.getLogger("orchestratord.workspaces").warning(
+                    "pruning run workspaces failed: %s", exc)
+        await engine.close()
+        await store.close()
+
+
+def _embedded_settings() -> Any:
+    """Embedded runs use the daemon's settings file when $ORCHESTRATOR_SETTINGS names one
+    (skill sections, alert sinks, workspace retention), else the defaults; their state
+    stays in the embedded state file. Alerts write the crit record in any case."""
+    from ..language.settings import load_settings
+    return load_settings(os.environ.get("ORCHESTRATOR_SETTINGS") or None)
+
+
+def _finish(result: Any, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"run_id": result.run_id, "status": result.status,
+                          "outputs": result.outputs, "error": result.error}, indent=2))
+    elif result.outputs:
+        print(json.dumps(result.outputs, indent=2))
+    return EXIT[result.status]
+
+
+def _run(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param)
+    # Anything but a directory that exists is a file to run (a FIFO or a device is then
+    # refused by the loader, exit 2), never a workflow name to ask the daemon for.
+    if args.daemon or not os.path.lexists(args.target) or os.path.isdir(args.target):
+        from . import remote
+        return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
+    from ..language.loader import load_workflow
+    definition = load_workflow(args.target, skill_paths=args.skills)
+    return _drive(args, lambda engine: engine.run(definition, params))
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    return args.socket or client_socket()
+
+
+def _quoted(run: str) -> str:
+    """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
+    from urllib.parse import quote
+    return quote(run, safe="")
+
+
+def _remote(args: argparse.Namespace) -> bool:
+    """Whether runs/show/report/resume/cancel go to the daemon."""
+    return args.state is None and _socket(args).is_socket()
+
+
+def _resume(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import remote
+        return remote.resume(_socket(args), _quoted(args.run), as_json=args.json)
+
+    async def work(engine: Any) -> Any:
+        run = await engine.store.get_run(args.run)
+        return await engine.resume(run.id, _stored_definition(run, args.skills))
+    return _drive(args, work)
+
+
+def _drive(args: argparse.Namespace, work: Any) -> int:
+    import asyncio
+    try:
+        result = asyncio.run(_with_engine(args, work))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; the run can be resumed with `orchestratorctl resume RUN`",
+              file=sys.stderr)
+        return EXIT["interrupted"]
+    return _finish(result, args.json)
+
+
+def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
+    from ..language.loader import stored_definition
+    from ..language.skill_registry import discover, search_path
+    registry = discover(search_path([*skill_paths, Path(run.file).parent / "skills"]))
+    return stored_definition(run.definition, run.file, registry)
+
+
+def _store_call(args: argparse.Namespace, fn: Any) -> Any:
+    import asyncio
+    from ..store.sqlite import Store
+
+    async def go() -> Any:
+        store = await Store.open(args.state or default_state_file())
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+    return asyncio.run(go())
+
+
+def _runs(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import client
+        from urllib.parse import urlencode
+        query = urlencode({k: v for k, v in (("workflow", args.workflow), ("status", args.status),
+                                             ("limit", args.limit)) if v})
+        runs = client.as_rows(client.request(_socket(args), "GET", f"/runs?{query}"))
+    else:
+        from ..core.redact import RunRedactor
+        runs = _store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
+                                                       limit=args.limit))
+        runs = [RunRedactor.for_run(r).rows(r)[0] for r in runs]
+    if args.json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        return 0
+    from ..reports.render import run_table
+    print(run_table(runs))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def fetch(store: Any) -> Any:
+        from ..core.redact import RunRedactor
+        run = await store.get_run(args.run)
+        return RunRedactor.for_run(run).rows(run, await store.steps(run.id),
+                                             await store.attempts(run.id))
+    if _remote(args):
+        from . import client
+        data = client.request(_socket(args), "GET", f"/runs/{_quoted(args.run)}")
+        if args.json:
+            print(json.dumps(data, indent=2))
+            return 0
+        run, steps, attempts = (client.as_rows([data])[0], client.as_rows(data["steps"]),
+                                client.as_rows(data["attempts"]))
+    else:
+        run, steps, attempts = _store_call(args, fetch)
+    if args.json:
+        print(json.dumps({**_run_json(run), "steps": [vars(s) for s in steps],
+                          "attempts": [vars(a) for a in attempts]}, indent=2, default=str))
+        return 0
+    from ..reports.render import run_details
+    print(run_details(run, steps, attempts))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ..reports.report import build_report, render
+    if _remote(args):
+        # The daemon builds (and redacts) the model; any format renders from it here.
+        from . import client
+        model = client.request(_socket(args), "GET", f"/runs/{_quoted(args.run)}/report"
+                                                  "?format=json")
+    else:
+        model = _store_call(args, lambda store: build_report(store, args.run))
+    text = render(model, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"orchestratorctl: cannot write the report to {args.output}: {exc.strerror}",
+              file=sys.stderr)
+        return EXIT_CANNOT
+    print(f"report of run {model['run']['id']} ({model['run']['status']}) written to "
+          f"{args.output}", file=sys.stderr)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ..store import stats
+    since = stats.parse_since(args.since) if args.since else None  # bad input: exit 2, here
+    if _remote(args):
+        from urllib.parse import urlencode
+        from . import client
+        query = urlencode({k: v for k, v in (("workflow", args.workflow),
+                                             ("since", args.since)) if v})
+        rows = [stats.ActionStats(**item)
+                for item in client.request(_socket(args), "GET", f"/stats?{query}")]
+    else:
+        import asyncio
+        # The store opens (and migrates) the database; the statistics read it on their own.
+        rows = _store_call(args, lambda store: asyncio.to_thread(
+            stats.compute, store.path, workflow=args.workflow, since=since))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    from ..reports.render import stats_table
+    print(stats_table(rows))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    if _remote(args):
+        from . import client
+        client.request(_socket(args), "POST", f"/runs/{_quoted(args.run)}/cancel")
+        print(f"cancel requested for run {args.run}")
+        return 0
+
+    async def work(engine: Any) -> Any:
+        run = await engine.store.get_run(args.run)
+        return run.id, await engine.cancel_run(run.id, _stored_definition(run, args.skills))
+    import asyncio
+    run_id, result = asyncio.run(_with_engine(args, work))
+    if result is None:
+        print(f"cancel requested for run {run_id}; its driver stops it within a second")
+    else:  # nobody drove it: it was taken over and ended here
+        print(f"run {run_id} {result.status.replace('_', ' ')}: no process was driving it")
+    return 0
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    from . import client
+    for w in client.request(_socket(args), "GET", "/workflows"):
+        print(f"{w['name']}\t{w['steps']} steps\t{w['file']}")
+    return 0
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(run).items() if k not in ("definition", "lease_owner")}
+
+
+COMMANDS = {"validate": _validate, "schema": _schema, "graph": _graph, "run": _run,
+            "runs": _runs, "show": _show, "report": _report, "stats": _stats, "resume": _resume,
+            "cancel": _cancel, "workflows": _workflows}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The leaves every layer uses: the exception tree, paths, child processes, redaction."""

@@ -1,0 +1,1 @@
+"""The long-running service: lifecycle, sd_notify, the control API, its connections, units/."""

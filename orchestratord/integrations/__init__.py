@@ -1,0 +1,1 @@
+"""Outside services the daemon talks to: AIDB (skill discovery, publishing, the history outbox)."""

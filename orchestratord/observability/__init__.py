@@ -1,0 +1,1 @@
+"""What an operator watches: the journal, Prometheus metrics and failure alerts."""
