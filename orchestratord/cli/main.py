@@ -26,10 +26,8 @@ from typing import Any, Callable
 from .. import __version__
 from ..core.errors import DefinitionError, OrchestratorError, ParamsError
 from ..core.paths import client_socket, default_state_file
+from ..core.statuses import ExitCode
 
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
-        "rollback_failed": 6, "interrupted": 130}
-EXIT_INVALID, EXIT_CANNOT = 2, 7
 
 
 def parser() -> argparse.ArgumentParser:
@@ -129,13 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except DefinitionError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except ParamsError as exc:
         print(f"orchestratorctl: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return ExitCode.INVALID
     except OrchestratorError as exc:
         print(f"orchestratorctl: {exc}", file=sys.stderr)
-        return EXIT_CANNOT
+        return ExitCode.CANNOT_PROCEED
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -155,7 +153,7 @@ def _validate(args: argparse.Namespace) -> int:
             print(p, file=sys.stderr)
         for v in valid:
             print(f"{v['file']}: workflow {v['workflow']} is valid ({v['steps']} steps)")
-    return EXIT_INVALID if problems else 0
+    return ExitCode.INVALID if problems else 0
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -240,7 +238,7 @@ def _finish(result: Any, as_json: bool) -> int:
                           "outputs": result.outputs, "error": result.error}, indent=2))
     elif result.outputs:
         print(json.dumps(result.outputs, indent=2))
-    return EXIT[result.status]
+    return ExitCode.of_run(result.status)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -288,7 +286,7 @@ def _drive(args: argparse.Namespace, work: Any) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; the run can be resumed with `orchestratorctl resume RUN`",
               file=sys.stderr)
-        return EXIT["interrupted"]
+        return ExitCode.INTERRUPTED
     return _finish(result, args.json)
 
 
@@ -375,7 +373,7 @@ def _report(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"orchestratorctl: cannot write the report to {args.output}: {exc.strerror}",
               file=sys.stderr)
-        return EXIT_CANNOT
+        return ExitCode.CANNOT_PROCEED
     print(f"report of run {model['run']['id']} ({model['run']['status']}) written to "
           f"{args.output}", file=sys.stderr)
     return 0

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..core.statuses import EventKind
+
 _MARKS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "upstream_failed": "✗",
           "cancelled": "✗", "compensated": "↺", "compensation_failed": "✗"}
 
@@ -22,11 +24,11 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, step = event["type"], event.get("step_id")
-        if kind in ("step_started", "compensation_started") and step is not None:
+        if kind in (EventKind.STEP_STARTED, EventKind.COMPENSATION_STARTED) and step is not None:
             self.started.setdefault(step, time.monotonic())
             self.running[step] = event.get("attempt", 1)
             if not self.live:
-                what = "rollback" if kind == "compensation_started" else "attempt"
+                what = "rollback" if kind == EventKind.COMPENSATION_STARTED else "attempt"
                 self._print(f"  … {step} ({what} {event.get('attempt', 1)})")
         elif kind.startswith("step_") and step is not None:
             self.running.pop(step, None)
@@ -36,10 +38,10 @@ class Progress:
             count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
             self._print(f"{count}{_MARKS.get(status, '?')} {step} {status.replace('_', ' ')}"
                         f" ({took:.1f}s){detail}")
-        elif kind in ("run_started", "run_resumed"):
+        elif kind in (EventKind.RUN_STARTED, EventKind.RUN_RESUMED):
             self._print(f"run {event['run_id']} of {event['workflow']} "
-                        f"{'resumed' if kind == 'run_resumed' else 'started'}")
-        elif kind.startswith("run_") and kind != "run_created":
+                        f"{'resumed' if kind == EventKind.RUN_RESUMED else 'started'}")
+        elif kind.startswith("run_") and kind != EventKind.RUN_CREATED:
             extra = f": {event['error']}" if event.get("error") else ""
             status = event.get("status", kind[4:]).replace("_", " ")
             self._print(f"run {event['run_id']} {status}{extra}")

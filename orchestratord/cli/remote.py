@@ -21,10 +21,8 @@ from typing import Any
 from .client import Client, DaemonError
 from .progress import Progress
 from .stopping import StopHandler, exit_status
-from ..store.sqlite import TERMINAL
+from ..core.statuses import TERMINAL
 
-EXIT = {"succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
-        "rollback_failed": 6}
 RECONNECT_FOR = 120.0  # seconds to wait for a restarting daemon
 
 
@@ -76,7 +74,7 @@ async def _follow(client: Client, run_id: str, as_json: bool) -> int:
             print(json.dumps({k: run[k] for k in ("id", "workflow", "status", "outputs", "error")}))
         elif run.get("outputs"):
             print(json.dumps(run["outputs"], indent=2))
-    return exit_status(stop, run, EXIT)
+    return exit_status(stop, run)
 
 
 async def _events_until_end(client: Client, run_id: str, as_json: bool) -> dict[str, Any] | None:

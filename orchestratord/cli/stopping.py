@@ -33,6 +33,7 @@ from typing import Any
 from ..engine import shutdown
 from .client import Client, DaemonError
 from ..core.errors import OrchestratorError
+from ..core.statuses import ExitCode, RunStatus
 
 DELIVER_FOR = 15.0  # seconds of trying to reach the daemon; the unit's TimeoutStopSec is 30s
 RETRY_EVERY = 0.5
@@ -149,7 +150,8 @@ async def record_cancel(run_id: str) -> str:
     """Write a cancel request for run_id into the daemon's state database; returns its
     path. The database is the one $ORCHESTRATOR_SETTINGS names (the daemon's settings)."""
     from ..language.settings import load_settings
-    from ..store.sqlite import TERMINAL, Store
+    from ..core.statuses import TERMINAL
+    from ..store.sqlite import Store
     settings_file = os.environ.get("ORCHESTRATOR_SETTINGS")
     if not settings_file:
         raise OrchestratorError("$ORCHESTRATOR_SETTINGS is not set, so the daemon's "
@@ -172,8 +174,7 @@ def _say(text: str) -> None:
     print(f"orchestratorctl: {text}", file=sys.stderr, flush=True)
 
 
-def exit_status(handler: StopHandler | None, run: dict[str, Any] | None,
-                exit_codes: dict[str, int]) -> int:
+def exit_status(handler: StopHandler | None, run: dict[str, Any] | None) -> int:
     """The client's exit: the run's outcome, or 128 + the signal that stopped it when
     the stop was done as asked (143 for SIGTERM: the unit's SuccessExitStatus=)."""
     if handler is not None and handler.signal is not None:
@@ -181,7 +182,7 @@ def exit_status(handler: StopHandler | None, run: dict[str, Any] | None,
         if handler.outcome in (Outcome.LEFT, Outcome.RECORDED):
             return stopped
         if handler.outcome is Outcome.LOST:
-            return 7
-        if run is not None and run["status"] == "cancelled":
+            return ExitCode.CANNOT_PROCEED
+        if run is not None and run["status"] == RunStatus.CANCELLED:
             return stopped  # the cancel we were asked for
-    return exit_codes.get(run["status"], 1) if run is not None else 7
+    return ExitCode.of_run(run["status"]) if run is not None else ExitCode.CANNOT_PROCEED

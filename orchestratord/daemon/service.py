@@ -37,7 +37,8 @@ from .notify import Notifier
 from ..core.errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
 from ..engine.runners.unit import StepUnits
 from ..language.settings import Settings, load_settings
-from ..store.sqlite import TERMINAL, Store
+from ..core.statuses import EventKind, TERMINAL
+from ..store.sqlite import Store
 
 log = logging.getLogger("orchestratord.daemon")
 EX_CONFIG = 78  # sysexits.h: a configuration error
@@ -274,7 +275,7 @@ class Daemon:
             if task is not None:  # still waiting for a slot: never started
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                await self.store.set_run_status(run.id, "cancelled", "run_cancelled",
+                await self.store.set_run_status(run.id, "cancelled", EventKind.RUN_CANCELLED,
                                                 error="cancelled before it started")
             else:  # driven by another process, or by none since its driver died
                 await self.store.request_cancel(run.id)

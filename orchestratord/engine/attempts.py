@@ -24,6 +24,7 @@ from ..core.errors import ExpressionError, StepFailure, StepTimeout
 from ..language.model import ActionSpec
 from ..core.processes import process_identity
 from .runners import run_action
+from ..core.statuses import EventKind
 
 if TYPE_CHECKING:
     from .driver import RunDriver
@@ -48,7 +49,8 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
                        kind: str) -> Any:
     number = driver.current_attempt[node_id] = driver.current_attempt[node_id] + 1
     await driver.store.attempt_started(driver.run_id, node_id, number, shown, kind=kind)
-    driver.engine.emit({"type": "step_started" if kind == "action" else "compensation_started",
+    started = EventKind.STEP_STARTED if kind == "action" else EventKind.COMPENSATION_STARTED
+    driver.engine.emit({"type": started,
                         "run_id": driver.run_id, "workflow": driver.definition.name,
                         "step_id": node_id, "attempt": number,
                         "skill": fields["SKILL"], "action": fields["ACTION"]})

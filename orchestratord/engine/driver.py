@@ -31,6 +31,7 @@ from .context import step_logger
 from ..core.errors import ExpressionError, StepFailure
 from ..language.loader import Definition
 from ..store.sqlite import StepRow
+from ..core.statuses import EventKind, STEP_ENDED, STEP_FAILING
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -42,13 +43,11 @@ log = logging.getLogger("orchestratord.engine")
 # (`python -c 'import uuid; print(uuid.uuid4().hex)'`) and never changed, as journald
 # catalogs expect.
 MESSAGE_IDS = {
-    "run_started": "f446608fec154ea3937484243ef77427",
-    "run_succeeded": "dae3034fb2f641d0bf0eff6a1de3aca9",
-    "run_failed": "4def8be22be84f989496f502ade47ca4",
+    EventKind.RUN_STARTED: "f446608fec154ea3937484243ef77427",
+    EventKind.RUN_SUCCEEDED: "dae3034fb2f641d0bf0eff6a1de3aca9",
+    EventKind.RUN_FAILED: "4def8be22be84f989496f502ade47ca4",
 }
 
-DONE = frozenset({"succeeded", "failed", "skipped", "upstream_failed", "cancelled"})
-FAILED = frozenset({"failed", "upstream_failed", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class RunDriver:
                           if r.status == "failed" and self.graph.nodes[sid].step.continue_on_error}
         self.current_attempt: dict[str, int] = {}
         self.stop_reason: str | None = None
-        self.ended = sum(1 for s in self.status.values() if s in DONE)
+        self.ended = sum(1 for s in self.status.values() if s in STEP_ENDED)
         self._tasks: dict[asyncio.Task, str] = {}
         self.log = step_logger("orchestratord.engine", WORKFLOW=definition.name, RUN_ID=run_id)
 
@@ -91,8 +90,8 @@ class RunDriver:
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
         try:
-            await self._set("running", "run_resumed" if resumed else "run_started")
-            self._log(logging.INFO, "run_started", "run %s of %s %s", self.run_id,
+            await self._set("running", EventKind.RUN_RESUMED if resumed else EventKind.RUN_STARTED)
+            self._log(logging.INFO, EventKind.RUN_STARTED, "run %s of %s %s", self.run_id,
                       workflow.name, "resumed" if resumed else "started")
             plan = await compensation.recorded_plan(self) if resumed else None
             if plan is not None:
@@ -107,13 +106,14 @@ class RunDriver:
             outputs = attempts.shown(self, outputs)  # recorded and returned as shown
             await self._set(status, f"run_{status}", error=error, outputs=outputs)
             level = logging.INFO if status == "succeeded" else logging.ERROR
-            self._log(level, "run_succeeded" if status == "succeeded" else "run_failed",
+            self._log(level,
+                      EventKind.RUN_SUCCEEDED if status == "succeeded" else EventKind.RUN_FAILED,
                       "run %s of %s %s%s", self.run_id, workflow.name, status.replace("_", " "),
                       f": {error}" if error else "")
             return RunResult(self.run_id, status, outputs, error)
         except asyncio.CancelledError:
             # Our host stops (daemon shutdown, Ctrl-C): leave the run resumable.
-            await asyncio.shield(self._set("interrupted", "run_interrupted"))
+            await asyncio.shield(self._set("interrupted", EventKind.RUN_INTERRUPTED))
             self.log.warning("run %s interrupted; resume it with `orchestratorctl resume %s`",
                              self.run_id, self.run_id)
             raise
@@ -170,7 +170,7 @@ class RunDriver:
                            "workflow": self.definition.name, "status": status,
                            "error": kw.get("error"), "stop_reason": self.stop_reason})
 
-    def _log(self, level: int, message_id: str, msg: str, *args: Any) -> None:
+    def _log(self, level: int, message_id: EventKind, msg: str, *args: Any) -> None:
         self.log.logger.log(level, msg, *args, extra={"fields": {
             **self.log.fields, "MESSAGE_ID": MESSAGE_IDS[message_id]}})
 
@@ -194,9 +194,9 @@ class RunDriver:
         waiting: dict[str, int] = {}
         ready: collections.deque[str] = collections.deque()
         for node in graph.nodes.values():
-            if self.status[node.id] in DONE:
+            if self.status[node.id] in STEP_ENDED:
                 continue
-            left = sum(1 for d in node.deps if self.status[d] not in DONE)
+            left = sum(1 for d in node.deps if self.status[d] not in STEP_ENDED)
             if left:
                 waiting[node.id] = left
             else:
@@ -273,7 +273,7 @@ class RunDriver:
         """None to run the step, else (status, reason) it ends with unrun."""
         node = self.graph.nodes[node_id]
         deps = {d: self.status[d] for d in node.deps}
-        failed = [d for d, s in deps.items() if s in FAILED and d not in self.tolerated]
+        failed = [d for d, s in deps.items() if s in STEP_FAILING and d not in self.tolerated]
         skipped = [d for d, s in deps.items() if s == "skipped"]
         rule = node.step.trigger_rule
         if rule in ("all_success", "none_failed") and failed:
@@ -420,7 +420,7 @@ def _group_view(members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A parallel group as expressions see it: its members' results side by side."""
     statuses = {v["status"] for v in members.values()}
     status = ("succeeded" if statuses == {"succeeded"} else
-              "failed" if statuses & FAILED else
+              "failed" if statuses & STEP_FAILING else
               "skipped" if statuses == {"skipped"} else "mixed")
     return {"status": status, "result": {k: v["result"] for k, v in members.items()},
             "steps": members}

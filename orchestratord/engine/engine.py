@@ -22,7 +22,8 @@ from ..language.evaluator import Evaluator
 from ..language.loader import Definition, bind_params
 from .driver import RunDriver, RunResult
 from .runners.unit import StepUnits
-from ..store.sqlite import TERMINAL, RunRow, Store
+from ..store.sqlite import RunRow, Store
+from ..core.statuses import EventKind, FINISHED, TERMINAL
 
 __all__ = ["Engine", "Listener", "RunResult", "check_resumable"]
 
@@ -30,7 +31,6 @@ log = logging.getLogger("orchestratord.engine")
 
 Listener = Callable[[dict[str, Any]], None]
 # Ended for good: their steps are not run again, so resuming has nothing to do.
-FINISHED = frozenset({"succeeded", "rolled_back", "rollback_failed"})
 
 
 def check_resumable(run: RunRow) -> None:
@@ -72,7 +72,7 @@ class Engine:
         steps = [(n.id, n.skill, n.action) for n in definition.graph.nodes.values()]
         run_id = await self.store.create_run(definition.name, definition.source, definition.file,
                                              bound, steps)
-        self.emit({"type": "run_created", "run_id": run_id, "workflow": definition.name})
+        self.emit({"type": EventKind.RUN_CREATED, "run_id": run_id, "workflow": definition.name})
         return run_id
 
     async def run(self, definition: Definition,

@@ -25,7 +25,8 @@ from ..core.redact import RunRedactor
 from ..reports.report import build_report
 from ..language.settings import Settings
 from ..skills.describe import describe, describe_all, document
-from ..store.sqlite import TERMINAL, Store
+from ..core.statuses import TERMINAL
+from ..store.sqlite import Store
 from ..reports.workflow_info import describe_workflow
 
 log = logging.getLogger("orchestratord.mcp")

@@ -23,7 +23,7 @@ from pydantic import Field
 from .. import __version__
 from ..core.errors import OrchestratorError
 from ..reports.report import render
-from ..store.sqlite import TERMINAL
+from ..core.statuses import STEP_ENDED, TERMINAL, EventKind
 from .backend import Backend
 
 MAX_PARAMS_BYTES = 1024 * 1024  # as the daemon's control API accepts at most
@@ -237,10 +237,10 @@ async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
         async for event in backend.events(run_id, after=after):
             after = event["seq"]
             kind, step, data = event["type"], event.get("step_id"), event.get("data") or {}
-            taken_up = taken_up or kind == "run_resumed"
-            if kind == "step_started":
+            taken_up = taken_up or kind == EventKind.RUN_RESUMED
+            if kind == EventKind.STEP_STARTED:
                 await report(f"{step}: attempt {event.get('attempt')}")
-            elif kind.startswith("step_") and step and kind[5:] in STEP_ENDS:
+            elif kind.startswith("step_") and step and kind[5:] in STEP_ENDED:
                 ended += 1
                 error = f": {data['error']}" if data.get("error") else ""
                 await report(f"{step} {kind[5:].replace('_', ' ')}{error}")
@@ -253,4 +253,3 @@ async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
 
 
 RESUME_WAIT = 30.0  # seconds a resumed run may wait for its driver while it is followed
-STEP_ENDS = {"succeeded", "failed", "skipped", "upstream_failed", "cancelled", "timed_out"}

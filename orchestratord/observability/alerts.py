@@ -27,6 +27,7 @@ import tenacity
 from ..core.redact import RunRedactor
 from ..language.settings import Alerts, WebhookSink
 from ..store.sqlite import Store
+from ..core.statuses import EventKind, STEP_FAILURES
 
 log = logging.getLogger("orchestratord.alerts")
 
@@ -34,14 +35,14 @@ log = logging.getLogger("orchestratord.alerts")
 #   journalctl MESSAGE_ID=5727368a5d3a4fbf89115e249386565f
 ALERT_MESSAGE_ID = "5727368a5d3a4fbf89115e249386565f"
 
-RUN_ALERTS = {"run_failed": "run_failed", "run_timed_out": "run_timed_out",
-              "run_rollback_failed": "rollback_failed", "run_rolled_back": "run_failed"}
+RUN_ALERTS = {EventKind.RUN_FAILED: "run_failed", EventKind.RUN_TIMED_OUT: "run_timed_out",
+              EventKind.RUN_ROLLBACK_FAILED: "rollback_failed",
+              EventKind.RUN_ROLLED_BACK: "run_failed"}
 """Engine event type -> alert kind. A rolled-back run failed (its compensation worked)."""
 
 CATCH_UP_WINDOW = 86400.0
 """At start, runs that ended unalerted this recently are alerted (a crash lost them)."""
 
-FAILED_STEP_STATUSES = ("failed", "compensation_failed", "cancelled")
 
 
 class _Retry(Exception):
@@ -146,7 +147,7 @@ class AlertManager:
             {"id": s.step_id, "status": s.status,
              "error": rollback_errors.get(s.step_id) if s.status == "compensation_failed"
              else s.error}
-            for s in steps if s.status in FAILED_STEP_STATUSES]
+            for s in steps if s.status in STEP_FAILURES]
         took = (f" after {run.finished_at - run.started_at:.1f} s"
                 if run.started_at and run.finished_at else "")
         summary = (f"run {run.id} of workflow {run.workflow} {run.status.replace('_', ' ')}"

@@ -21,6 +21,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                Histogram, Info, generate_latest)
 
 from .. import __version__
+from ..core.statuses import EventKind, FINAL, STEP_ENDED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -28,9 +29,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 RUN_BUCKETS = (0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
-RUN_FINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
-                       "rollback_failed"})
-STEP_FINAL = frozenset({"succeeded", "failed", "skipped", "upstream_failed", "cancelled"})
 ROLLBACK_OUTCOME = {"rolled_back": "succeeded", "rollback_failed": "failed"}
 
 
@@ -77,13 +75,13 @@ class Metrics:
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type", "")
-        if kind in ("run_started", "run_resumed"):
-            self._run_began(event, resumed=kind == "run_resumed")
-        elif kind == "step_started":
+        if kind in (EventKind.RUN_STARTED, EventKind.RUN_RESUMED):
+            self._run_began(event, resumed=kind == EventKind.RUN_RESUMED)
+        elif kind == EventKind.STEP_STARTED:
             self._attempt_began(event)
-        elif kind.startswith("step_") and event.get("status") in STEP_FINAL:
+        elif kind.startswith("step_") and event.get("status") in STEP_ENDED:
             self._step_ended(event)
-        elif kind.startswith("run_") and event.get("status") in RUN_FINAL | {"interrupted"}:
+        elif kind.startswith("run_") and event.get("status") in FINAL:
             self._run_ended(event)
 
     def _run_began(self, event: Mapping[str, Any], *, resumed: bool) -> None:

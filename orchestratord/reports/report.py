@@ -19,11 +19,10 @@ from typing import Any
 
 from ..core.redact import RunRedactor
 from ..store.sqlite import Store
+from ..core.statuses import STEP_FAILURES, EventKind
 
 REPORT_VERSION = 1
 FORMATS = ("md", "json", "html")
-# Step statuses that make a step a failure worth explaining in the report.
-FAILED_STEP = frozenset({"failed", "cancelled", "compensation_failed"})
 STDERR_TAIL_LINES = 20
 SUMMARY_CHARS = 80
 
@@ -134,7 +133,7 @@ def _retries(events: list[Any], by_step: dict[str, list[dict[str, Any]]]) -> lis
     """Each retry the engine scheduled, with the failed attempt that caused it."""
     out = []
     for e in events:
-        if e.type != "step_retry":
+        if e.type != EventKind.STEP_RETRY:
             continue
         failed = next((a for a in by_step.get(e.step_id or "", [])
                        if a["kind"] == "action" and a["attempt"] == e.attempt), {})
@@ -149,7 +148,7 @@ def _failures(steps: list[dict[str, Any]], by_step: dict[str, list[dict[str, Any
     """Why each failed step (or compensation) failed, with the stderr of its last tries."""
     out = []
     for s in steps:
-        if s["status"] not in FAILED_STEP:
+        if s["status"] not in STEP_FAILURES:
             continue
         kind = "rollback" if s["status"] == "compensation_failed" else "action"
         tries = [a for a in by_step.get(s["id"], []) if a["kind"] == kind]
@@ -177,7 +176,7 @@ def _depths(step_ids: list[str], deps: dict[str, tuple[str, ...]]) -> dict[str, 
 
 def _rollback(events: list[Any], by_step: dict[str, list[dict[str, Any]]],
               declared: dict[str, str]) -> dict[str, Any] | None:
-    start = next((e for e in events if e.type == "run_rolling_back"), None)
+    start = next((e for e in events if e.type == EventKind.RUN_ROLLING_BACK), None)
     if start is None:
         return None
     order = list(start.data.get("steps", []))

@@ -28,8 +28,6 @@ from .rows import (ATTEMPT_COLUMNS, EVENT_COLUMNS, STEP_COLUMNS, AttemptRow, Eve
                          RunRow, StepRow, dumps, loads, named, run_row)
 
 MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
-                      "rollback_failed"})
 
 
 class Store:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from ..core.errors import RunNotFound
-from .sqlite import TERMINAL, Store
+from ..core.statuses import TERMINAL
+from .sqlite import Store
 
 log = logging.getLogger("orchestratord.workspaces")
 

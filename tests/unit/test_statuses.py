@@ -1,0 +1,51 @@
+"""Statuses, event kinds and exit codes are defined once (orchestratord/core/statuses.py);
+the migrations' SQL, which must keep its literal strings, names only members of them, and
+orchestratorctl's exit for a run is the same whether it ran the run itself or followed
+the daemon's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from orchestratord.cli.stopping import exit_status
+from orchestratord.core.statuses import (TERMINAL, AttemptStatus, EventKind, ExitCode,
+                                         RunStatus, StepStatus)
+from orchestratord.store.migrations import MIGRATIONS
+
+STATUSES = {*RunStatus, *StepStatus, *AttemptStatus}
+# Quoted words of the SQL that are neither statuses nor event kinds: attempt kinds
+# (attempts.kind), a PRAGMA value and the AIDB outbox's record kind.
+OTHER_WORDS = {"action", "rollback", "on", "history"}
+
+
+@pytest.mark.parametrize("version", sorted(MIGRATIONS))
+def test_every_status_and_event_kind_the_migrations_name_is_an_enum_member(version):
+    words = set(re.findall(r"'([a-z_]+)'", MIGRATIONS[version]))
+    unknown = words - STATUSES - set(EventKind) - OTHER_WORDS
+    assert not unknown, f"migration {version} names {sorted(unknown)}: add them to core/statuses.py"
+
+
+def test_each_step_ending_event_names_a_step_status():
+    # The triggers set steps.status = substr(type, 6) for a step_<status> event.
+    for kind in EventKind:
+        if kind.startswith("step_") and kind not in {EventKind.STEP_STARTED, EventKind.STEP_RETRY,
+                                                      EventKind.STEP_SANDBOX_UNAVAILABLE}:
+            assert StepStatus(kind.removeprefix("step_"))
+
+
+@pytest.mark.parametrize("status", [*TERMINAL, RunStatus.INTERRUPTED])
+def test_a_followed_run_exits_as_a_run_in_process_does(status):
+    # remote.py once had its own map without `interrupted`: a followed run whose daemon
+    # stopped under it exited 1 instead of 130.
+    assert exit_status(None, {"status": status}) == ExitCode.of_run(status)
+    assert EventKind.run_ended(status).value == f"run_{status}"
+
+
+def test_exit_codes_are_the_readmes():
+    assert {s: int(ExitCode.of_run(s)) for s in [*TERMINAL, RunStatus.INTERRUPTED]} == {
+        "succeeded": 0, "failed": 1, "cancelled": 3, "timed_out": 4, "rolled_back": 5,
+        "rollback_failed": 6, "interrupted": 130}
+    assert ExitCode.of_run("a_status_of_a_newer_daemon") == ExitCode.FAILED
+    assert exit_status(None, None) == ExitCode.CANNOT_PROCEED == 7
