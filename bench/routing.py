@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from orchestratord.language.model import ActionSpec
+from orchestratord.language.skill_routing import router_of
 from orchestratord.skills import Registry, Skill
 
 from .results import Row, at_most, fmt_n, median_time
@@ -53,7 +54,7 @@ def generate(n: int, seed: int = 1) -> Registry:
 def measure(n: int = 1000, repeat: int = 50) -> list[Row]:
     registry = generate(n)
     started = time.perf_counter()
-    router = registry.router()
+    router = router_of(registry)
     build_ms = (time.perf_counter() - started) * 1000
     some = registry.skills[f"skill-{n // 2:04d}"]
     action = next(iter(some.actions))

@@ -21,7 +21,7 @@ from .engine.engine import Engine
 from .language.loader import Definition, load_data, load_workflow
 from .core.paths import default_state_file
 from .language.skill_registry import Registry, discover, search_path
-from .language.skill_routing import Route
+from .language.skill_routing import Route, router_of
 from .store.sqlite import StepRow, Store
 
 
@@ -141,7 +141,7 @@ class AgentOrchestrator:
 
     def route(self, text: str, limit: int = 5) -> Route:
         """Which skill and action fit a request (see skills.routing)."""
-        return self.registry.router().route(text, limit)
+        return router_of(self.registry).route(text, limit)
 
     def _definition(self, workflow: Any) -> Definition:
         if isinstance(workflow, Definition):

@@ -24,7 +24,7 @@ def add_commands(sub: Any) -> None:
 
 
 def aidb(args: argparse.Namespace) -> int:
-    from .main import _socket
+    from .common import _socket
     from .client import request
     socket = _socket(args)
     if not socket.is_socket():

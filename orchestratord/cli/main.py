@@ -19,15 +19,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # asyncio, yaml and the engine are imported where used: a CLI that answers --version or
 # a daemon query should not pay for what it does not run.
-from .. import __version__
+from ..core.version import __version__
 from ..core.errors import DefinitionError, OrchestratorError, ParamsError
-from ..core.paths import client_socket, default_state_file
 from ..core.statuses import ExitCode
-
+from .common import _quoted, _remote, _runs_limit, _socket
+from .embedded import _drive, _parse_params, _store_call, _stored_definition, _with_engine
 
 
 def parser() -> argparse.ArgumentParser:
@@ -97,25 +97,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def whole_number(highest: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from 1 to highest (what the daemon accepts)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text) if len(text) <= 20 else 0
-        except ValueError:
-            value = 0
-        if not 1 <= value <= highest:
-            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {highest}, "
-                                             f"got {text[:40]!r}")
-        return value
-    return parse
-
-
-def _runs_limit(text: str) -> int:
-    from ..store.sqlite import MAX_RUNS_LISTED
-    return whole_number(MAX_RUNS_LISTED)(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
@@ -173,74 +154,6 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: list[str]) -> dict[str, Any]:
-    import yaml
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ParamsError(f"--param expects KEY=VALUE, got {pair!r}")
-        try:
-            params[key] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            params[key] = value
-    return params
-
-
-async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
-    import asyncio
-    import signal
-    from ..store import workspaces
-    from ..observability.alerts import AlertManager
-    from ..engine.engine import Engine
-    from .progress import Progress
-    from ..store.sqlite import Store
-    settings = _embedded_settings()  # before the store opens: a bad file must not leak it
-    state = Path(args.state or default_state_file())
-    state_dir = state.parent.resolve()
-    store = await Store.open(state)
-    # Embedded runs keep what skills write (reports, run workspaces) beside the state file.
-    engine = Engine(store, settings={"state_dir": str(state_dir), "skills": settings.skills})
-    if not getattr(args, "json", False) or args.command in ("run", "resume"):
-        engine.listeners.append(Progress())
-    alerts = AlertManager(store, settings.alerts)
-    engine.listeners.append(alerts)
-    task = asyncio.current_task()
-    assert task is not None, "called from a coroutine"
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        return await work(engine)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        await alerts.close(grace=30.0)  # a webhook being retried gets its chance
-        if settings.workspace_retention is not None:
-            try:  # housekeeping: its failure must not hide the run's outcome
-                await workspaces.prune(store, state_dir, settings.workspace_retention)
-            except Exception as exc:
-                logging.getLogger("orchestratord.workspaces").warning(
-                    "pruning run workspaces failed: %s", exc)
-        await engine.close()
-        await store.close()
-
-
-def _embedded_settings() -> Any:
-    """Embedded runs use the daemon's settings file when $ORCHESTRATOR_SETTINGS names one
-    (skill sections, alert sinks, workspace retention), else the defaults; their state
-    stays in the embedded state file. Alerts write the crit record in any case."""
-    from ..language.settings import load_settings
-    return load_settings(os.environ.get("ORCHESTRATOR_SETTINGS") or None)
-
-
-def _finish(result: Any, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps({"run_id": result.run_id, "status": result.status,
-                          "outputs": result.outputs, "error": result.error}, indent=2))
-    elif result.outputs:
-        print(json.dumps(result.outputs, indent=2))
-    return ExitCode.of_run(result.status)
-
-
 def _run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     # Anything but a directory that exists is a file to run (a FIFO or a device is then
@@ -253,21 +166,6 @@ def _run(args: argparse.Namespace) -> int:
     return _drive(args, lambda engine: engine.run(definition, params))
 
 
-def _socket(args: argparse.Namespace) -> Path:
-    return args.socket or client_socket()
-
-
-def _quoted(run: str) -> str:
-    """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
-    from urllib.parse import quote
-    return quote(run, safe="")
-
-
-def _remote(args: argparse.Namespace) -> bool:
-    """Whether runs/show/report/resume/cancel go to the daemon."""
-    return args.state is None and _socket(args).is_socket()
-
-
 def _resume(args: argparse.Namespace) -> int:
     if _remote(args):
         from . import remote
@@ -277,37 +175,6 @@ def _resume(args: argparse.Namespace) -> int:
         run = await engine.store.get_run(args.run)
         return await engine.resume(run.id, _stored_definition(run, args.skills))
     return _drive(args, work)
-
-
-def _drive(args: argparse.Namespace, work: Any) -> int:
-    import asyncio
-    try:
-        result = asyncio.run(_with_engine(args, work))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; the run can be resumed with `orchestratorctl resume RUN`",
-              file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    return _finish(result, args.json)
-
-
-def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
-    from ..language.loader import stored_definition
-    from ..language.skill_registry import discover, search_path
-    registry = discover(search_path([*skill_paths, Path(run.file).parent / "skills"]))
-    return stored_definition(run.definition, run.file, registry)
-
-
-def _store_call(args: argparse.Namespace, fn: Any) -> Any:
-    import asyncio
-    from ..store.sqlite import Store
-
-    async def go() -> Any:
-        store = await Store.open(args.state or default_state_file())
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-    return asyncio.run(go())
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ def _registry(args: argparse.Namespace) -> Any:
 
 
 def skills(args: argparse.Namespace) -> int:
-    from .main import _remote, _socket
+    from .common import _remote, _socket
     from ..skills.describe import describe, describe_all, document, table
     name = getattr(args, "name", None)
     if _remote(args):
@@ -69,7 +69,8 @@ def _print_skill(entry: dict[str, Any], text: str, as_json: bool) -> int:
 
 
 def call(args: argparse.Namespace) -> int:
-    from .main import _drive, _parse_params, _remote, _socket
+    from .common import _remote, _socket
+    from .embedded import _drive, _parse_params
     params = _parse_params(args.param)
     if _remote(args) and not args.skills:
         from . import remote
@@ -91,20 +92,21 @@ def add_route_command(sub: Any) -> None:
 
 
 def _route_limit(text: str) -> int:
-    from .main import whole_number
+    from .common import whole_number
     from ..language.skill_routing import MAX_CANDIDATES
     return whole_number(MAX_CANDIDATES)(text)
 
 
 def route(args: argparse.Namespace) -> int:
     """Exit 0 when matched, 1 when ambiguous or none; with --run, the run's exit status."""
-    from .main import _remote, _socket
+    from .common import _remote, _socket
     if _remote(args) and not args.skills:
         from . import client
         answer = client.request(_socket(args), "POST", "/route",
                              {"text": args.text, "limit": args.limit})
     else:
-        answer = _registry(args).router().route(args.text, args.limit).as_dict()
+        from ..language.skill_routing import router_of
+        answer = router_of(_registry(args)).route(args.text, args.limit).as_dict()
     if args.json:
         print(json.dumps(answer, indent=2))
     else:

@@ -18,13 +18,13 @@ from aiohttp import web
 
 from ..core.errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
-from ..integrations.aidb.execute import execute
 from ..core.redact import RunRedactor, redact_definition
-from ..language.skill_routing import MAX_CANDIDATES
+from ..language.skill_routing import MAX_CANDIDATES, router_of
+from ..core.statuses import FINAL
 from ..store.sqlite import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
-    from .service import Daemon
+    from .services import DaemonServices as Daemon
 
 log = logging.getLogger("orchestratord.api")
 DAEMON: web.AppKey[Any] = web.AppKey("daemon", object)
@@ -207,7 +207,7 @@ async def start_run(request: web.Request) -> web.Response:
 async def route_request(request: web.Request) -> web.Response:
     """Which skill and action fit {"text": ..., "limit": K}; offline, with reasons."""
     body = await _body(request, RouteRequest)
-    return _json(_daemon(request).catalog.skills.router().route(body.text, body.limit).as_dict())
+    return _json(router_of(_daemon(request).catalog.skills).route(body.text, body.limit).as_dict())
 
 
 async def list_runs(request: web.Request) -> web.Response:
@@ -257,7 +257,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         for event in await d.store.events(run.id, after=after):
             after = event.seq
             await response.write((json.dumps(redacted(asdict(event))) + "\n").encode())
-        if not follow or ((await d.store.get_run(run.id)).status in d.FINAL and \
+        if not follow or ((await d.store.get_run(run.id)).status in FINAL and \
                 not await d.store.events(run.id, after=after)):
             break
         await d.changed(timeout=1.0)
@@ -313,7 +313,6 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/workflows/{name}", get_workflow)
     app.router.add_get("/skills", list_skills)
     app.router.add_get("/skills/{name}", get_skill)
-    app.router.add_post("/skills/{name}/execute", execute)
     app.router.add_get("/aidb/status", aidb_status)
     app.router.add_post("/aidb/sync", aidb_sync)
     app.router.add_post("/calls", start_call)

@@ -22,11 +22,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
+from ..core.version import __version__
 from ..observability import journal
 from ..store import stats, workspaces
 from ..integrations.aidb.service import AidbService, alert_via
 from ..observability.alerts import AlertManager
+from .aidb_execute import execute, serve_execute
 from .api import make_app, make_metrics_app
 from ..language.catalog import Catalog, load_catalog
 from .connections import Guard
@@ -46,8 +47,6 @@ EX_CONFIG = 78  # sysexits.h: a configuration error
 
 class Daemon:
     """One orchestratord: a store, an engine, a catalog and the control API."""
-
-    FINAL = TERMINAL | {"interrupted"}
 
     def __init__(self, settings: Settings, *, handle_signals: bool = True):
         self.settings = settings
@@ -200,7 +199,9 @@ class Daemon:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_socket():
             path.unlink()  # left by a daemon that did not stop cleanly
-        self._runner = web.AppRunner(make_app(self), access_log=None)
+        app = make_app(self)
+        app.router.add_post("/skills/{name}/execute", execute)  # AIDB's contract, on the socket
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         assert self._runner.server is not None, "setup() makes the server"
         await self.connections.listen_unix(self._runner.server, str(path))
@@ -211,7 +212,6 @@ class Daemon:
             await self._serve_metrics(self.settings.metrics_listen)
         if self.settings.aidb.api_listen:
             from ..integrations.aidb.client import read_key
-            from ..integrations.aidb.execute import serve_execute
             key = read_key(self.settings.aidb.api_key_file)
             assert key is not None  # the settings refuse api_listen without api_key_file
             self._api_runner, self.api_address = await serve_execute(

@@ -27,13 +27,13 @@ from .runners import run_action
 from ..core.statuses import EventKind
 
 if TYPE_CHECKING:
-    from .driver import RunDriver
+    from .services import RunView
 
 # The engine's logger: its records are the engine's, and its secret filter is on it.
 log = logging.getLogger("orchestratord.engine")
 
 
-async def run(driver: RunDriver, node_id: str, skill: Any, action: ActionSpec, params: Any,
+async def run(driver: RunView, node_id: str, skill: Any, action: ActionSpec, params: Any,
               shown: Any, timeout: float | None, limit: asyncio.Semaphore | None,
               fields: dict[str, Any], kind: str = "action") -> Any:
     """One recorded attempt of a step's action (kind "action") or of its compensating
@@ -44,7 +44,7 @@ async def run(driver: RunDriver, node_id: str, skill: Any, action: ActionSpec, p
                                   fields, kind)
 
 
-async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: ActionSpec,
+async def _attempt_now(driver: RunView, node_id: str, skill: Any, action: ActionSpec,
                        params: Any, shown: Any, timeout: float | None, fields: dict[str, Any],
                        kind: str) -> Any:
     number = driver.current_attempt[node_id] = driver.current_attempt[node_id] + 1
@@ -91,18 +91,18 @@ async def _attempt_now(driver: RunDriver, node_id: str, skill: Any, action: Acti
         raise
 
 
-async def _spawned(driver: RunDriver, node_id: str, number: int, kind: str, pid: int) -> None:
+async def _spawned(driver: RunView, node_id: str, number: int, kind: str, pid: int) -> None:
     await driver.store.attempt_process(driver.run_id, node_id, number, kind, process_identity(pid))
 
 
-async def _run_view(driver: RunDriver) -> dict[str, Any]:
+async def _run_view(driver: RunView) -> dict[str, Any]:
     """The run as stored so far, for skills that report on it (secrets redacted)."""
     run = await driver.store.get_run(driver.run_id)
     run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await driver.store.steps(run.id))
     return {"run": run, "steps": steps}
 
 
-async def render(driver: RunDriver, params: dict[str, Any], action: ActionSpec) -> Any:
+async def render(driver: RunView, params: dict[str, Any], action: ActionSpec) -> Any:
     """A step's params rendered against the run so far and checked against the
     action's params schema; raises StepFailure (secrets scrubbed) if they do not fit."""
     try:
@@ -123,7 +123,7 @@ async def render(driver: RunDriver, params: dict[str, Any], action: ActionSpec) 
     return rendered
 
 
-def shown_params(driver: RunDriver, source: Any, params: Any, action: ActionSpec) -> Any:
+def shown_params(driver: RunView, source: Any, params: Any, action: ActionSpec) -> Any:
     """Params as recorded: secret values masked, known secrets scrubbed from the rest,
     and values templated from a secret param masked whole (a secret `true`). source is
     the params as written, params as `render` made them."""
@@ -131,12 +131,12 @@ def shown_params(driver: RunDriver, source: Any, params: Any, action: ActionSpec
                                  redact.secret_param_names(driver.definition.workflow.params))
 
 
-def shown(driver: RunDriver, value: Any, schema: Any = None) -> Any:
+def shown(driver: RunView, value: Any, schema: Any = None) -> Any:
     """A value as recorded for people: masked by schema and names, secrets scrubbed."""
     return driver.engine.secrets.scrub(driver.run_id, redact.redact(value, schema))
 
 
-def _scrub_failure(driver: RunDriver, exc: StepFailure) -> None:
+def _scrub_failure(driver: RunView, exc: StepFailure) -> None:
     """Scrub a failure's message, stderr tail and result of this run's secrets."""
     scrub = functools.partial(driver.engine.secrets.scrub, driver.run_id)
     exc.args = tuple(scrub(a) if isinstance(a, str) else a for a in exc.args)

@@ -22,7 +22,7 @@ from ..core.errors import StepFailure
 from ..language.model import RollbackSpec
 
 if TYPE_CHECKING:
-    from .driver import RunDriver
+    from .services import RunView
 
 log = logging.getLogger("orchestratord.engine")
 
@@ -34,7 +34,7 @@ class Plan:
     error: str | None
 
 
-async def record_plan(driver: RunDriver, outcome: str, error: str | None) -> Plan:
+async def record_plan(driver: RunView, outcome: str, error: str | None) -> Plan:
     """Record that the run rolls back: its succeeded steps, latest completion first."""
     done = [(r.finished_seq, r.step_id) for r in await driver.store.steps(driver.run_id)
             if r.status == "succeeded" and r.finished_seq is not None]
@@ -43,7 +43,7 @@ async def record_plan(driver: RunDriver, outcome: str, error: str | None) -> Pla
     return plan
 
 
-async def recorded_plan(driver: RunDriver) -> Plan | None:
+async def recorded_plan(driver: RunView) -> Plan | None:
     """The plan of a rollback that began before, or None if the run never began one."""
     data = await driver.store.rollback_plan(driver.run_id)
     if data is None:
@@ -52,7 +52,7 @@ async def recorded_plan(driver: RunDriver) -> Plan | None:
     return Plan(data["steps"], data.get("outcome", "failed"), data.get("error"))
 
 
-async def compensate(driver: RunDriver, plan: Plan) -> str:
+async def compensate(driver: RunView, plan: Plan) -> str:
     """Run the plan's compensations not done yet; rolled_back or rollback_failed."""
     store, run_id = driver.store, driver.run_id
     status = {r.step_id: r.status for r in await store.steps(run_id)}

@@ -34,7 +34,7 @@ from ..store.sqlite import StepRow
 from ..core.statuses import EventKind, STEP_ENDED, STEP_FAILING
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .services import EngineServices
 
 # The engine's logger: its records are the engine's, and its secret filter is on it.
 log = logging.getLogger("orchestratord.engine")
@@ -61,7 +61,7 @@ class RunResult:
 class RunDriver:
     """Drives one run: the scheduling loop, steps, compensation, lease."""
 
-    def __init__(self, engine: Engine, run_id: str, definition: Definition,
+    def __init__(self, engine: EngineServices, run_id: str, definition: Definition,
                  params: dict[str, Any], rows: list[StepRow]):
         self.engine, self.store = engine, engine.store
         self.run_id, self.definition, self.graph = run_id, definition, definition.graph

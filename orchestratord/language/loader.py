@@ -21,7 +21,7 @@ from ..core.errors import DefinitionError, ExpressionError, ParamsError, Problem
 from .graph import Graph, build, did_you_mean
 from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
 from ..core.redact import is_secret_name
-from ..engine.runners.python import resolve
+from .targets import resolve
 from .skill_registry import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
 from .step_routes import resolve_steps

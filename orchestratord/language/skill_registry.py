@@ -17,7 +17,7 @@ import jsonschema
 
 from ..core.errors import DefinitionError, Problem
 from .model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from ..engine.runners.command import command_path
+from .targets import command_path
 from .source import Document, Unreadable, load_file, parse_text, read_text
 
 log = logging.getLogger("orchestratord.skills")
@@ -50,7 +50,8 @@ class Registry:
     """Skills by name; a name declared twice is a problem, never a silent override."""
 
     skills: dict[str, Skill] = field(default_factory=dict)
-    _router: Any = field(default=None, repr=False, compare=False)
+    # The routing index of these skills, kept here by skill_routing.router_of().
+    routing_index: Any = field(default=None, repr=False, compare=False)
 
     def add(self, skill: Skill) -> str | None:
         """Register skill; returns why not if the name is taken."""
@@ -58,15 +59,8 @@ class Registry:
             other = self.skills[skill.name].origin
             return f"skill '{skill.name}' is declared twice: here and in {other}"
         self.skills[skill.name] = skill
-        self._router = None
+        self.routing_index = None
         return None
-
-    def router(self) -> Any:
-        """The routing index of these skills (skills.routing.Router), built on first use."""
-        if self._router is None:
-            from .skill_routing import Router
-            self._router = Router(self)
-        return self._router
 
     def get(self, name: str) -> Skill | None:
         return self.skills.get(name)

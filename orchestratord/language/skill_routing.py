@@ -90,6 +90,14 @@ def _candidate(c: Candidate) -> dict[str, Any]:
     return d
 
 
+def router_of(registry: Registry) -> Router:
+    """The routing index of registry's skills, built on first use and kept with them."""
+    if registry.routing_index is None:
+        registry.routing_index = Router(registry)
+    router: Router = registry.routing_index
+    return router
+
+
 class Router:
     """Routes requests over one registry's skills; build once, ask many times."""
 

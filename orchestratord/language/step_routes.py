@@ -15,6 +15,7 @@ from ..core.errors import Problem
 from .graph import did_you_mean
 from .model import ParallelGroup, Step, Workflow
 from .skill_registry import Registry
+from .skill_routing import router_of
 from .source import Document, Path_
 
 CANDIDATES_SHOWN = 5
@@ -31,7 +32,7 @@ def resolve_steps(workflow: Workflow, skills: Registry, doc: Document
         nonlocal router
         if step.routed is None or step.skill is not None:
             return step  # written out, or pinned by a stored run
-        router = router or skills.router()
+        router = router or router_of(skills)
         if step.capability is not None:
             pair = _by_capability(router, step.capability, at, doc, problems)
         else:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print("orchestratorctl: the MCP server needs the `mcp` extra: "
               "pip install 'agent-orchestrator[mcp]'", file=sys.stderr)
         return 7
-    from ..cli.main import _embedded_settings
+    from ..cli.embedded import _embedded_settings
     from .http import ConfigError, loopback_address, read_token
     settings = _embedded_settings()
     try:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _backend(args: argparse.Namespace, settings: Any) -> Any:
-    from ..cli.main import _remote, _socket
+    from ..cli.common import _remote, _socket
     if _remote(args):
         from .backend import DaemonBackend
         return await DaemonBackend(_socket(args)).open()

@@ -24,6 +24,7 @@ from ..language.loader import Definition, stored_definition
 from ..core.redact import RunRedactor
 from ..reports.report import build_report
 from ..language.settings import Settings
+from ..language.skill_routing import router_of
 from ..skills.describe import describe, describe_all, document
 from ..core.statuses import TERMINAL
 from ..store.sqlite import Store
@@ -183,4 +184,4 @@ class EmbeddedBackend:
         return {**describe(skill), "document": document(skill)}
 
     async def route(self, text: str, limit: int) -> dict[str, Any]:
-        return self.catalog.skills.router().route(text, limit).as_dict()
+        return router_of(self.catalog.skills).route(text, limit).as_dict()

@@ -20,7 +20,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.errors import OrchestratorError
 from ..reports.report import render
 from ..core.statuses import STEP_ENDED, TERMINAL, EventKind

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, Info, generate_latest)
 
-from .. import __version__
+from ..core.version import __version__
 from ..core.statuses import EventKind, FINAL, STEP_ENDED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from . import layout as report_layout
-from .report import took, when
+from .formatting import took, when
 
 
 @lru_cache(maxsize=1)

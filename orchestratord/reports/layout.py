@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .report import took
+from .formatting import took
 
 # Timeline
 ROW, BAR, PLOT_W, AXIS_H, CHAR_W = 24, 14, 900, 28, 7.2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .report import took, when
+from .formatting import took, when
 
 
 def render_markdown(report: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ leak them.
 from __future__ import annotations
 
 import collections
-import datetime
 import graphlib
 import json
 import time
@@ -216,25 +215,6 @@ def _summary(result: Any) -> str:
 
 
 # -- formatting helpers shared by the renderings --------------------------------------
-
-def when(ts: float | None) -> str:
-    """A timestamp in the host's local time with its UTC offset (as journalctl shows)."""
-    if ts is None:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
-
-
-def took(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
 
 # -- renderings -----------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.core.errors import StepFailure
 from orchestratord.engine.runners.command import run_command
 from orchestratord.engine.runners.http import run_http
-from orchestratord.engine.runners.python import resolve, run_python
+from orchestratord.engine.runners.python import run_python
+from orchestratord.language.targets import resolve
 from tests.conftest import py_command
 from tests.waiting import died, file_words, process_state, until_async
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestratord.integrations.aidb.discovery import join, to_skill
 from orchestratord.language.skill_registry import Registry, Skill, discover, search_path
+from orchestratord.language.skill_routing import router_of
 from tests.aidb_fake import skill_record
 
 ORIGIN = "aidb:http://127.0.0.1:8002"
@@ -36,9 +37,9 @@ def test_an_instruction_skill_is_routed_to_as_instructions_never_as_an_action():
     registry = discover(search_path())  # the bundled skills beside it
     join(registry, [skill_record("gpu-fans", description="Quiet the GPU fans of the host",
                                  tags=["gpu", "fans"])], ORIGIN)
-    route = registry.router().route("how do I quiet the gpu fans")
+    route = router_of(registry).route("how do I quiet the gpu fans")
     assert route.status == "matched" and route.best.skill == "gpu-fans"
     assert route.best.instructions and route.best.action == ""
     assert route.as_dict()["candidates"][0]["instructions"] is True
-    named = registry.router().route("read /gpu-fans")
+    named = router_of(registry).route("read /gpu-fans")
     assert named.best.instructions

@@ -21,7 +21,8 @@ async def run_action(action: ActionSpec, params: Any, ctx: StepContext, *,
     """
     if action.command is not None:
         from ...core.errors import StepFailure
-        from .command import command_path, run_command
+        from ...language.targets import command_path
+        from .command import run_command
         try:  # checked at load time too; again here, as the skill's files may have changed
             program = command_path(action.command[0], ctx.skill_dir)
         except ValueError as exc:

@@ -23,30 +23,6 @@ EX_TEMPFAIL = 75  # sysexits.h: "try again later"
 TAIL_LINES = 40
 
 
-def command_path(program: str, directory: Path | None) -> str:
-    """argv[0] as it is executed, or ValueError saying why it may not be.
-
-    A relative path with a slash (`scripts/check.sh`) names a file of the skill: it must
-    exist inside the skill's directory, also after symlinks are followed, and be
-    executable. A bare name (`python3`) is looked up on PATH when the step runs, and an
-    absolute path is taken as written: neither is checked when a workflow is validated,
-    because the machine that validates (a NixOS build) is not the one that runs.
-    """
-    if "/" not in program or os.path.isabs(program):
-        return program
-    if directory is None:
-        raise ValueError(f"{program!r} is relative, but the skill has no directory")
-    base = directory.resolve()
-    path = (base / program).resolve()
-    if not path.is_relative_to(base):
-        raise ValueError(f"{program!r} leads out of the skill's directory {base}")
-    if not path.is_file():
-        raise ValueError(f"{program!r}: no such file in the skill's directory {base}")
-    if not os.access(path, os.X_OK):
-        raise ValueError(f"{program!r} is not executable (chmod +x {path})")
-    return str(path)
-
-
 async def run_command(argv: Sequence[str], params: Any, ctx: StepContext, *,
                       env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
                       kill_grace: float = 5.0, max_output: int = 16 * 1024 * 1024) -> Any:

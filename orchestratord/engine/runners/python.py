@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import inspect
 import json
 from typing import Any, Callable
 
+from ...language.targets import resolve
 from ..context import StepContext
 from ...core.errors import StepFailure
-
-
-@functools.cache
-def resolve(target: str) -> Callable[..., Any]:
-    """The callable a "package.module:function" target names; ValueError says why not."""
-    module_name, sep, name = target.partition(":")
-    if not sep or not module_name or not name:
-        raise ValueError(f"expected 'module:function', got {target!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # an import runs arbitrary code: report whatever it raised
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise ValueError(f"module {module_name!r} has no callable {name!r}")
-    return fn
 
 
 async def run_python(target: str | Callable[..., Any], params: Any, ctx: StepContext) -> Any:

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from aiohttp import web
 
-from ...language.calls import call_definition
-from ...core.redact import RunRedactor
+from ..language.calls import call_definition
+from ..core.redact import RunRedactor
+from ..core.statuses import FINAL
 
 if TYPE_CHECKING:
-    from ...daemon.service import Daemon
+    from .services import DaemonServices as Daemon
 
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 86400.0
@@ -45,7 +46,7 @@ class Execute(pydantic.BaseModel):
 
 
 async def execute(request: web.Request) -> web.Response:
-    from ...daemon.api import DAEMON, _body, _json
+    from .api import DAEMON, _body, _json
     daemon: Daemon = request.app[DAEMON]
     name = request.match_info["name"]
     body = await _body(request, Execute)
@@ -71,7 +72,7 @@ async def execute(request: web.Request) -> web.Response:
         call_definition(daemon.catalog.skills, name, action, params))
     deadline = time.monotonic() + wait
     run = await daemon.store.get_run(run_id)
-    while run.status not in daemon.FINAL and time.monotonic() < deadline:
+    while run.status not in FINAL and time.monotonic() < deadline:
         await daemon.changed(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
         run = await daemon.store.get_run(run_id)
     # Redacted as GET /runs/ID is: what a step's result masked stays masked here too.
@@ -79,14 +80,14 @@ async def execute(request: web.Request) -> web.Response:
     outputs = shown.outputs if isinstance(shown.outputs, dict) else {}
     answer = {"run_id": run.id, "status": run.status, "result": outputs.get("result"),
               "error": shown.error}
-    return _json(answer, 200 if run.status in daemon.FINAL else 202)
+    return _json(answer, 200 if run.status in FINAL else 202)
 
 
 def key_required(key: str) -> Any:
     """Middleware: the request must present key (401 without one, 403 with another)."""
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        from ...daemon.api import _error
+        from .api import _error
         given = request.headers.get("X-API-Key")
         auth = request.headers.get("Authorization", "")
         if given is None and auth.startswith("Bearer "):
@@ -103,7 +104,7 @@ def key_required(key: str) -> Any:
 def make_execute_app(daemon: Daemon, key: str) -> web.Application:
     """The api_listen app: the execute route alone, behind the key (checked before a
     body is read), its connections bounded with the control socket's."""
-    from ...daemon.api import DAEMON, MAX_BODY, errors
+    from .api import DAEMON, MAX_BODY, errors
     app = web.Application(middlewares=[key_required(key), errors, daemon.connections.middleware],
                           client_max_size=MAX_BODY)
     app[DAEMON] = daemon
@@ -113,7 +114,7 @@ def make_execute_app(daemon: Daemon, key: str) -> web.Application:
 
 async def serve_execute(daemon: Daemon, listen: str, key: str) -> tuple[web.AppRunner, str]:
     """Bind the api_listen listener; returns its runner and the address bound."""
-    from ...core.errors import OrchestratorError
+    from ..core.errors import OrchestratorError
     host, _, port = listen.rpartition(":")
     runner = web.AppRunner(make_execute_app(daemon, key), access_log=None)
     await runner.setup()
