@@ -7,7 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, MutableMapping
 
+from ..core.statuses import EventKind
 from ..store.workspaces import workspace_dir
+
+# journald MESSAGE_IDs of run lifecycle records: random 128-bit ids, generated once
+# (`python -c 'import uuid; print(uuid.uuid4().hex)'`) and never changed, as journald
+# catalogs expect.
+MESSAGE_IDS = {
+    EventKind.RUN_STARTED: "f446608fec154ea3937484243ef77427",
+    EventKind.RUN_SUCCEEDED: "dae3034fb2f641d0bf0eff6a1de3aca9",
+    EventKind.RUN_FAILED: "4def8be22be84f989496f502ade47ca4",
+}
 
 
 @dataclass(frozen=True)

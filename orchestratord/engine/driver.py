@@ -27,7 +27,8 @@ import tenacity
 from ..language import aggregate, expr
 from . import attempts, compensation, retry
 from ..core import redact
-from .context import step_logger
+from .context import MESSAGE_IDS, step_logger
+from .scope import expression_scope, step_view
 from ..core.errors import ExpressionError, StepFailure
 from ..language.loader import Definition
 from ..store.sqlite import StepRow
@@ -38,17 +39,6 @@ if TYPE_CHECKING:
 
 # The engine's logger: its records are the engine's, and its secret filter is on it.
 log = logging.getLogger("orchestratord.engine")
-
-# journald MESSAGE_IDs of run lifecycle records: random 128-bit ids, generated once
-# (`python -c 'import uuid; print(uuid.uuid4().hex)'`) and never changed, as journald
-# catalogs expect.
-MESSAGE_IDS = {
-    EventKind.RUN_STARTED: "f446608fec154ea3937484243ef77427",
-    EventKind.RUN_SUCCEEDED: "dae3034fb2f641d0bf0eff6a1de3aca9",
-    EventKind.RUN_FAILED: "4def8be22be84f989496f502ade47ca4",
-}
-
-
 
 @dataclass(frozen=True)
 class RunResult:
@@ -68,7 +58,7 @@ class RunDriver:
         self.params = params
         self.rows = {r.step_id: r for r in rows}
         self.status = {r.step_id: r.status for r in rows}
-        self.views = {r.step_id: _view(r.status, r.result, r.error, r.attempts, r.duration)
+        self.views = {r.step_id: step_view(r.status, r.result, r.error, r.attempts, r.duration)
                       for r in rows}
         self.tolerated = {sid for sid, r in self.rows.items()
                           if r.status == "failed" and self.graph.nodes[sid].step.continue_on_error}
@@ -294,19 +284,9 @@ class RunDriver:
 
     def scope(self, refs: frozenset[str] | None,
               selectors: frozenset[aggregate.Selector]) -> dict[str, Any]:
-        """What expressions see: params, the referenced steps (all if None), run; and
-        the steps each aggregate selects (read by `aggregate`, not by name)."""
-        chosen = {s.key: self.definition.select(s) for s in selectors}
-        names = self.views.keys() | self.graph.groups.keys() if refs is None else refs
-        names = names | {sid for ids in chosen.values() for sid in ids}
-        steps = {}
-        for name in names:
-            members = self.graph.groups.get(name)
-            steps[name] = _group_view({m: self.views[m] for m in members}) if members \
-                else self.views[name]
-        return {"params": self.params, "steps": steps,
-                "run": {"id": self.run_id, "workflow": self.definition.name},
-                aggregate.SELECTIONS_KEY: chosen}
+        """What expressions see of this run (engine/scope.py)."""
+        return expression_scope(self.definition, self.run_id, self.params, self.views,
+                                refs, selectors)
 
     async def _end_without_running(self, node_id: str, status: str, reason: str) -> None:
         await self.store.step_finished(self.run_id, node_id, status, attempt=None,
@@ -332,7 +312,7 @@ class RunDriver:
     def _mark(self, node_id: str, status: str, result: Any, error: str | None) -> None:
         self.status[node_id] = status
         row = self.rows[node_id]
-        self.views[node_id] = _view(status, result, error,
+        self.views[node_id] = step_view(status, result, error,
                                     self.current_attempt.get(node_id, row.attempts), None)
 
     def _announce(self, node_id: str, status: str, error: str | None, ended: int) -> None:
@@ -409,18 +389,3 @@ class RunDriver:
             self.tolerated.add(node_id)
         self._ended(node_id, "failed", exc.result, str(exc))
 
-
-def _view(status: str, result: Any, error: str | None, attempts: int,
-          duration: float | None) -> dict[str, Any]:
-    return {"status": status, "result": result, "error": error, "attempts": attempts,
-            "duration": duration}
-
-
-def _group_view(members: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A parallel group as expressions see it: its members' results side by side."""
-    statuses = {v["status"] for v in members.values()}
-    status = ("succeeded" if statuses == {"succeeded"} else
-              "failed" if statuses & STEP_FAILING else
-              "skipped" if statuses == {"skipped"} else "mixed")
-    return {"status": status, "result": {k: v["result"] for k, v in members.items()},
-            "steps": members}

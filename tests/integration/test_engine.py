@@ -11,7 +11,7 @@ import pytest
 
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
-from orchestratord.engine.driver import MESSAGE_IDS
+from orchestratord.engine.context import MESSAGE_IDS
 from orchestratord.skills import discover
 from orchestratord.store.sqlite import Store
 from tests.conftest import py_command, write_skill, write_workflow

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from orchestratord.engine.driver import MESSAGE_IDS
+from orchestratord.engine.context import MESSAGE_IDS
 
 from .machine import Machine
 
