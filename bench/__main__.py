@@ -14,7 +14,8 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import report
 from .results import Row

@@ -204,8 +204,9 @@ def daemon_rows(runs: int = RUNS) -> list[Row]:
 
 def history_rows(runs: int = 100_000) -> list[Row]:
     """`runs` and `stats` on a generated history of `runs` runs."""
-    from . import history
     from orchestratord.store.sqlite import Store
+
+    from . import history
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         db = history.generate(Path(tmp) / "state.db", runs)

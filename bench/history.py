@@ -19,9 +19,9 @@ import random
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from .results import Row, at_most, fmt_n, median_time
 
@@ -51,6 +51,7 @@ class RunSpec:
 def create_database(path: Path) -> None:
     """An empty state database at path, created and migrated by the store itself."""
     import asyncio
+
     from orchestratord.store.sqlite import Store
 
     async def go() -> None:

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core.errors import (DefinitionError, OrchestratorError, ParamsError, Problem,
-                          RunNotFound, RunStateError, StepFailure, WorkflowNotFound)
+from .core.errors import (
+    DefinitionError,
+    OrchestratorError,
+    ParamsError,
+    Problem,
+    RunNotFound,
+    RunStateError,
+    StepFailure,
+    WorkflowNotFound,
+)
 from .core.statuses import ExitCode, RunStatus, StepStatus
 from .core.version import __version__
 

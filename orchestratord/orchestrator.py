@@ -12,14 +12,15 @@ the engine, and a single action is a one-step run (calls.call_definition).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from .language.calls import call_definition
-from .engine.engine import Engine
-from .language.loader import Definition, load_data, load_workflow
 from .core.paths import default_state_file
+from .engine.engine import Engine
+from .language.calls import call_definition
+from .language.loader import Definition, load_data, load_workflow
 from .language.skill_registry import Registry, discover, search_path
 from .language.skill_routing import Route, router_of
 from .store.sqlite import StepRow, Store

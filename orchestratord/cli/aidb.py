@@ -24,8 +24,8 @@ def add_commands(sub: Any) -> None:
 
 
 def aidb(args: argparse.Namespace) -> int:
-    from .common import _socket
     from .client import request
+    from .common import _socket
     socket = _socket(args)
     if not socket.is_socket():
         print(f"orchestratorctl aidb: no daemon at {socket}: AIDB's catalog cache and "

@@ -12,9 +12,10 @@ import http.client
 import json
 import socket as socket_
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, AsyncIterator
+from typing import Any
 
 from ..core.errors import OrchestratorError, ParamsError, RunNotFound, RunStateError
 

@@ -4,8 +4,8 @@ control socket, or the embedded state file) and the argument types they parse.""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..core.paths import client_socket
 

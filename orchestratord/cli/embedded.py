@@ -33,11 +33,12 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     import asyncio
     import signal
-    from ..store import workspaces
-    from ..observability.alerts import AlertManager
+
     from ..engine.engine import Engine
-    from .progress import Progress
+    from ..observability.alerts import AlertManager
+    from ..store import workspaces
     from ..store.sqlite import Store
+    from .progress import Progress
     settings = _embedded_settings()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state_file())
     state_dir = state.parent.resolve()
@@ -104,6 +105,7 @@ def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
 
 def _store_call(args: argparse.Namespace, fn: Any) -> Any:
     import asyncio
+
     from ..store.sqlite import Store
 
     async def go() -> Any:

@@ -21,11 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import DefinitionError, OrchestratorError, ParamsError
+from ..core.statuses import ExitCode
+
 # asyncio, yaml and the engine are imported where used: a CLI that answers --version or
 # a daemon query should not pay for what it does not run.
 from ..core.version import __version__
-from ..core.errors import DefinitionError, OrchestratorError, ParamsError
-from ..core.statuses import ExitCode
 from .common import _quoted, _remote, _runs_limit, _socket
 from .embedded import _drive, _parse_params, _store_call, _stored_definition, _with_engine
 
@@ -179,8 +180,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     if _remote(args):
-        from . import client
         from urllib.parse import urlencode
+
+        from . import client
         query = urlencode({k: v for k, v in (("workflow", args.workflow), ("status", args.status),
                                              ("limit", args.limit)) if v})
         runs = client.as_rows(client.request(_socket(args), "GET", f"/runs?{query}"))
@@ -251,6 +253,7 @@ def _stats(args: argparse.Namespace) -> int:
     since = stats.parse_since(args.since) if args.since else None  # bad input: exit 2, here
     if _remote(args):
         from urllib.parse import urlencode
+
         from . import client
         query = urlencode({k: v for k, v in (("workflow", args.workflow),
                                              ("since", args.since)) if v})

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.statuses import TERMINAL
 from .client import Client, DaemonError
 from .progress import Progress
 from .stopping import StopHandler, exit_status
-from ..core.statuses import TERMINAL
 
 RECONNECT_FOR = 120.0  # seconds to wait for a restarting daemon
 

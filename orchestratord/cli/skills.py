@@ -37,11 +37,12 @@ def _registry(args: argparse.Namespace) -> Any:
 
 
 def skills(args: argparse.Namespace) -> int:
-    from .common import _remote, _socket
     from ..skills.describe import describe, describe_all, document, table
+    from .common import _remote, _socket
     name = getattr(args, "name", None)
     if _remote(args):
         from urllib.parse import quote
+
         from . import client
         if name is None:
             described = client.request(_socket(args), "GET", "/skills")
@@ -92,8 +93,8 @@ def add_route_command(sub: Any) -> None:
 
 
 def _route_limit(text: str) -> int:
-    from .common import whole_number
     from ..language.skill_routing import MAX_CANDIDATES
+    from .common import whole_number
     return whole_number(MAX_CANDIDATES)(text)
 
 

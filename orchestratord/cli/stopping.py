@@ -30,10 +30,10 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from ..engine import shutdown
-from .client import Client, DaemonError
 from ..core.errors import OrchestratorError
 from ..core.statuses import ExitCode, RunStatus
+from ..engine import shutdown
+from .client import Client, DaemonError
 
 DELIVER_FOR = 15.0  # seconds of trying to reach the daemon; the unit's TimeoutStopSec is 30s
 RETRY_EVERY = 0.5
@@ -149,8 +149,8 @@ class StopHandler:
 async def record_cancel(run_id: str) -> str:
     """Write a cancel request for run_id into the daemon's state database; returns its
     path. The database is the one $ORCHESTRATOR_SETTINGS names (the daemon's settings)."""
-    from ..language.settings import load_settings
     from ..core.statuses import TERMINAL
+    from ..language.settings import load_settings
     from ..store.sqlite import Store
     settings_file = os.environ.get("ORCHESTRATOR_SETTINGS")
     if not settings_file:

@@ -7,8 +7,8 @@ these, and a query to the daemon should not pay for importing the models.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 def state_home(environ: Mapping[str, str] = os.environ) -> Path:

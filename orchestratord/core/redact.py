@@ -28,7 +28,8 @@ import dataclasses
 import functools
 import logging
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jsonschema
 import referencing.exceptions

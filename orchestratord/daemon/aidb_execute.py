@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from aiohttp import web
 
-from ..language.calls import call_definition
 from ..core.redact import RunRedactor
 from ..core.statuses import FINAL
+from ..language.calls import call_definition
 
 if TYPE_CHECKING:
     from .services import DaemonServices as Daemon

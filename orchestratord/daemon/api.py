@@ -16,11 +16,18 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from aiohttp import web
 
-from ..core.errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
-                     RunStateError, WorkflowNotFound)
+from ..core.errors import (
+    DefinitionError,
+    LeaseHeld,
+    OrchestratorError,
+    ParamsError,
+    RunNotFound,
+    RunStateError,
+    WorkflowNotFound,
+)
 from ..core.redact import RunRedactor, redact_definition
-from ..language.skill_routing import MAX_CANDIDATES, router_of
 from ..core.statuses import FINAL
+from ..language.skill_routing import MAX_CANDIDATES, router_of
 from ..store.sqlite import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ import asyncio
 import collections
 import logging
 import resource
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 

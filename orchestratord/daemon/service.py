@@ -19,23 +19,23 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
+from ..core.statuses import TERMINAL, EventKind
 from ..core.version import __version__
-from ..store import stats, workspaces
+from ..engine.engine import Engine, check_resumable
+from ..engine.runners.unit import StepUnits
 from ..integrations.aidb.service import AidbService, alert_via
+from ..language.catalog import Catalog, load_catalog
+from ..language.loader import stored_definition
+from ..language.settings import Settings
 from ..observability.alerts import AlertManager
+from ..observability.metrics import Metrics
+from ..store import stats, workspaces
+from ..store.sqlite import Store
 from .aidb_execute import execute, serve_execute
 from .api import make_app, make_metrics_app
-from ..language.catalog import Catalog, load_catalog
 from .connections import Guard
-from ..engine.engine import Engine, check_resumable
-from ..language.loader import stored_definition
-from ..observability.metrics import Metrics
 from .notify import Notifier
-from ..core.errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
-from ..engine.runners.unit import StepUnits
-from ..language.settings import Settings
-from ..core.statuses import EventKind, TERMINAL
-from ..store.sqlite import Store
 
 log = logging.getLogger("orchestratord.daemon")
 

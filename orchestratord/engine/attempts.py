@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from ..language import expr
 from ..core import redact
-from .context import StepContext, step_logger
 from ..core.errors import ExpressionError, StepFailure, StepTimeout
-from ..language.model import ActionSpec
 from ..core.processes import process_identity
-from .runners import run_action
 from ..core.statuses import EventKind
+from ..language import expr
+from ..language.model import ActionSpec
+from .context import StepContext, step_logger
+from .runners import run_action
 
 if TYPE_CHECKING:
     from .services import RunView

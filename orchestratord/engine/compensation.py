@@ -17,9 +17,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import attempts, retry
 from ..core.errors import StepFailure
 from ..language.model import RollbackSpec
+from . import attempts, retry
 
 if TYPE_CHECKING:
     from .services import RunView

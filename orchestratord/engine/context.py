@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 from ..core.statuses import EventKind
 from ..store.workspaces import workspace_dir

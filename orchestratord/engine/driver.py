@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from ..language import aggregate, expr
-from . import attempts, compensation, retry
 from ..core import redact
-from .context import MESSAGE_IDS, step_logger
-from .scope import expression_scope, step_view
 from ..core.errors import ExpressionError, StepFailure
+from ..core.statuses import STEP_ENDED, STEP_FAILING, EventKind
+from ..language import aggregate, expr
 from ..language.loader import Definition
 from ..store.sqlite import StepRow
-from ..core.statuses import EventKind, STEP_ENDED, STEP_FAILING
+from . import attempts, compensation, retry
+from .context import MESSAGE_IDS, step_logger
+from .scope import expression_scope, step_view
 
 if TYPE_CHECKING:
     from .services import EngineServices

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 
 from ..core import processes, redact
 from ..core.errors import LeaseHeld, RunStateError
+from ..core.statuses import FINISHED, TERMINAL, EventKind
 from ..language.evaluator import Evaluator
 from ..language.loader import Definition, bind_params
+from ..store.sqlite import RunRow, Store
 from .driver import RunDriver, RunResult
 from .runners.unit import StepUnits
-from ..store.sqlite import RunRow, Store
-from ..core.statuses import EventKind, FINISHED, TERMINAL
 
 __all__ = ["Engine", "Listener", "RunResult", "check_resumable"]
 

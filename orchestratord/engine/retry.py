@@ -8,7 +8,8 @@ linear `initial * n`; exponential `initial * factor ** (n - 1)`; each capped at
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator, Awaitable, Callable, ContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import tenacity
 
@@ -30,14 +31,14 @@ def wait_strategy(policy: RetryPolicy) -> tenacity.wait.wait_base:
     return wait + tenacity.wait_random(0, policy.jitter) if policy.jitter else wait
 
 
-async def _once() -> AsyncIterator[ContextManager[None]]:
+async def _once() -> AsyncIterator[contextlib.AbstractContextManager[None]]:
     yield contextlib.nullcontext()
 
 
 def retrying(policy: RetryPolicy, *, failed_before: int,
              sleep: Callable[[float], Awaitable[Any]],
              before_sleep: Callable[[tenacity.RetryCallState], Awaitable[None]]
-             ) -> AsyncIterator[ContextManager[None]]:
+             ) -> AsyncIterator[contextlib.AbstractContextManager[None]]:
     """Attempts (`async for attempt in ...: with attempt: ...`) that continue a step's
     budget after `failed_before` failures.
 

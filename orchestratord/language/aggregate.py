@@ -19,9 +19,9 @@ charged to the evaluation's budget; so a call with literal arguments is cheap.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import nodes
 

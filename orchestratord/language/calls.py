@@ -7,8 +7,9 @@ fields, metrics, `show`, `report` and exit codes are those of every run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .loader import Definition, load_data
 from .skill_registry import Registry

@@ -21,8 +21,8 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.lexer import describe_token
@@ -31,8 +31,8 @@ from jinja2.runtime import Undefined
 from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 
-from . import aggregate
 from ..core.errors import ExpressionError
+from . import aggregate
 from .expr_gaps import explain_missing
 from .sandbox import BUDGET_KEY, ENV, FUNCTIONS, MAX_ITEMS, Budget, measure
 

@@ -9,22 +9,23 @@ earlier one left something to check, so one mistake is not reported five times.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 
-from . import aggregate, expr
 from ..core.errors import DefinitionError, ExpressionError, ParamsError, Problem
+from ..core.redact import is_secret_name
+from . import aggregate, expr
 from .graph import Graph, build, did_you_mean
 from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
-from ..core.redact import is_secret_name
-from .targets import resolve
 from .skill_registry import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
 from .step_routes import resolve_steps
+from .targets import resolve
 
 
 @dataclass(frozen=True)

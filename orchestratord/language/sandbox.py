@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from jinja2 import pass_context
 from jinja2.runtime import ChainableUndefined, StrictUndefined

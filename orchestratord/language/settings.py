@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .aidb_settings import AidbSettings
 from ..core.errors import DefinitionError
-from .model import Retention, Timeout
 from ..core.paths import default_socket, state_home
+from .aidb_settings import AidbSettings
+from .model import Retention, Timeout
 from .source import load_file
 from .step_sandbox import StepSandboxSettings
 

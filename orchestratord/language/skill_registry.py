@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import jsonschema
 
 from ..core.errors import DefinitionError, Problem
 from .model import ActionSpec, SkillActions, SkillFrontmatter, SkillSpec
-from .targets import command_path
 from .source import Document, Unreadable, load_file, parse_text, read_text
+from .targets import command_path
 
 log = logging.getLogger("orchestratord.skills")
 

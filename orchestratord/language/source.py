@@ -9,15 +9,14 @@ overwrites, are problems here.
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
 import json
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import difflib
-import functools
 
 import pydantic
 import yaml

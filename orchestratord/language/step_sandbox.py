@@ -16,7 +16,8 @@ import errno
 import ipaddress
 import re
 import socket
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

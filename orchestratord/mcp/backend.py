@@ -8,8 +8,9 @@ raise the errors the CLI prints (errors.OrchestratorError and its kin).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from ..cli.client import Client

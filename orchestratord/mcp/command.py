@@ -80,6 +80,7 @@ async def _backend(args: argparse.Namespace, settings: Any) -> Any:
 async def _serve(args: argparse.Namespace, settings: Any, allow_run: bool,
                  token: str | None) -> None:
     import asyncio
+
     from .server import build_server
     backend = await _backend(args, settings)
     loop = asyncio.get_running_loop()

@@ -10,25 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-from ..observability.alerts import AlertManager
-from ..daemon.api import run_json
-from ..language.catalog import Catalog, load_catalog
-from ..engine.engine import Engine, check_resumable
 from ..core.errors import OrchestratorError, RunStateError, WorkflowNotFound
+from ..core.redact import RunRedactor
+from ..core.statuses import TERMINAL
+from ..daemon.api import run_json
+from ..engine.engine import Engine, check_resumable
+from ..language.catalog import Catalog, load_catalog
 from ..language.graph import did_you_mean
 from ..language.loader import Definition, stored_definition
-from ..core.redact import RunRedactor
-from ..reports.report import build_report
 from ..language.settings import Settings
 from ..language.skill_routing import router_of
-from ..skills.describe import describe, describe_all, document
-from ..core.statuses import TERMINAL
-from ..store.sqlite import Store
+from ..observability.alerts import AlertManager
+from ..reports.report import build_report
 from ..reports.workflow_info import describe_workflow
+from ..skills.describe import describe, describe_all, document
+from ..store.sqlite import Store
 
 log = logging.getLogger("orchestratord.mcp")
 FOLLOWED_UNTIL = TERMINAL | {"interrupted"}  # what ends following a run's events

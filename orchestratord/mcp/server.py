@@ -13,17 +13,18 @@ import asyncio
 import functools
 import json
 import time
-from typing import Annotated, Any, Awaitable, Callable, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from ..core.version import __version__
 from ..core.errors import OrchestratorError
-from ..reports.report import render
 from ..core.statuses import STEP_ENDED, TERMINAL, EventKind
+from ..core.version import __version__
+from ..reports.report import render
 from .backend import Backend
 
 MAX_PARAMS_BYTES = 1024 * 1024  # as the daemon's control API accepts at most

@@ -19,15 +19,16 @@ import logging
 import os
 import signal
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import aiohttp
 import tenacity
 
 from ..core.redact import RunRedactor
+from ..core.statuses import STEP_FAILURES, EventKind
 from ..language.settings import Alerts, WebhookSink
 from ..store.sqlite import Store
-from ..core.statuses import EventKind, STEP_FAILURES
 
 log = logging.getLogger("orchestratord.alerts")
 

@@ -15,13 +15,21 @@ run's start (or resume) to its end.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
-                               Histogram, Info, generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
+from ..core.statuses import FINAL, STEP_ENDED, EventKind
 from ..core.version import __version__
-from ..core.statuses import EventKind, FINAL, STEP_ENDED
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # run tables are printed by daemon queries, which need no models
     from ..language.graph import Graph

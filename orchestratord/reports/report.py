@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from ..core.redact import RunRedactor
-from ..store.sqlite import Store
 from ..core.statuses import STEP_FAILURES, EventKind
+from ..store.sqlite import Store
 
 REPORT_VERSION = 1
 FORMATS = ("md", "json", "html")

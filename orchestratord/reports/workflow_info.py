@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..language.loader import Definition
 from ..core.redact import is_secret_name
+from ..language.loader import Definition
 from .render import mermaid
 
 

@@ -18,9 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..language.skill_registry import (BUNDLED, SKILL_PATH_ENV, Registry, Skill, discover,
-                                       discover_all, load_skill_dir, action_problems,
-                                       search_path)
+from ..language.skill_registry import (
+    BUNDLED,
+    SKILL_PATH_ENV,
+    Registry,
+    Skill,
+    action_problems,
+    discover,
+    discover_all,
+    load_skill_dir,
+    search_path,
+)
 
 __all__ = ["BUNDLED", "SKILL_PATH_ENV", "Registry", "Skill", "discover", "discover_all",
            "load_skill_dir", "action_problems", "search_path", "section", "state_dir",

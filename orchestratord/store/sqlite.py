@@ -14,18 +14,30 @@ import functools
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import aiosqlite
 
 from ..core.errors import LeaseHeld, RunNotFound, StoreError
-from .group_commit import GroupCommit, Row, insert_events
-from .migrations import MIGRATIONS
 from ..core.processes import alive
 from .connection import Connection, database_error
-from .rows import (ATTEMPT_COLUMNS, EVENT_COLUMNS, STEP_COLUMNS, AttemptRow, Event,
-                         RunRow, StepRow, dumps, loads, named, run_row)
+from .group_commit import GroupCommit, Row, insert_events
+from .migrations import MIGRATIONS
+from .rows import (
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
+    STEP_COLUMNS,
+    AttemptRow,
+    Event,
+    RunRow,
+    StepRow,
+    dumps,
+    loads,
+    named,
+    run_row,
+)
 
 MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 

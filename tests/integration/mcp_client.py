@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: without the SDK, the tests' mcp_sdk fixture says so
     from mcp import ClientSession

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from orchestratord.observability.alerts import ALERT_MESSAGE_ID, AlertManager
 from orchestratord.daemon.service import Daemon
 from orchestratord.engine.engine import Engine
-from orchestratord.observability.journal import priority
 from orchestratord.language.loader import load_workflow
 from orchestratord.language.settings import Alerts, Settings
+from orchestratord.observability.alerts import ALERT_MESSAGE_ID, AlertManager
+from orchestratord.observability.journal import priority
 from orchestratord.skills import discover
 from orchestratord.store.sqlite import Store
 from tests.conftest import write_skill, write_workflow

@@ -74,6 +74,7 @@ async def test_every_ms_per_step_row_is_per_step_at_every_size(tmp_path):
 
 def test_history_holds_events_and_attempts_as_the_engine_leaves_them(tmp_path):
     import sqlite3
+
     from bench import history
     db = history.generate(tmp_path / "state.db", 200)
     with sqlite3.connect(db) as conn:
@@ -95,6 +96,7 @@ def test_history_holds_events_and_attempts_as_the_engine_leaves_them(tmp_path):
 
 def test_a_peer_answers_one_run_per_request_after_warming_up(tmp_path):
     import sys
+
     from bench.peers import Peer
     fake = ("from bench.peers import serve\n"
             "serve(lambda shape, n, workdir: {'seconds': n / 1000, 'persisted_rows': n},"

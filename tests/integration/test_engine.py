@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestratord.engine.context import MESSAGE_IDS
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
-from orchestratord.engine.context import MESSAGE_IDS
 from orchestratord.skills import discover
 from orchestratord.store.sqlite import Store
 from tests.conftest import py_command, write_skill, write_workflow
@@ -391,6 +391,7 @@ async def test_skill_concurrency_limit_holds_across_runs(tmp_path, store, skill_
 async def test_a_newer_schema_is_refused(tmp_path):
     """Regression: a refused database must close its connection, or its thread hangs the process."""
     import sqlite3
+
     from orchestratord.core.errors import StoreError
     path = tmp_path / "state.db"
     await (await Store.open(path)).close()

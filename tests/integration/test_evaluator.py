@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
 from orchestratord.core.errors import ExpressionError
+from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
 from orchestratord.language.evaluator import Evaluator
 from orchestratord.language.expr import Expression, compile_value
 from tests.waiting import until_async

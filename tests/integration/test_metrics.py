@@ -16,11 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestratord import __version__
-from orchestratord.store import stats
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
 from orchestratord.observability.metrics import CONTENT_TYPE, Metrics
 from orchestratord.skills import discover
+from orchestratord.store import stats
 from orchestratord.store.sqlite import Store
 from tests.conftest import ECHO, py_command, require_tool, write_skill, write_workflow
 from tests.integration.daemon_process import Daemon, workflow

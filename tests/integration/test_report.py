@@ -9,8 +9,8 @@ import pytest
 from orchestratord.cli.main import main
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
-from orchestratord.reports.report import STDERR_TAIL_LINES, build_report, render
 from orchestratord.reports.layout import PER_ROW, dag
+from orchestratord.reports.report import STDERR_TAIL_LINES, build_report, render
 from orchestratord.skills import discover
 from orchestratord.store.sqlite import Store
 from tests.conftest import ECHO, write_skill, write_workflow

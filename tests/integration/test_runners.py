@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.core.errors import StepFailure
+from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.runners.command import run_command
 from orchestratord.engine.runners.http import run_http
 from orchestratord.engine.runners.python import run_python

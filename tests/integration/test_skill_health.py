@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
 
+from orchestratord.core.errors import DefinitionError, StepFailure
 from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.engine import Engine
-from orchestratord.core.errors import DefinitionError, StepFailure
-from orchestratord.language.loader import load_workflow
 from orchestratord.engine.runners import systemctl as systemd
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills.bundled.health_monitoring import actions as health
 from orchestratord.store.sqlite import Store
 from tests.conftest import write_workflow

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from orchestratord.core.errors import StepFailure
 from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.engine import Engine
-from orchestratord.core.errors import StepFailure
 from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover, search_path
 from orchestratord.skills.bundled.internal_comms.actions import status_report

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from orchestratord.engine.engine import Engine
 from orchestratord.core.errors import StepFailure
+from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover, search_path
 from orchestratord.skills.bundled.nixos_deployment.actions import DEFAULT_FILE, parse_check

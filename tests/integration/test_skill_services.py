@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.core.errors import StepFailure
+from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.runners import systemctl as systemd
 from orchestratord.skills.bundled.ai_service_management import actions as services
 

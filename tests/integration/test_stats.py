@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from bench.history import RunSpec, StepSpec, write_history
-from orchestratord.store import stats
-from orchestratord.engine.engine import Engine
 from orchestratord.core.errors import ParamsError
+from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
-from orchestratord.store.migrations import MIGRATIONS
 from orchestratord.skills import discover
+from orchestratord.store import stats
+from orchestratord.store.migrations import MIGRATIONS
 from orchestratord.store.sqlite import Store
 from tests.conftest import ECHO, write_skill, write_workflow
 from tests.integration.daemon_process import workflow

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from orchestratord.core.errors import StepFailure, StepTimeout
-from orchestratord.language.model import ActionSpec
 from orchestratord.engine.runners import run_action
-from orchestratord.engine.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
 from orchestratord.engine.runners.systemctl import BOOTED_MARKER
+from orchestratord.engine.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
+from orchestratord.language.model import ActionSpec
 from orchestratord.language.step_sandbox import StepSandboxSettings
 
 from .test_runners import ctx

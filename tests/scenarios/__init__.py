@@ -27,8 +27,9 @@ scenario text does not.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).parent
 MACHINE = HERE / "machine"

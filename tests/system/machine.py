@@ -25,8 +25,8 @@ import tarfile
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 log = logging.getLogger("orchestratord.tests.machine")
 

@@ -8,8 +8,8 @@ import logging
 import re
 import shlex
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
 from orchestratord.core.errors import DefinitionError, ExpressionError
+from orchestratord.language.aggregate import SELECTIONS_KEY, Selector
 from orchestratord.language.expr import Expression, compile_value
 from orchestratord.language.loader import load_workflow
 from orchestratord.skills import discover

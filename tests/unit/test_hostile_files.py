@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestratord.language import source
 from orchestratord.core.errors import DefinitionError
+from orchestratord.language import source
 from orchestratord.language.settings import load_settings
 from orchestratord.skills import discover
 from tests.conftest import ECHO, write_skill

@@ -15,8 +15,16 @@ import pytest
 import yaml
 
 from tests.conftest import require_tool
-from tests.unit.test_nix_module import (ROOT, NixError, materialise_skills, module, nix_eval,
-                                        rendered_settings, rendered_workflow, validate)
+from tests.unit.test_nix_module import (
+    ROOT,
+    NixError,
+    materialise_skills,
+    module,
+    nix_eval,
+    rendered_settings,
+    rendered_workflow,
+    validate,
+)
 
 
 def test_a_switch_never_restarts_a_running_workflow_and_settings_restart_the_daemon() -> None:
@@ -225,6 +233,7 @@ def test_the_package_declares_what_pyproject_declares() -> None:
     """nix/package.nix, called with stand-ins: its dependencies are pyproject.toml's
     (and the journald extra's), its meta has its license, and its homepage where pyproject names one."""
     import tomllib
+
     from tests.unit.test_nix_module import NIXPKGS_LIB
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

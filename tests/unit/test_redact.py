@@ -6,10 +6,18 @@ import logging
 
 import pytest
 
+from orchestratord.core.redact import (
+    MASK,
+    RunRedactor,
+    Scrubber,
+    SecretRegistry,
+    mask_templated,
+    redact,
+    redact_definition,
+    redact_workflow_params,
+    secret_values,
+)
 from orchestratord.language.model import ParamSpec
-from orchestratord.core.redact import (MASK, RunRedactor, Scrubber, SecretRegistry, mask_templated,
-                                  redact, redact_definition, redact_workflow_params,
-                                  secret_values)
 
 
 @pytest.mark.parametrize("name", ["password", "db_passwd", "client_secret", "API_TOKEN",

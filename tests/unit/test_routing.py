@@ -7,8 +7,8 @@ import json
 import pytest
 
 from orchestratord.cli.main import main
-from orchestratord.skills import Registry
 from orchestratord.language.skill_routing import MARGIN, Candidate, Router, _decide
+from orchestratord.skills import Registry
 from tests.routing.corpus import registry, requests
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.core.errors import DefinitionError, StepFailure
-from orchestratord.language.loader import load_workflow
+from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.runners import run_action
+from orchestratord.language.loader import load_workflow
 from orchestratord.skills import load_skill_dir
 from tests.conftest import write_workflow
 

@@ -10,8 +10,14 @@ import re
 import pytest
 
 from orchestratord.cli.stopping import exit_status
-from orchestratord.core.statuses import (TERMINAL, AttemptStatus, EventKind, ExitCode,
-                                         RunStatus, StepStatus)
+from orchestratord.core.statuses import (
+    TERMINAL,
+    AttemptStatus,
+    EventKind,
+    ExitCode,
+    RunStatus,
+    StepStatus,
+)
 from orchestratord.store.migrations import MIGRATIONS
 
 STATUSES = {*RunStatus, *StepStatus, *AttemptStatus}

@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from orchestratord.language import step_sandbox
 from orchestratord.core.errors import DefinitionError
+from orchestratord.engine.runners.systemd_bus import unit_path
+from orchestratord.language import step_sandbox
 from orchestratord.language.settings import load_settings
 from orchestratord.language.skill_registry import load_skill_dir
-from orchestratord.engine.runners.systemd_bus import unit_path
 
 
 def dbus(sandbox: dict) -> dict:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
-from ..context import StepContext
 from ...language.model import ActionSpec
+from ..context import StepContext
 from .unit import StepUnits
 
 

@@ -13,11 +13,12 @@ import collections
 import json
 import os
 import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from ..context import StepContext
 from ...core.errors import StepFailure
+from ..context import StepContext
 
 EX_TEMPFAIL = 75  # sysexits.h: "try again later"
 TAIL_LINES = 40

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
-from ..context import StepContext
 from ...core.errors import StepFailure
+from ..context import StepContext
 
 EXCERPT = 200
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from ...core.errors import StepFailure
 from ...language.targets import resolve
 from ..context import StepContext
-from ...core.errors import StepFailure
 
 
 async def run_python(target: str | Callable[..., Any], params: Any, ctx: StepContext) -> Any:

@@ -33,18 +33,19 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from .. import shutdown
-from ...language import step_sandbox
-from ..context import StepContext
 from ...core.errors import StepFailure, StepTimeout
+from ...language import step_sandbox
 from ...language.model import ActionSpec
-from .systemctl import BOOTED_MARKER, SystemctlError, SystemdUnavailable, run_tool
 from ...language.step_sandbox import StepSandboxSettings
-from .systemd_bus import SystemdBus, SystemdBusError
+from .. import shutdown
+from ..context import StepContext
 from .command import EX_TEMPFAIL, TAIL_LINES, _result
+from .systemctl import BOOTED_MARKER, SystemctlError, SystemdUnavailable, run_tool
+from .systemd_bus import SystemdBus, SystemdBusError
 
 log = logging.getLogger("orchestratord.engine")
 

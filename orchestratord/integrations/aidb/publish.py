@@ -13,8 +13,8 @@ from typing import Any
 
 import aiosqlite
 
-from ...skills.describe import document
 from ...language.skill_registry import Registry
+from ...skills.describe import document
 from .client import AidbClient
 
 log = logging.getLogger("orchestratord.aidb.publish")

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ...language.aidb_settings import AidbSettings
 from ...language.catalog import Catalog
 from ...language.skill_registry import Registry
 from .client import AidbClient, AidbError, AidbRejected, AidbUnauthorized, read_key
-from ...language.aidb_settings import AidbSettings
 from .discovery import Joined, cached_catalog, join, save_catalog
 from .outbox import Outbox, Sender
 from .publish import publish_changed

@@ -8,12 +8,13 @@ same workflow runs on hosts whose units are named differently.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from ....core.errors import StepFailure
+from ....engine.runners import systemctl as systemd
 from ....language.model import parse_duration
 from ... import section
-from ....engine.runners import systemctl as systemd
 
 SKILL = "ai-service-management"
 DEFAULT_START_TIMEOUT = 60.0

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ....core.errors import StepFailure
+from ....engine.runners import systemctl as systemd
 from ....language.model import Timeout
 from ... import section, state_dir
-from ....engine.runners import systemctl as systemd
 
 SKILL = "health-monitoring"
 KINDS = ("units", "endpoints", "disks")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 
-from ....engine.context import StepContext
 from ....core.errors import StepFailure
+from ....engine.context import StepContext
 from ... import atomic_write, section, state_dir
 from .markdown import FAILED, render_report
 

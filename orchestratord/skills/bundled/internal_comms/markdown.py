@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 FAILED = frozenset({"failed", "upstream_failed", "cancelled", "compensation_failed"})
 CELL_MAX = 120

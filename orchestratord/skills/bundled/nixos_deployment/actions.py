@@ -16,11 +16,12 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from ....engine.context import StepContext
 from ....core.errors import StepFailure
+from ....engine.context import StepContext
 from ....engine.runners.command import run_command
 from ....language.source import Unreadable, read_regular
 from ... import atomic_write, section, state_dir
