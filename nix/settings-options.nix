@@ -1,4 +1,4 @@
-# The typed keys of services.agent-orchestrator.settings (orchestratord/settings.py's
+# The typed keys of services.agent-orchestrator.settings (orchestratord/language/settings.py's
 # Settings); everything else passes through as JSON (RFC 42) and the daemon checks it
 # when it starts.
 {

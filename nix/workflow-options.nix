@@ -1,4 +1,4 @@
-# Option types that mirror the workflow and skill format of orchestratord/model.py, and
+# Option types that mirror the workflow and skill format of orchestratord/language/model.py, and
 # the functions that render their values back into that format (JSON).
 #
 # Keys keep the file format's spelling (depends_on, continue_on_error, max_delay, ...) so

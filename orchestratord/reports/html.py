@@ -1,6 +1,6 @@
 """The execution report as one self-contained HTML file.
 
-Jinja2 templates (shipped in orchestratord/templates) with autoescaping on: every value
+Jinja2 templates (shipped in orchestratord/reports/templates) with autoescaping on: every value
 that came from a run — params, results, errors, stderr — is data, never markup. The
 file loads nothing: styles are inline, pictures are inline SVG, there is no script, so
 it can be mailed, attached to a ticket or opened from a journal link offline.

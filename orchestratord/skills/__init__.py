@@ -1,9 +1,10 @@
-"""Skills: discovery and registry, plus the bundled skills as subpackages.
+"""Skills: the SDK a python skill uses, and the bundled skills as subpackages.
 
-Each bundled skill is a self-contained directory here (orchestratord/skills/<pkg>/ with
-SKILL.md, actions.yaml and actions.py), so an AI agent reads the same SKILL.md the
+Each bundled skill is a self-contained directory (orchestratord/skills/bundled/<pkg>/
+with SKILL.md, actions.yaml and actions.py), so an AI agent reads the same SKILL.md the
 orchestrator runs. The registry (discovery of skill directories, inline skills) lives in
-`registry` and is re-exported so `from orchestratord.skills import discover` keeps working.
+language/skill_registry.py, because the loader resolves steps with it; it is re-exported
+so `from orchestratord.skills import discover` keeps working.
 
 `section` and `state_dir` are the two things every bundled skill reads from its step
 context: its own settings section and the daemon's state directory; `atomic_write` is

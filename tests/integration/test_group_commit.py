@@ -1,5 +1,5 @@
 """Group commit: events appended together share one transaction, and each caller
-still returns only once its own event is committed (orchestratord/group_commit.py)."""
+still returns only once its own event is committed (orchestratord/store/group_commit.py)."""
 
 from __future__ import annotations
 

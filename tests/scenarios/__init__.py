@@ -17,7 +17,7 @@ machine must have is here, as data both layers read:
 - `machine/workflows/*.json`: workflows besides the example, served by the daemon.
 - the example deploy-nixos-system steps served as workflow `deploy`
   (Nix: `workflows.deploy`), so that `systemctl start orchestrator@deploy` runs them.
-- the unit `agent-orchestrator-example-model.service` (shipped in orchestratord/units/),
+- the unit `agent-orchestrator-example-model.service` (shipped in orchestratord/daemon/units/),
   listening on 127.0.0.1:8088, startable by the daemon.
 
 Only the machine setup differs between the layers (paths, how files get there); the
