@@ -12,11 +12,10 @@ Because all of that outlives the daemon, a daemon that died while the unit ran f
 attempt's directory when the step is driven again and re-attaches instead of starting the
 command again: it waits for the unit, if it still runs, and collects what it left. A
 restart of the system bus is no restart of the daemon: the bus connection is made again
-(systemd_bus.py) and the wait goes on. An
-attempt's directory is removed once its outcome is handed to the engine, so it is adopted
-at most once. A timeout or a cancel stops the unit: systemd kills its whole cgroup. When
-the daemon itself stops (`detach()`), running units are left to finish, to be collected
-after the restart.
+(systemd_bus.py) and the wait goes on. An attempt's directory is removed once its outcome
+is handed to the engine, so it is adopted at most once. A timeout or a cancel stops the
+unit: systemd kills its whole cgroup. When the daemon itself stops (`detach()`), running
+units are left to finish, to be collected after the restart.
 
 At a system shutdown the daemon is stopped first and its step units after it: each unit
 is ordered Before= the daemon's own service (stop order is the reverse of start order).
