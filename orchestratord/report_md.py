@@ -139,9 +139,8 @@ def _retries(retries: list[dict[str, Any]]) -> list[str]:
     lines = ["## Retries", "", "| Step | Attempt | Outcome | Retried after | Error |",
              "|---|---:|---|---:|---|"]
     for r in retries:
-        delay = format_duration(r["delay"]) if r["delay"] is not None else "-"
         lines.append(f"| {_cell(r['step_id'])} | {r['attempt']} | {r['status'] or '-'} "
-                     f"| {delay} | {_cell(r['error'] or '')} |")
+                     f"| {format_duration(r['delay'])} | {_cell(r['error'] or '')} |")
     return lines + [""]
 
 
