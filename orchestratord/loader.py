@@ -18,12 +18,13 @@ import jsonschema
 
 from . import aggregate, expr
 from .errors import DefinitionError, ExpressionError, ParamsError, Problem
-from .graph import Graph, build, did_you_mean
+from .graph import Graph, build
 from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
 from .redact import is_secret_name
 from .runners.python import resolve
 from .skills import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text
+from .suggest import did_you_mean
 from .step_routes import resolve_steps
 
 

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .durations import format_duration
+
 _MARKS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "upstream_failed": "✗",
           "cancelled": "✗", "compensated": "↺", "compensation_failed": "✗"}
 
@@ -35,7 +37,7 @@ class Progress:
             detail = f": {event['error']}" if event.get("error") and status != "skipped" else ""
             count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
             self._print(f"{count}{_MARKS.get(status, '?')} {step} {status.replace('_', ' ')}"
-                        f" ({took:.1f}s){detail}")
+                        f" ({format_duration(took)}){detail}")
         elif kind in ("run_started", "run_resumed"):
             self._print(f"run {event['run_id']} of {event['workflow']} "
                         f"{'resumed' if kind == 'run_resumed' else 'started'}")

@@ -33,13 +33,20 @@ async def build_report(store: Store, run_id: str, *, now: float | None = None) -
     run = await store.get_run(run_id)
     steps = await store.steps(run.id)
     attempts = await store.attempts(run.id)
-    events = await store.events(run.id, limit=1_000_000)
-    deps, groups, declared_rollbacks, routed = _definition_edges(run.definition,
-                                                                 [s.step_id for s in steps])
+    events = await store.events(run.id, limit=None)
     # The one place secrets leave: params masked by their specs and names, known secret
     # strings scrubbed from results, errors and stderr. Every rendering reads only this.
     run, steps, attempts = RunRedactor.for_run(run).rows(run, steps, attempts)
+    return report_model(run, steps, attempts, events, now=now)
 
+
+def report_model(run: Any, steps: list[Any], attempts: list[Any], events: list[Any], *,
+                 now: float | None = None) -> dict[str, Any]:
+    """The report model of rows as the store gives them, their secrets already redacted
+    (RunRedactor.rows): for a caller that holds the rows already, such as a step that
+    reports on its own run while it runs."""
+    deps, groups, declared_rollbacks, routed = _definition_edges(run.definition,
+                                                                 [s.step_id for s in steps])
     attempt_rows = [_attempt(a) for a in attempts]
     by_step: dict[str, list[dict[str, Any]]] = {}
     for a in attempt_rows:
@@ -216,25 +223,15 @@ def _summary(result: Any) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
 
 
-# -- formatting helpers shared by the renderings --------------------------------------
+# -- formatting helpers shared by the renderings (durations: .durations) --------------
 
 def when(ts: float | None) -> str:
-    """A timestamp in the host's local time with its UTC offset (as journalctl shows)."""
+    """A timestamp in the host's local time with its UTC offset, as journalctl and
+    systemctl show it: a reader lines the report up with the journal of the same host,
+    and the offset keeps it unambiguous wherever the report is read."""
     if ts is None:
         return "-"
     return datetime.datetime.fromtimestamp(ts).astimezone().isoformat(sep=" ", timespec="seconds")
-
-
-def took(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 # -- renderings -----------------------------------------------------------------------

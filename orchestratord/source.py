@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import difflib
 import functools
 
 import pydantic
 import yaml
 
 from .errors import Problem
+from .suggest import did_you_mean
 
 Path_ = tuple[str | int, ...]
 # Definition files are written by people: the examples have under 100 values and 10
@@ -152,9 +152,8 @@ class Document:
         last = path[-1] if path else ""
         kind, value = error["type"], error.get("input")
         if kind == "extra_forbidden":
-            return self.problem(path,
-                                f"unknown key '{last}'" + _hint(str(last), _field_names(model)),
-                                key=True)
+            return self.problem(path, f"unknown key '{last}'"
+                                + did_you_mean(str(last), _field_names(model)), key=True)
         if kind == "missing":
             return self.problem(path[:-1], f"missing required key '{last}'",
                                 shown=format_path(path))
@@ -188,11 +187,6 @@ class Document:
             except (KeyError, IndexError, TypeError):
                 return None
         return node
-
-
-def _hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @functools.cache

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import Problem
-from .graph import did_you_mean
+from .suggest import did_you_mean
 from .model import ParallelGroup, Step, Workflow
 from .skills import Registry
 from .source import Document, Path_

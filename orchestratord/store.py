@@ -326,11 +326,13 @@ class Store:
                            attempt: int | None = None, data: dict[str, Any] | None = None) -> int:
         return await self._append(run_id, type_, step_id, attempt, data)
 
-    async def events(self, run_id: str, *, after: int = 0, limit: int = 10000) -> list[Event]:
+    async def events(self, run_id: str, *, after: int = 0,
+                     limit: int | None = 10000) -> list[Event]:
+        """The run's events after seq `after`, oldest first; limit None: all of them."""
         rows = await self._conn.execute_fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
-            (run_id, after, limit))
+            (run_id, after, -1 if limit is None else limit))  # SQLite: -1 is no limit
         return [Event(**{**named(r), "data": loads(r["data"]) or {}}) for r in rows]
 
     # -- alerts -------------------------------------------------------------------------

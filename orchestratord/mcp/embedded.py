@@ -19,7 +19,7 @@ from ..api import run_json
 from ..catalog import Catalog, load_catalog
 from ..engine import Engine, check_resumable
 from ..errors import OrchestratorError, RunStateError, WorkflowNotFound
-from ..graph import did_you_mean
+from ..suggest import did_you_mean
 from ..loader import Definition, stored_definition
 from ..redact import RunRedactor
 from ..report import build_report

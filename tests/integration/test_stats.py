@@ -185,7 +185,7 @@ def test_cli_prints_a_table_and_json_from_the_state_file(history):
     assert header.split() == ["SKILL.ACTION", "COUNT", "SUCCESS", "P50", "P95", "MAX",
                               "RETRIES/RUN"]
     assert build.split() == ["nix.build", "20", "75.0%", "10.0s", "19.0s", "20.0s", "0.30"]
-    assert switch.split() == ["nix.switch", "15", "100.0%", "2.00s", "2.00s", "2.00s", "0.00"]
+    assert switch.split() == ["nix.switch", "15", "100.0%", "2.0s", "2.0s", "2.0s", "0.00"]
 
     as_json = ctl("--state", str(history), "stats", "--json", "--since",
                   datetime.datetime.fromtimestamp(T0 + 10.5 * HOUR).isoformat())
