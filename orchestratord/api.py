@@ -19,9 +19,9 @@ from aiohttp import web
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
 from .aidb.execute import execute
+from .client import MAX_RUNS_LISTED
 from .redact import RunRedactor, redact_definition
 from .skills.routing import MAX_CANDIDATES
-from .store import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
     from .daemon import Daemon

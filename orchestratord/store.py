@@ -27,7 +27,6 @@ from .store_connection import Connection, database_error
 from .store_rows import (ATTEMPT_COLUMNS, EVENT_COLUMNS, STEP_COLUMNS, AttemptRow, Event,
                          RunRow, StepRow, dumps, loads, named, run_row)
 
-MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
