@@ -329,10 +329,11 @@ class Daemon:
             pass
 
     def _update_status(self, force: bool = False) -> None:
-        active = self.engine.active() if self.engine else {}
-        if active:
-            parts = [f"{wf} {done}/{total} steps" for wf, done, total in active.values()]
-            status = f"{len(active)} run{'s' * (len(active) != 1)} active: " + ", ".join(parts[:5])
+        count = self.engine.active_count() if self.engine else 0
+        if count:
+            parts = [f"{wf} {done}/{total} steps"
+                     for wf, done, total in self.engine.active(limit=5).values()]
+            status = f"{count} run{'s' * (count != 1)} active: " + ", ".join(parts)
         else:
             status = f"idle: {len(self.catalog.workflows)} workflows"
         if force or status != self._status:

@@ -11,6 +11,7 @@ tells listeners what happens.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Any, Callable, Mapping
 
@@ -148,10 +149,16 @@ class Engine:
         driver.stop("cancelled")
         return True
 
-    def active(self) -> dict[str, tuple[str, int, int]]:
-        """run id -> (workflow, steps ended, steps in all) of the runs driven now."""
-        return {rid: (d.definition.name, d.ended, len(d.graph.nodes))
-                for rid, d in self._drivers.items()}
+    def active(self, limit: int | None = None) -> dict[str, tuple[str, int, int]]:
+        """run id -> (workflow, steps ended, steps in all) of the runs driven now (the
+        first `limit` of them started, if given: the daemon's status line asks on every
+        event, and a thousand runs at once made each ask walk them all)."""
+        drivers = itertools.islice(self._drivers.items(), limit)
+        return {rid: (d.definition.name, d.ended, len(d.graph.nodes)) for rid, d in drivers}
+
+    def active_count(self) -> int:
+        """How many runs are driven now."""
+        return len(self._drivers)
 
     async def close(self) -> None:
         self.secrets.uninstall()
