@@ -111,8 +111,7 @@ class Engine:
     async def drive(self, run_id: str, definition: Definition, *,
                     resumed: bool = False) -> RunResult:
         """Drive a recorded run until it ends (or this task is cancelled: interrupted)."""
-        run = await self.store.get_run(run_id)
-        steps = await self.store.steps(run.id)
+        run, steps = await self.store.run_and_steps(run_id)
         driver = RunDriver(self, run.id, definition, run.params, steps)
         self._drivers[run.id] = driver
         try:
