@@ -19,9 +19,9 @@ from aiohttp import web
 from .errors import (DefinitionError, LeaseHeld, OrchestratorError, ParamsError, RunNotFound,
                      RunStateError, WorkflowNotFound)
 from .aidb.execute import execute
+from .client import MAX_RUNS_LISTED
 from .redact import RunRedactor, redact_definition
 from .skills.routing import MAX_CANDIDATES
-from .store import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -131,7 +131,7 @@ def _daemon(request: web.Request) -> Daemon:
 
 async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
-    return _json({"status": "ok", "active_runs": len(d.engine.active()),
+    return _json({"status": "ok", "active_runs": d.engine.active_count(),
                   "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
                   "metrics_listen": d.metrics_address, "api_listen": d.api_address,
                   "connections": len(d.connections)})

@@ -114,7 +114,7 @@ def whole_number(highest: int) -> Callable[[str], int]:
 
 
 def _runs_limit(text: str) -> int:
-    from .store import MAX_RUNS_LISTED
+    from .client import MAX_RUNS_LISTED
     return whole_number(MAX_RUNS_LISTED)(text)
 
 
@@ -194,9 +194,10 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     import signal
     from . import workspaces
     from .alerts import AlertManager
-    from .engine import Engine
+    from .engine import Engine, settle_heap
     from .progress import Progress
     from .store import Store
+    settle_heap()  # the definition is loaded: out of the collector's way while it runs
     settings = _embedded_settings()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state_file())
     state_dir = state.parent.resolve()

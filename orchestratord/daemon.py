@@ -28,7 +28,7 @@ from .alerts import AlertManager
 from .api import make_app, make_metrics_app
 from .catalog import Catalog, load_catalog
 from .connections import Guard
-from .engine import Engine, check_resumable
+from .engine import Engine, check_resumable, settle_heap
 from .loader import stored_definition
 from .metrics import Metrics
 from .notify import Notifier
@@ -122,6 +122,7 @@ class Daemon:
         self.engine.listeners.append(aidb.on_event)
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
         self.aidb.apply(self.catalog)
+        settle_heap()  # what lives as long as the daemon, out of the collector's way
         await self._serve()
         await self._resume_interrupted()
         self.notifier.notify("READY=1")
@@ -185,6 +186,7 @@ class Daemon:
                     self.aidb.apply(catalog)
                     self.aidb.refresh_soon()
                 self.catalog = catalog
+                settle_heap()
                 log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
                          len(catalog.problems))
             finally:
@@ -329,10 +331,11 @@ class Daemon:
             pass
 
     def _update_status(self, force: bool = False) -> None:
-        active = self.engine.active() if self.engine else {}
-        if active:
-            parts = [f"{wf} {done}/{total} steps" for wf, done, total in active.values()]
-            status = f"{len(active)} run{'s' * (len(active) != 1)} active: " + ", ".join(parts[:5])
+        count = self.engine.active_count() if self.engine else 0
+        if count:
+            parts = [f"{wf} {done}/{total} steps"
+                     for wf, done, total in self.engine.active(limit=5).values()]
+            status = f"{count} run{'s' * (count != 1)} active: " + ", ".join(parts)
         else:
             status = f"idle: {len(self.catalog.workflows)} workflows"
         if force or status != self._status:

@@ -5,6 +5,19 @@ the tables never disagree. A step's completion is committed before the engine le
 dependent start. A run is driven by one process at a time: the driver holds a lease
 (owner = host:pid:process start time) that it renews; a lease whose owner died on this
 host is free at once, any other only when it expires.
+
+What a driver asks of the database around its steps is as few round trips to
+aiosqlite's thread as it can be (a 3-step chain: 12 -> 9; each round trip is a hand-off
+to that thread and back, and a write one also waits for the write lock):
+- `run_and_steps` reads the run and its steps in one call. Two autocommit reads as
+  before, so no snapshot is lost: only this process's driver writes a run it leases.
+- `acquire_lease` returns the cancel flag read in its own transaction, where the
+  driver used to read it next: the flag cannot be older than the lease, and a cancel
+  requested later still reaches the driver (Engine.cancel, or the lease keeper's poll).
+- A run's end event releases its lease in the same transaction (`release`): the run
+  is terminal and its lease free in one commit. Before, a crash between the two commits
+  left a terminal run leased to a dead owner, free only once the owner was seen dead;
+  nothing is done with the run after its end, so nothing needs the lease any longer.
 """
 
 from __future__ import annotations
@@ -27,7 +40,9 @@ from .store_connection import Connection, database_error
 from .store_rows import (ATTEMPT_COLUMNS, EVENT_COLUMNS, STEP_COLUMNS, AttemptRow, Event,
                          RunRow, StepRow, dumps, loads, named, run_row)
 
-MAX_RUNS_LISTED = 1000  # the most `runs` lists at once (API and CLI)
+KEEP_RESULT = "UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?"
+RELEASE = ("UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
+           "WHERE id = ? AND lease_owner = ?")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "timed_out", "rolled_back",
                       "rollback_failed"})
 
@@ -162,10 +177,16 @@ class Store:
 
     async def set_run_status(self, run_id: str, status: str, event: str, *,
                              error: str | None = None, outputs: Any = None,
-                             data: dict[str, Any] | None = None) -> int:
-        return await self._append(run_id, event, data={
-            **(data or {}), "status": status, **({"error": error} if error else {}),
-            **({"outputs": outputs} if outputs is not None else {})})
+                             data: dict[str, Any] | None = None,
+                             release: str | None = None) -> int:
+        """Record the run's new status; with release (an owner), also release that
+        owner's lease in the same transaction: a run's end and its lease go together,
+        one commit instead of two."""
+        data = {**(data or {}), "status": status, **({"error": error} if error else {}),
+                **({"outputs": outputs} if outputs is not None else {})}
+        return await self._events.append(
+            Row(run_id, time.time(), event, None, None, dumps(data),
+                also=(RELEASE, (run_id, release)) if release else None))
 
     async def request_cancel(self, run_id: str) -> None:
         """Record that the run is to be cancelled; the request is never lost.
@@ -184,11 +205,14 @@ class Store:
 
     # -- leases -------------------------------------------------------------------------
 
-    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> None:
-        """Take the run for owner, or raise LeaseHeld naming who drives it."""
-        def take(conn: sqlite3.Connection) -> None:
+    async def acquire_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Take the run for owner, or raise LeaseHeld naming who drives it. Returns
+        whether a cancel is requested (`request_cancel`), read in the same transaction:
+        the new owner honours it before launching anything."""
+        def take(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
-                "SELECT lease_owner, lease_expires FROM runs WHERE id = ?", (run_id,)).fetchone()
+                "SELECT lease_owner, lease_expires, cancel_requested FROM runs WHERE id = ?",
+                (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(f"no run '{run_id}'")
             holder, expires = row["lease_owner"], row["lease_expires"]
@@ -199,7 +223,8 @@ class Store:
             # A cancel requested before stays: the new owner honours it (request_cancel).
             conn.execute("UPDATE runs SET lease_owner = ?, lease_expires = ? WHERE id = ?",
                          (owner, now + ttl, run_id))
-        await self._conn.transaction(take)
+            return bool(row["cancel_requested"])
+        return await self._conn.transaction(take)
 
     async def driven(self, run_id: str) -> bool:
         """Whether a live process holds the run's lease (drives it now)."""
@@ -218,17 +243,25 @@ class Store:
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         async with self._conn.write:
-            await self._conn.execute(
-                "UPDATE runs SET lease_owner = NULL, lease_expires = NULL "
-                "WHERE id = ? AND lease_owner = ?", (run_id, owner))
+            await self._conn.execute(RELEASE, (run_id, owner))
 
     # -- steps --------------------------------------------------------------------------
 
     async def steps(self, run_id: str) -> list[StepRow]:
-        rows = await self._conn.execute_fetchall(
-            f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
-        return [StepRow(**{**named(r), "params": loads(r["params"]),
-                           "result": loads(r["result"])}) for r in rows]
+        rows = await self._conn.execute_fetchall(STEPS, (run_id,))
+        return [_step_row(r) for r in rows]
+
+    async def run_and_steps(self, run_id: str) -> tuple[RunRow, list[StepRow]]:
+        """`get_run` and its `steps`, in one round trip to the database's thread (what
+        a driver reads before it starts) when run_id is a whole id."""
+        def read(conn: sqlite3.Connection) -> tuple[Any, list[Any]]:
+            run = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return run, conn.execute(STEPS, (run_id,)).fetchall() if run else []
+        run, steps = await self._conn.run(read)
+        if run is None:  # a prefix, or no such run: get_run says which
+            found = await self.get_run(run_id)
+            return found, await self.steps(found.id)
+        return run_row(run), [_step_row(r) for r in steps]
 
     async def attempts(self, run_id: str) -> list[AttemptRow]:
         rows = await self._conn.execute_fetchall(
@@ -375,12 +408,19 @@ class Store:
         return verdict
 
 
+STEPS = f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY position"
+
+
+def _step_row(r: sqlite3.Row) -> StepRow:
+    return StepRow(**{**named(r), "params": loads(r["params"]), "result": loads(r["result"])})
+
+
 def _step_end(run_id: str, step_id: str, status: str, attempt: int | None, result: Any,
               shown: Any, error: str | None) -> Row:
     data = {**({"result": shown} if shown is not None else {}),
             **({"error": error} if error else {})}
     return Row(run_id, time.time(), f"step_{status}", step_id, attempt, dumps(data),
-               result=dumps(result), ends_step=True)
+               also=(KEEP_RESULT, (dumps(result), run_id, step_id)))
 
 
 def _live_lease(holder: str | None, expires: float | None, now: float) -> bool:

@@ -10,10 +10,11 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from bench.history import RunSpec, StepSpec, write_history
+from bench.history import RunSpec, StepSpec, plausible_runs, write_history
 from orchestratord import stats
 from orchestratord.engine import Engine
 from orchestratord.errors import ParamsError
@@ -170,6 +171,31 @@ async def test_an_older_database_is_upgraded_with_its_history(tmp_path):
     assert (row.count, row.succeeded, row.retries, row.p50, row.max) == (2, 1, 1, 1.0, 3.0)
     assert stats.last_successes(db) == {"old": 20.0}
 
+
+
+def test_stats_over_all_history_costs_little_more_than_counting_its_steps(tmp_path):
+    """Regression: the counting pass decoded every step's status, attempts and duration
+    (3.2x the SQLite instructions of a bare count per skill/action; 70 ms over 100,000
+    runs). Failures and retries now come from an index of the few steps that have them,
+    and the longest duration from a seek: 1.5x. Counted in SQLite's virtual machine
+    instructions (a progress handler every 100), which no load on the machine moves."""
+    db = tmp_path / "state.db"
+    write_history(db, plausible_runs(2000, seed=1))
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+
+    def instructions(work: Callable[[], object]) -> int:
+        ticks = [0]
+        conn.set_progress_handler(lambda: ticks.__setitem__(0, ticks[0] + 1) or 0, 100)
+        work()
+        conn.set_progress_handler(None, 100)
+        return ticks[0]
+    bare = instructions(lambda: conn.execute(
+        f"SELECT skill, action, count(*) FROM steps WHERE {stats.RAN} "
+        "GROUP BY skill, action").fetchall())
+    ours = instructions(lambda: stats.compute_on(conn))
+    assert ours < 2 * bare, (ours, bare)
+    assert stats.compute_on(conn) == stats.compute(db)
 
 # -- orchestratorctl stats --------------------------------------------------------------
 
