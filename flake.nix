@@ -62,6 +62,7 @@
         vm-deployment = vmTest pkgs ./nix/tests/deployment.nix;
         vm-health-monitoring = vmTest pkgs ./nix/tests/health-monitoring.nix;
         vm-service-startup = vmTest pkgs ./nix/tests/service-startup.nix;
+        vm-step-units = vmTest pkgs ./nix/tests/step-units.nix;
       });
 
       devShells = forAllSystems (pkgs: {

@@ -10,7 +10,6 @@ checking N steps) is timed apart: a daemon does it once per reload, not per run.
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import sqlite3
 import tempfile
@@ -43,12 +42,12 @@ def load(data: dict[str, Any], directory: Path) -> Any:
 
 async def run_once(definition: Any, db: Path) -> float:
     """Seconds to run definition to success on a fresh database at db."""
-    from orchestratord.engine.engine import Engine
+    from orchestratord.engine.engine import Engine, settle_heap
     from orchestratord.store.sqlite import Store
     store = await Store.open(db)
     engine = Engine(store)
     try:
-        gc.collect()
+        settle_heap()  # as the daemon does once its definitions are loaded
         started = time.perf_counter()
         result = await engine.run(definition)
         elapsed = time.perf_counter() - started

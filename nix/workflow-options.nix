@@ -1,5 +1,6 @@
-# Option types that mirror the workflow and skill format of orchestratord/language/model.py, and
-# the functions that render their values back into that format (JSON).
+# Option types that mirror the workflow and skill format of orchestratord/language/model.py;
+# with them, from the files beside: workflow-render.nix (their values back into that
+# format, as JSON) and workflow-problems.nix (`problems` below).
 #
 # Keys keep the file format's spelling (depends_on, continue_on_error, max_delay, ...) so
 # that a workflow moves between YAML and Nix by changing syntax only (RFC 42). Types
@@ -341,62 +342,6 @@ let
       };
     };
   };
-
-  dropNulls = lib.filterAttrs (_: v: v != null);
-  dropEmpty = lib.filterAttrs (_: v: v != null && v != { } && v != [ ]);
-
-  renderRollback = r: if r == null then null else dropNulls r;
-
-  renderStep =
-    s:
-    dropEmpty {
-      inherit (s)
-        id
-        skill
-        action
-        route
-        capability
-        description
-        params
-        depends_on
-        when
-        retry
-        timeout
-        ;
-      rollback = renderRollback s.rollback;
-    }
-    # Only what differs from the format's defaults, to keep the files short.
-    // lib.optionalAttrs (s.trigger_rule != "all_success") { inherit (s) trigger_rule; }
-    // lib.optionalAttrs s.continue_on_error { continue_on_error = true; }
-    # `depends_on = [ ]` (no dependencies) differs from absent (the item before).
-    // lib.optionalAttrs (s.depends_on == [ ]) { depends_on = [ ]; };
-
-  renderItem =
-    i:
-    if i.parallel != null then
-      dropNulls {
-        inherit (i) id depends_on;
-        parallel = map renderStep i.parallel;
-      }
-    else
-      renderStep i;
-
-  renderAction =
-    a:
-    dropEmpty {
-      inherit (a)
-        description
-        command
-        params
-        env
-        timeout
-        retry
-        ;
-      http = if a.http == null then null else dropEmpty a.http;
-      rollback = renderRollback a.rollback;
-    };
-
-  stepOptionNames = lib.attrNames stepOptions;
 in
 {
   inherit
@@ -407,105 +352,6 @@ in
     workflow
     ;
 
-  # The workflow file (as the loader reads it) for workflows.<name>.
-  renderWorkflow = wfName: w: {
-    workflow = dropEmpty {
-      name = wfName;
-      inherit (w)
-        description
-        concurrency
-        timeout
-        on_failure
-        outputs
-        ;
-      params = lib.mapAttrs (_: dropNulls) w.params;
-      steps = map renderItem w.steps;
-    };
-  };
-
-  # actions.yaml of a skill directory (JSON is YAML).
-  renderSkillActions =
-    s:
-    dropNulls {
-      inherit (s) concurrency;
-      actions = lib.mapAttrs (_: renderAction) s.actions;
-    };
-
-  # SKILL.md of a skill directory: the frontmatter the loader reads. JSON strings are
-  # YAML scalars, so any description is quoted correctly.
-  renderSkillMarkdown =
-    skillName: s:
-    ''
-      ---
-      name: ${builtins.toJSON skillName}
-      description: ${builtins.toJSON (if s.description == "" then skillName else s.description)}
-    ''
-    + lib.optionalString (s.version != null) ''
-      version: ${builtins.toJSON s.version}
-    ''
-    + ''
-      ---
-      ${s.description}
-    '';
-
-  # What a type cannot see: combinations of values and attribute names. Returns a list
-  # of messages, each naming the option path.
-  problems =
-    prefix: cfg:
-    let
-      bad = n: builtins.match namePattern n == null;
-      at = path: "${prefix}.${path}";
-      stepProblems =
-        path: s:
-        let
-          routed = s.route != null || s.capability != null;
-        in
-        lib.optional (
-          !routed && (s.skill == null || s.action == null)
-        ) "${at path}: a step needs `skill` and `action`"
-        ++ lib.optional (
-          routed && (s.skill != null || s.action != null || s.route != null && s.capability != null)
-        ) "${at path}: a step needs exactly one of `skill` (with `action`), `route` or `capability`";
-      groupProblems =
-        path: g:
-        let
-          set = lib.filter (
-            o:
-            !(lib.elem o [
-              "id"
-              "depends_on"
-            ])
-            && g.${o} != (stepOptionDefaults.${o})
-          ) stepOptionNames;
-        in
-        lib.optional (set != [ ])
-          "${at path}: a parallel group sets only `id`, `depends_on` and `parallel`; move ${lib.concatStringsSep ", " set} to its member steps"
-        ++ lib.concatLists (lib.imap0 (j: stepProblems "${path}.parallel.${toString j}") g.parallel);
-      itemProblems =
-        path: i: if i.parallel != null then groupProblems path i else stepProblems path i;
-      stepOptionDefaults = lib.mapAttrs (_: o: o.default or null) stepOptions;
-    in
-    lib.concatLists (
-      lib.mapAttrsToList (
-        wn: w:
-        lib.optional (bad wn) "${at "workflows.${wn}"}: `${wn}` is not a valid workflow name"
-        ++ lib.concatLists (lib.imap0 (j: itemProblems "workflows.${wn}.steps.${toString j}") w.steps)
-        ++ lib.concatMap (
-          pn: lib.optional (bad pn) "${at "workflows.${wn}.params.${pn}"}: `${pn}` is not a valid param name"
-        ) (lib.attrNames w.params)
-      ) cfg.workflows
-      ++ lib.mapAttrsToList (
-        sn: s:
-        lib.optional (bad sn) "${at "skills.${sn}"}: `${sn}` is not a valid skill name"
-        ++ lib.optional (s.actions == { }) "${at "skills.${sn}.actions"}: a skill needs at least one action"
-        ++ lib.concatLists (
-          lib.mapAttrsToList (
-            an: a:
-            lib.optional (bad an) "${at "skills.${sn}.actions.${an}"}: `${an}` is not a valid action name"
-            ++ lib.optional ((a.command == null) == (a.http == null))
-              "${at "skills.${sn}.actions.${an}"}: set exactly one of `command` and `http`"
-          ) s.actions
-        )
-      ) cfg.skills
-    );
+  problems = import ./workflow-problems.nix { inherit lib namePattern stepOptions; };
 }
+// import ./workflow-render.nix { inherit lib; }

@@ -5,10 +5,8 @@
 # - settings.skills is tests/scenarios/machine/skills.json;
 # - workflow `deploy` is the example deploy-nixos-system, declared in Nix
 #   (./deploy-workflow.nix);
-# - each tests/scenarios/machine/workflows/*.json becomes workflows.<its name>: the
-#   file format and the module's options have the same keys, so a file's `workflow`
-#   section is a value of workflows.<name> as it is, and its inline `skills` section a
-#   value of skills;
+# - each tests/scenarios/machine/workflows/*.json becomes workflows.<its name>
+#   (./scenario-workflows.nix);
 # - agent-orchestrator-example-model.service ships in the package (systemd.packages),
 #   not started at boot: the scenarios' workflows start it.
 { lib, ... }:
@@ -16,9 +14,7 @@
 let
   machineDir = ../../tests/scenarios/machine;
 
-  workflowDocs = map (file: lib.importJSON (machineDir + "/workflows/${file}")) (
-    lib.filter (lib.hasSuffix ".json") (lib.attrNames (builtins.readDir (machineDir + "/workflows")))
-  );
+  scenarioWorkflows = import ./scenario-workflows.nix lib (machineDir + "/workflows");
 in
 {
   services.agent-orchestrator = {
@@ -31,9 +27,7 @@ in
     workflows = {
       deploy = import ./deploy-workflow.nix;
     }
-    // lib.listToAttrs (
-      map (doc: lib.nameValuePair doc.workflow.name (removeAttrs doc.workflow [ "name" ])) workflowDocs
-    );
-    skills = lib.foldl' (acc: doc: acc // doc.skills or { }) { } workflowDocs;
+    // scenarioWorkflows.workflows;
+    inherit (scenarioWorkflows) skills;
   };
 }

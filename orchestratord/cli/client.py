@@ -21,6 +21,10 @@ from ..core.errors import OrchestratorError, ParamsError, RunNotFound, RunStateE
 
 HOST = "orchestratord"
 CONNECT_TIMEOUT = 5.0
+# The most `runs` lists at once, the API's limit and the CLI's (embedded too). Here, not
+# in the store: the CLI checks --limit before it knows whether a daemon answers, and a
+# query to the daemon must not import the store (aiosqlite, asyncio: 30 ms).
+MAX_RUNS_LISTED = 1000
 
 
 class DaemonError(OrchestratorError):

@@ -25,7 +25,7 @@ def whole_number(highest: int) -> Callable[[str], int]:
 
 
 def _runs_limit(text: str) -> int:
-    from ..store.sqlite import MAX_RUNS_LISTED
+    from .client import MAX_RUNS_LISTED
     return whole_number(MAX_RUNS_LISTED)(text)
 
 

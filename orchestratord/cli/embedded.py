@@ -34,11 +34,12 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     import asyncio
     import signal
 
-    from ..engine.engine import Engine
+    from ..engine.engine import Engine, settle_heap
     from ..observability.alerts import AlertManager
     from ..store import workspaces
     from ..store.sqlite import Store
     from .progress import Progress
+    settle_heap()  # the definition is loaded: out of the collector's way while it runs
     settings = _embedded_settings()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state_file())
     state_dir = state.parent.resolve()

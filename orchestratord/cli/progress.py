@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from ..core.durations import format_duration
 from ..core.statuses import EventKind
 
 _MARKS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "upstream_failed": "✗",
@@ -37,7 +38,7 @@ class Progress:
             detail = f": {event['error']}" if event.get("error") and status != "skipped" else ""
             count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
             self._print(f"{count}{_MARKS.get(status, '?')} {step} {status.replace('_', ' ')}"
-                        f" ({took:.1f}s){detail}")
+                        f" ({format_duration(took)}){detail}")
         elif kind in (EventKind.RUN_STARTED, EventKind.RUN_RESUMED):
             self._print(f"run {event['run_id']} of {event['workflow']} "
                         f"{'resumed' if kind == EventKind.RUN_RESUMED else 'started'}")

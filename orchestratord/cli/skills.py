@@ -54,7 +54,7 @@ def skills(args: argparse.Namespace) -> int:
         if name is not None:
             skill = registry.get(name)
             if skill is None:
-                from ..language.graph import did_you_mean
+                from ..core.suggest import did_you_mean
                 print(f"orchestratorctl: no skill '{name}'{did_you_mean(name, registry.skills)}"
                       " (`orchestratorctl skills` lists them)", file=sys.stderr)
                 return 2

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from aiohttp import web
 
+from ..cli.client import MAX_RUNS_LISTED
 from ..core.errors import (
     DefinitionError,
     LeaseHeld,
@@ -28,7 +29,6 @@ from ..core.errors import (
 from ..core.redact import RunRedactor, redact_definition
 from ..core.statuses import FINAL
 from ..language.skill_routing import MAX_CANDIDATES, router_of
-from ..store.sqlite import MAX_RUNS_LISTED
 
 if TYPE_CHECKING:
     from .services import DaemonServices as Daemon
@@ -138,7 +138,7 @@ def _daemon(request: web.Request) -> Daemon:
 
 async def health(request: web.Request) -> web.Response:
     d = _daemon(request)
-    return _json({"status": "ok", "active_runs": len(d.engine.active()),
+    return _json({"status": "ok", "active_runs": d.engine.active_count(),
                   "workflows": len(d.catalog.workflows), "problems": len(d.catalog.problems),
                   "metrics_listen": d.metrics_address, "api_listen": d.api_address,
                   "connections": len(d.connections)})

@@ -22,7 +22,7 @@ from aiohttp import web
 from ..core.errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
 from ..core.statuses import TERMINAL, EventKind
 from ..core.version import __version__
-from ..engine.engine import Engine, check_resumable
+from ..engine.engine import Engine, check_resumable, settle_heap
 from ..engine.runners.unit import StepUnits
 from ..integrations.aidb.service import AidbService, alert_via
 from ..language.catalog import Catalog, load_catalog
@@ -119,6 +119,7 @@ class Daemon:
         self.engine.listeners.append(aidb.on_event)
         self.catalog = load_catalog(s.workflows_dir, s.skill_paths)
         self.aidb.apply(self.catalog)
+        settle_heap()  # what lives as long as the daemon, out of the collector's way
         await self._serve()
         await self._resume_interrupted()
         self.notifier.notify("READY=1")
@@ -182,6 +183,7 @@ class Daemon:
                     self.aidb.apply(catalog)
                     self.aidb.refresh_soon()
                 self.catalog = catalog
+                settle_heap()
                 log.info("reloaded: %d workflows, %d problems", len(catalog.workflows),
                          len(catalog.problems))
             finally:
@@ -327,10 +329,11 @@ class Daemon:
             pass
 
     def _update_status(self, force: bool = False) -> None:
-        active = self.engine.active() if self.engine else {}
-        if active:
-            parts = [f"{wf} {done}/{total} steps" for wf, done, total in active.values()]
-            status = f"{len(active)} run{'s' * (len(active) != 1)} active: " + ", ".join(parts[:5])
+        count = self.engine.active_count() if self.engine else 0
+        if count:
+            parts = [f"{wf} {done}/{total} steps"
+                     for wf, done, total in self.engine.active(limit=5).values()]
+            status = f"{count} run{'s' * (count != 1)} active: " + ", ".join(parts)
         else:
             status = f"idle: {len(self.catalog.workflows)} workflows"
         if force or status != self._status:

@@ -96,10 +96,14 @@ async def _spawned(driver: RunView, node_id: str, number: int, kind: str, pid: i
 
 
 async def _run_view(driver: RunView) -> dict[str, Any]:
-    """The run as stored so far, for skills that report on it (secrets redacted)."""
-    run = await driver.store.get_run(driver.run_id)
-    run, steps, _ = redact.RunRedactor.for_run(run).rows(run, await driver.store.steps(run.id))
-    return {"run": run, "steps": steps}
+    """The run as stored so far, for skills that report on it (secrets redacted): the
+    rows report.report_model builds a report of."""
+    store = driver.store
+    run = await store.get_run(driver.run_id)
+    run, steps, attempts = redact.RunRedactor.for_run(run).rows(
+        run, await store.steps(run.id), await store.attempts(run.id))
+    return {"run": run, "steps": steps, "attempts": attempts,
+            "events": await store.events(run.id, limit=None)}
 
 
 async def render(driver: RunView, params: dict[str, Any], action: ActionSpec) -> Any:

@@ -28,8 +28,9 @@ class StepContext:
     `log` carries the structured fields (WORKFLOW, RUN_ID, STEP_ID, SKILL, ACTION,
     ATTEMPT) so that every record an action writes can be filtered by run and step.
     `settings` is the daemon's settings mapping; skills read their own section of it.
-    `run_view` returns the run as stored so far (statuses, results, timings), its
-    secrets masked, for skills such as status reports; it is None where no store is attached.
+    `run_view` returns the run as stored so far (its run, steps, attempts and events
+    rows), its secrets masked, for skills such as status reports; it is None where no
+    store is attached.
     `on_spawn` is awaited with the pid of a process group a runner starts, before the
     group is given any work, so that the store knows what to stop if the driver dies.
     """

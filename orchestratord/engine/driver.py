@@ -72,10 +72,12 @@ class RunDriver:
 
     async def drive(self, resumed: bool) -> RunResult:
         engine, workflow = self.engine, self.definition.workflow
-        await self.store.acquire_lease(self.run_id, engine.owner, engine.lease_ttl)
+        cancel_requested = await self.store.acquire_lease(self.run_id, engine.owner,
+                                                          engine.lease_ttl)
         engine.secrets.add(self.run_id, redact.workflow_param_secrets(self.params, workflow.params))
         for row in self.rows.values():  # a resumed run's results, as hunted when recorded
             engine.secrets.add(self.run_id, redact.secret_values(row.result))
+        released = False  # by the run's end event, in its transaction
         keeper = asyncio.create_task(self._keep_lease())
         timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
                  if workflow.timeout else None)
@@ -89,12 +91,17 @@ class RunDriver:
                 error, outputs = plan.error, None
                 status = await compensation.compensate(self, plan)
             else:
-                ended = await self._forward()
+                ended = await self._forward(cancel_requested)
                 if ended is None:
                     return RunResult(self.run_id, "interrupted", error="lost the run's lease")
                 status, error, outputs = ended
             outputs = attempts.shown(self, outputs)  # recorded and returned as shown
-            await self._set(status, f"run_{status}", error=error, outputs=outputs)
+            # The end releases the lease in its own transaction (one commit, not two); the
+            # keeper stops first, else a renewal just after it would report the lease lost.
+            keeper.cancel()
+            await self._set(status, f"run_{status}", error=error, outputs=outputs,
+                            release=engine.owner)
+            released = True
             level = logging.INFO if status == "succeeded" else logging.ERROR
             self._log(level,
                       EventKind.RUN_SUCCEEDED if status == "succeeded" else EventKind.RUN_FAILED,
@@ -111,13 +118,15 @@ class RunDriver:
             if timer:
                 timer.cancel()
             keeper.cancel()
-            await asyncio.shield(self.store.release_lease(self.run_id, engine.owner))
+            if not released:
+                await asyncio.shield(self.store.release_lease(self.run_id, engine.owner))
             engine.secrets.discard(self.run_id)
 
-    async def _forward(self) -> tuple[str, str | None, Any] | None:
-        """Run the steps; (status, error, outputs) at the end, None if the lease was lost."""
+    async def _forward(self, cancel_requested: bool) -> tuple[str, str | None, Any] | None:
+        """Run the steps; (status, error, outputs) at the end, None if the lease was lost.
+        cancel_requested: whether a cancel was pending when the lease was taken."""
         workflow = self.definition.workflow
-        if await self.store.cancel_requested(self.run_id):
+        if cancel_requested:
             self.stop("cancelled")  # asked while no process drove the run: honoured first
         await self._schedule()
         if self.stop_reason == "lease_lost":

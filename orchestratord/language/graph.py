@@ -10,13 +10,12 @@ step id, a group id, or the skill of exactly one step.
 
 from __future__ import annotations
 
-import difflib
 import graphlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..core.errors import Problem
+from ..core.suggest import did_you_mean
 from .model import ParallelGroup, Step, Workflow
 from .source import Document, Path_
 
@@ -187,12 +186,6 @@ def _resolve(name: str, ids: set[str], groups: dict[str, tuple[str, ...]],
                 f"skill '{name}'; name one of them by its id")
     known = sorted(ids | set(groups) | set(by_skill))
     return f"no step or skill named '{name}'" + did_you_mean(name, known)
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A hint naming the closest candidate, or ''."""
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _find_cycle(graph: Graph) -> list[str] | None:

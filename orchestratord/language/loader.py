@@ -19,8 +19,9 @@ import jsonschema
 
 from ..core.errors import DefinitionError, ExpressionError, ParamsError, Problem
 from ..core.redact import is_secret_name
+from ..core.suggest import did_you_mean
 from . import aggregate, expr
-from .graph import Graph, build, did_you_mean
+from .graph import Graph, build
 from .model import STORED, UNION_TAGS, Workflow, WorkflowDocument
 from .skill_registry import Registry, Skill, discover, search_path
 from .source import Document, Path_, load_file, parse_text

@@ -9,7 +9,6 @@ overwrites, are problems here.
 from __future__ import annotations
 
 import datetime
-import difflib
 import functools
 import json
 import os
@@ -22,6 +21,7 @@ import pydantic
 import yaml
 
 from ..core.errors import Problem
+from ..core.suggest import did_you_mean
 
 Path_ = tuple[str | int, ...]
 # Definition files are written by people: the examples have under 100 values and 10
@@ -151,9 +151,8 @@ class Document:
         last = path[-1] if path else ""
         kind, value = error["type"], error.get("input")
         if kind == "extra_forbidden":
-            return self.problem(path,
-                                f"unknown key '{last}'" + _hint(str(last), _field_names(model)),
-                                key=True)
+            return self.problem(path, f"unknown key '{last}'"
+                                + did_you_mean(str(last), _field_names(model)), key=True)
         if kind == "missing":
             return self.problem(path[:-1], f"missing required key '{last}'",
                                 shown=format_path(path))
@@ -187,11 +186,6 @@ class Document:
             except (KeyError, IndexError, TypeError):
                 return None
         return node
-
-
-def _hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @functools.cache

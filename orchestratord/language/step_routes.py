@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.errors import Problem
-from .graph import did_you_mean
+from ..core.suggest import did_you_mean
 from .model import ParallelGroup, Step, Workflow
 from .skill_registry import Registry
 from .skill_routing import router_of

@@ -18,10 +18,10 @@ from typing import Any
 from ..core.errors import OrchestratorError, RunStateError, WorkflowNotFound
 from ..core.redact import RunRedactor
 from ..core.statuses import TERMINAL
+from ..core.suggest import did_you_mean
 from ..daemon.api import run_json
 from ..engine.engine import Engine, check_resumable
 from ..language.catalog import Catalog, load_catalog
-from ..language.graph import did_you_mean
 from ..language.loader import Definition, stored_definition
 from ..language.settings import Settings
 from ..language.skill_routing import router_of

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import tenacity
 
+from ..core.durations import format_duration, format_span
 from ..core.redact import RunRedactor
 from ..core.statuses import STEP_FAILURES, EventKind
 from ..language.settings import Alerts, WebhookSink
@@ -149,8 +150,8 @@ class AlertManager:
              "error": rollback_errors.get(s.step_id) if s.status == "compensation_failed"
              else s.error}
             for s in steps if s.status in STEP_FAILURES]
-        took = (f" after {run.finished_at - run.started_at:.1f} s"
-                if run.started_at and run.finished_at else "")
+        took = (f" after {format_span(run.started_at, run.finished_at)}"
+                if run.started_at is not None and run.finished_at is not None else "")
         summary = (f"run {run.id} of workflow {run.workflow} {run.status.replace('_', ' ')}"
                    f"{took}" + (f": {run.error}" if run.error else ""))
         if failed:
@@ -181,7 +182,8 @@ class AlertManager:
             alert: dict[str, Any] = {"kind": "workflow_stale", "run_id": last[0] if last else None,
                      "workflow": workflow, "status": "stale", "failed_steps": [],
                      "summary": f"workflow {workflow} has not succeeded for "
-                                f"{_age(now - since)} (alert after {_age(max_age)}); {when}",
+                                f"{format_duration(now - since)} "
+                                f"(alert after {format_duration(max_age)}); {when}",
                      "report": f"orchestratorctl runs --workflow {workflow}"}
             await self.send(alert)
             sent.append(alert)
@@ -304,9 +306,3 @@ def _kill_group(pid: int) -> None:
     except (ProcessLookupError, PermissionError):
         pass
 
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"

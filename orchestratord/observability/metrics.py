@@ -110,7 +110,7 @@ class Metrics:
             self.step_retries.labels(skill, action).inc()
         else:
             steps[event["step_id"]] = self.clock()
-            self._count_steps()
+            self.steps_in_progress.inc()
 
     def _step_ended(self, event: Mapping[str, Any]) -> None:
         skill, action = event.get("skill", ""), event.get("action", "")
@@ -118,13 +118,12 @@ class Metrics:
         started = self._steps.get(event["run_id"], {}).pop(event["step_id"], None)
         if started is not None:  # steps skipped or failed upstream never ran: no duration
             self.step_duration.labels(skill, action).observe(max(0.0, self.clock() - started))
-            self._count_steps()
+            self.steps_in_progress.dec()
 
     def _run_ended(self, event: Mapping[str, Any]) -> None:
         run_id, status = event["run_id"], event["status"]
         workflow, started = self._runs.pop(run_id, (event["workflow"], None))
-        self._steps.pop(run_id, None)
-        self._count_steps()
+        self.steps_in_progress.dec(len(self._steps.pop(run_id, {})))
         if started is not None:
             self.runs_in_progress.labels(workflow).dec()
         if status == "interrupted":  # resumed later; neither finished nor failed
@@ -136,9 +135,6 @@ class Metrics:
             self.rollbacks.labels(workflow, ROLLBACK_OUTCOME[status]).inc()
         if status == "succeeded":
             self.last_success.labels(workflow).set(self.wall_clock())
-
-    def _count_steps(self) -> None:
-        self.steps_in_progress.set(sum(len(s) for s in self._steps.values()))
 
     def load_last_success(self, last: Mapping[str, float]) -> None:
         """Seed the last success per workflow (from the state database at start-up)."""

@@ -15,8 +15,9 @@ from typing import Any
 
 import jinja2
 
+from ..core.durations import format_duration
 from . import layout as report_layout
-from .formatting import took, when
+from .formatting import when
 
 
 @lru_cache(maxsize=1)
@@ -24,7 +25,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("orchestratord.reports", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, took=took, css=css_token, pretty=pretty)
+    env.filters.update(when=when, took=format_duration, css=css_token, pretty=pretty)
     return env
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .formatting import took
+from ..core.durations import format_duration
 
 # Timeline
 ROW, BAR, PLOT_W, AXIS_H, CHAR_W = 24, 14, 900, 28, 7.2
@@ -57,7 +57,7 @@ def timeline(report: dict[str, Any]) -> dict[str, Any]:
         w = max(2.0, (max(end, start) - start) / span * PLOT_W)
         what = "compensation" if a["kind"] == "rollback" else "attempt"
         title = (f"{a['step_id']} {'rollback ' if a['kind'] == 'rollback' else ''}attempt "
-                 f"{a['attempt']}: {a['status']}, {took(a['duration'])}"
+                 f"{a['attempt']}: {a['status']}, {format_duration(a['duration'])}"
                  + (f" — {a['error']}" if a["error"] else ""))
         bars.append({"x": round(x, 2), "y": AXIS_H + row * ROW + (ROW - BAR) / 2,
                      "w": round(min(w, label_w + PLOT_W - x + 2), 2), "h": BAR,
@@ -127,7 +127,7 @@ def _node_info(step: dict[str, Any]) -> str:
     if step["attempts"] > 1:
         parts.append(f"{step['attempts']} tries")
     if step["duration"] is not None:
-        parts.append(took(step["duration"]))
+        parts.append(format_duration(step["duration"]))
     return " · ".join(parts)
 
 

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..core.durations import format_duration, format_span
+
 if TYPE_CHECKING:  # run tables are printed by daemon queries, which need no models
     from ..language.graph import Graph
 
@@ -49,10 +51,6 @@ def _when(ts: float | None) -> str:
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def _took(start: float | None, end: float | None) -> str:
-    return f"{end - start:.1f}s" if start and end else "-"
-
-
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:
     rows = [header] + [list(map(str, r)) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -65,7 +63,7 @@ def run_table(runs: list[Any]) -> str:
         return "no runs"
     return _table(["RUN", "WORKFLOW", "STATUS", "CREATED", "DURATION"],
                   ([r.id, r.workflow, r.status, _when(r.created_at),
-                    _took(r.started_at, r.finished_at)] for r in runs))
+                    format_span(r.started_at, r.finished_at)] for r in runs))
 
 
 def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
@@ -74,7 +72,7 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
         tries.setdefault(a.step_id, []).append(a)
     head = [f"run       {run.id}", f"workflow  {run.workflow}", f"status    {run.status}",
             f"created   {_when(run.created_at)}",
-            f"duration  {_took(run.started_at, run.finished_at)}"]
+            f"duration  {format_span(run.started_at, run.finished_at)}"]
     if run.params:
         head.append(f"params    {json.dumps(run.params)}")
     if run.error:
@@ -83,7 +81,8 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
         head.append(f"outputs   {json.dumps(run.outputs)}")
     table = _table(["STEP", "SKILL.ACTION", "STATUS", "ATTEMPTS", "DURATION", "DETAIL"],
                    ([s.step_id, f"{s.skill}.{s.action}", s.status, s.attempts,
-                     _took(s.started_at, s.finished_at), (s.error or "")[:100]] for s in steps))
+                     format_span(s.started_at, s.finished_at), (s.error or "")[:100]]
+                    for s in steps))
     failures = [f"  {a.step_id} {a.kind} attempt {a.attempt}: {a.status}: {a.error}"
                 for s in steps for a in tries.get(s.step_id, [])
                 if a.status not in ("succeeded", "running")]
@@ -95,13 +94,7 @@ def stats_table(stats: list[Any]) -> str:
     if not stats:
         return "no steps ran in this period"
     return _table(["SKILL.ACTION", "COUNT", "SUCCESS", "P50", "P95", "MAX", "RETRIES/RUN"],
-                  ([f"{s.skill}.{s.action}", s.count, f"{s.success_rate:.1%}", _seconds(s.p50),
-                    _seconds(s.p95), _seconds(s.max), f"{s.retries_per_run:.2f}"] for s in stats))
+                  ([f"{s.skill}.{s.action}", s.count, f"{s.success_rate:.1%}",
+                    format_duration(s.p50), format_duration(s.p95), format_duration(s.max),
+                    f"{s.retries_per_run:.2f}"] for s in stats))
 
-
-def _seconds(value: float) -> str:
-    if value < 10:
-        return f"{value:.2f}s"
-    if value < 600:
-        return f"{value:.1f}s"
-    return f"{value / 60:.1f}m"

@@ -31,13 +31,20 @@ async def build_report(store: Store, run_id: str, *, now: float | None = None) -
     run = await store.get_run(run_id)
     steps = await store.steps(run.id)
     attempts = await store.attempts(run.id)
-    events = await store.events(run.id, limit=1_000_000)
-    deps, groups, declared_rollbacks, routed = _definition_edges(run.definition,
-                                                                 [s.step_id for s in steps])
+    events = await store.events(run.id, limit=None)
     # The one place secrets leave: params masked by their specs and names, known secret
     # strings scrubbed from results, errors and stderr. Every rendering reads only this.
     run, steps, attempts = RunRedactor.for_run(run).rows(run, steps, attempts)
+    return report_model(run, steps, attempts, events, now=now)
 
+
+def report_model(run: Any, steps: list[Any], attempts: list[Any], events: list[Any], *,
+                 now: float | None = None) -> dict[str, Any]:
+    """The report model of rows as the store gives them, their secrets already redacted
+    (RunRedactor.rows): for a caller that holds the rows already, such as a step that
+    reports on its own run while it runs."""
+    deps, groups, declared_rollbacks, routed = _definition_edges(run.definition,
+                                                                 [s.step_id for s in steps])
     attempt_rows = [_attempt(a) for a in attempts]
     by_step: dict[str, list[dict[str, Any]]] = {}
     for a in attempt_rows:
@@ -213,8 +220,6 @@ def _summary(result: Any) -> str:
     text = json.dumps(result, separators=(", ", ": "), default=str)
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
 
-
-# -- formatting helpers shared by the renderings --------------------------------------
 
 # -- renderings -----------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ depends on it starts"): every caller of `append` returns only after the COMMIT t
 holds its event, exactly as before; only the transaction is shared. Nothing that
 follows an append (a dependent's start, a listener, the next event) can happen before
 that event is durable. Each event keeps its own atomicity (a step's end with the clear
-result it keeps in steps.result, migration 5): it runs in a SAVEPOINT, so
+result it keeps in steps.result, migration 5; a run's end with the release of its
+lease): it runs in a SAVEPOINT, so
 one event that fails (a trigger's constraint) is rolled back alone and fails only its
 own caller; a failed COMMIT fails every caller of the batch, none of whose events is
 then in the file. Events are written in the order they were appended, and batches in
@@ -33,27 +34,26 @@ from .connection import in_transaction
 
 INSERT = ("INSERT INTO events (run_id, ts, type, step_id, attempt, data) "
           "VALUES (?,?,?,?,?,?)")
-KEEP_RESULT = "UPDATE steps SET result = ? WHERE run_id = ? AND step_id = ?"
 
 
 class Row(NamedTuple):
-    """An event to append; for a step's end (ends_step), also its result in clear,
-    kept in steps.result in the event's own transaction (the event records the result
-    as shown, secrets masked: migration 5)."""
+    """An event to append, and the statement that completes it in the event's own
+    transaction (and savepoint), if any: for a step's end, keeping its result in clear
+    in steps.result (the event records it as shown, secrets masked: migration 5); for
+    a run's end, releasing its driver's lease."""
     run_id: str
     ts: float
     type: str
     step_id: str | None
     attempt: int | None
     data: str | None
-    result: str | None = None
-    ends_step: bool = False
+    also: tuple[str, tuple[Any, ...]] | None = None  # (sql, args)
 
 
 def _write_row(conn: sqlite3.Connection, row: Row) -> int:
     seq = conn.execute(INSERT, row[:6]).lastrowid
-    if row.ends_step:
-        conn.execute(KEEP_RESULT, (row.result, row.run_id, row.step_id))
+    if row.also is not None:
+        conn.execute(*row.also)
     assert seq is not None, "an INSERT sets lastrowid"
     return seq
 
@@ -64,7 +64,7 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
     that rolled back that row alone. Raises (with nothing written) if the batch as a
     whole cannot be committed, or if a required row fails: another row of the batch
     may depend on it (a dependent's start on the end of the step before it)."""
-    if len(rows) == 1 and not rows[0].ends_step:  # one statement: autocommit, as it was
+    if len(rows) == 1 and rows[0].also is None:  # one statement: autocommit, as it was
         return [_write_row(conn, rows[0])]
 
     def insert(conn: sqlite3.Connection) -> list[int | sqlite3.Error]:

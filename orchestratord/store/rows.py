@@ -107,3 +107,7 @@ def run_row(r: sqlite3.Row) -> RunRow:
                   finished_at=r["finished_at"], outputs=loads(r["outputs"]), error=r["error"],
                   lease_owner=r["lease_owner"], lease_expires=r["lease_expires"],
                   cancel_requested=bool(r["cancel_requested"]))
+
+
+def step_row(r: sqlite3.Row) -> StepRow:
+    return StepRow(**{**named(r), "params": loads(r["params"]), "result": loads(r["result"])})

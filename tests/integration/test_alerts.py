@@ -309,7 +309,7 @@ async def test_a_workflow_without_recent_success_alerts_once_per_stretch(
     [alert] = await manager.check_stale(now=finished + 3600)
     assert alert["kind"] == "workflow_stale" and alert["workflow"] == "nightly"
     assert alert["run_id"] == first.run_id
-    assert "has not succeeded for 1.0h (alert after 30.0m)" in alert["summary"]
+    assert "has not succeeded for 1h00m (alert after 30m00s)" in alert["summary"]
     assert (await server.next())["kind"] == "workflow_stale"
     # Later: nightly was alerted for this stretch already; weekly never ran, and its
     # age counts from when the manager started.

@@ -41,13 +41,15 @@ def test_ready_only_when_serving_and_run_through_the_socket(env, daemon):
 
 def test_a_query_against_the_daemon_imports_neither_asyncio_nor_the_store(env, daemon):
     # `orchestratorctl runs` is started per command: what it imports is most of its
-    # time (python -X importtime: asyncio and the store with aiosqlite were 80 ms).
+    # time (python -X importtime: asyncio and the store with aiosqlite were 80 ms;
+    # --limit's check alone imported the store for its maximum, 30 ms).
     (env / "workflows" / "hello.yaml").write_text(workflow("hello", env / "ledger"))
     d = daemon()
     d.notify.wait_for("READY=1")
     probe = ("import sys\n"
              "from orchestratord.cli import main as cli\n"
-             f"code = cli.main(['--socket', {str(env / 'run' / 'control.sock')!r}, 'runs'])\n"
+             f"code = cli.main(['--socket', {str(env / 'run' / 'control.sock')!r}, 'runs',"
+             " '--limit', '20'])\n"
              "heavy = sorted(m for m in ('asyncio', 'aiosqlite', 'aiohttp', 'orchestratord.store.sqlite')"
              " if m in sys.modules)\n"
              "print(code, heavy)\n")
@@ -236,3 +238,31 @@ def test_reload_request_without_a_daemon_fails_and_says_where(env):
                             capture_output=True, text=True, timeout=30)
     assert reload.returncode == 1
     assert f"cannot reach orchestratord at {env / 'run' / 'control.sock'}" in reload.stderr
+
+
+async def test_the_daemon_settles_its_heap_once_loaded_and_after_a_reload(tmp_path):
+    """Its definitions are frozen out of full collections (engine.settle_heap), and a
+    reload's replaced ones are not kept frozen: it unfreezes before freezing again."""
+    import gc
+
+    from orchestratord.daemon.service import Daemon
+    from orchestratord.language.settings import Settings
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "hello.yaml").write_text(workflow("hello", tmp_path / "ledger"))
+    settings = Settings(state_dir=tmp_path / "state", workflows_dir=tmp_path / "workflows",
+                        socket=tmp_path / "run" / "control.sock")
+    daemon = Daemon(settings, handle_signals=False)
+    gc.unfreeze()
+    try:
+        await daemon.start()
+        first = daemon.catalog.workflows["hello"]
+        tracked = {id(o) for o in gc.get_objects()}
+        assert gc.get_freeze_count() > 0 and id(first) not in tracked
+        (tmp_path / "workflows" / "hello.yaml").write_text(
+            workflow("hello", tmp_path / "ledger", steps=1))
+        await daemon.reload()
+        assert daemon.catalog.workflows["hello"] is not first
+        assert id(daemon.catalog.workflows["hello"]) not in {id(o) for o in gc.get_objects()}
+    finally:
+        await daemon.close()
+        gc.unfreeze()

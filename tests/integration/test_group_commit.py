@@ -150,6 +150,32 @@ async def test_a_chain_commits_once_per_step_and_each_outcome_before_the_next_ru
     assert len(calls) <= n + 20, len(calls)  # two a step would be 2n + 16
 
 
+
+async def test_a_run_reads_its_rows_once_and_releases_its_lease_with_its_end(tmp_path):
+    """Regression: a driver read its run and its steps in two round trips, the cancel
+    flag in a third, and released its lease in a transaction after the run's end; now
+    the run and its steps are one read, the flag comes with the lease, and the lease
+    goes in the end's own transaction (a chain of 3: 12 round trips, now 9)."""
+    from orchestratord.engine.engine import Engine
+    db = tmp_path / "state.db"
+    store = await Store.open(db)
+    try:
+        statements = await _traced(store)
+        with round_trips() as calls:
+            result = await Engine(store).run(_chain(3, db, tmp_path))
+    finally:
+        await store.close()
+    assert result.status == "succeeded"
+    assert len(calls) <= 9, len(calls)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT lease_owner, lease_expires FROM runs").fetchall() == [
+            (None, None)]
+    # released with the end event, between the same BEGIN and COMMIT, the last one
+    last = statements[len(statements) - 1 - statements[::-1].index("BEGIN IMMEDIATE"):]
+    assert last[-1] == "COMMIT", last
+    assert any("'run_succeeded'" in s for s in last), last
+    assert any(s.startswith("UPDATE runs SET lease_owner = NULL") for s in last), last
+
 async def test_recording_a_run_and_taking_its_lease_are_one_round_trip_each(tmp_path):
     from orchestratord.core.errors import LeaseHeld
     store = await Store.open(tmp_path / "state.db")

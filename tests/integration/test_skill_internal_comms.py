@@ -15,6 +15,8 @@ from orchestratord.core.errors import StepFailure
 from orchestratord.engine.context import StepContext, step_logger
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
+from orchestratord.reports.formatting import when
+from orchestratord.reports.report import build_report
 from orchestratord.skills import discover, search_path
 from orchestratord.skills.bundled.internal_comms.actions import status_report
 from orchestratord.store.sqlite import Store
@@ -39,6 +41,11 @@ SAY = py_command("""
 BROKEN = py_command("""
     import sys
     sys.exit("disk on fire")
+""")
+# Fails with a message that quotes code: a fence of three backticks inside the error.
+FENCED = py_command("""
+    import sys
+    sys.exit("patch does not apply:\\n```\\n--- a/x\\n```")
 """)
 
 
@@ -73,7 +80,7 @@ async def hook():
 @pytest.fixture
 def registry(skill_root):
     write_skill(skill_root, "t", {"flaky": {"command": FLAKY}, "broken": {"command": BROKEN},
-                                  "say": {"command": SAY}})
+                                  "say": {"command": SAY}, "fenced": {"command": FENCED}})
     return discover(search_path([skill_root]))
 
 
@@ -145,8 +152,8 @@ async def test_report_lists_every_step_and_reaches_the_webhook(tmp_path, store, 
     assert "note=a \\| b c" in rows["flaky"] and "items=[3 items]" in rows["flaky"]
     assert "| failed |" in rows["broken"]
     assert "| running |" in rows["report"]  # the report itself, as it stands while writing
-    assert "## Failures" in markdown and "### broken (failed)" in markdown
-    assert "disk on fire" in markdown.split("### broken (failed)")[1]
+    assert "## Failures" in markdown and "### broken: failed" in markdown
+    assert "disk on fire" in markdown.split("### broken: failed")[1]
 
     [delivered] = hook.received
     assert delivered == {"run_id": result.run_id, "workflow": "comms", "markdown": markdown}
@@ -218,3 +225,27 @@ async def test_without_a_run_view_the_failure_says_why(tmp_path):
                       log=step_logger("test"), settings={"state_dir": str(tmp_path)})
     with pytest.raises(StepFailure, match="needs the run's stored state"):
         await status_report({}, ctx)
+
+
+async def test_the_status_report_is_the_brief_shape_of_the_run_report(tmp_path, store, registry):
+    """Regression: internal-comms rendered runs with a Markdown renderer of its own, which
+    showed UTC where the run report shows the host's time with its offset, rewrote ```
+    inside errors to ''' instead of fencing them, and counted a step skipped for a failed
+    dependency (upstream_failed) as a failure of its own."""
+    steps_yaml = ("    - {id: patch, skill: t, action: fenced}\n"
+                  "    - {id: after, skill: t, action: say, params: {text: x}, "
+                  "depends_on: [patch]}\n" + report_step())
+    result, steps = await run(tmp_path, store, registry,
+                              {"state_dir": str(tmp_path / "state"), "skills": {}}, steps_yaml)
+    assert steps["after"].status == "upstream_failed"
+    out = steps["report"].result
+    assert out["failed"] == ["patch"]  # the cause, not its consequence
+    markdown = Path(out["path"]).read_text()
+    assert "### after" not in markdown and "| after | t.say | upstream_failed |" in markdown
+
+    model = await build_report(store, result.run_id)
+    assert f"- Started: {when(model['run']['started_at'])}\n" in markdown  # local time, UTC offset
+    assert "UTC" not in markdown
+    failure = markdown.split("### patch: failed", 1)[1]
+    assert "````\n" in failure and "```\n--- a/x\n```" in failure  # verbatim, fenced longer
+    assert "'''" not in markdown

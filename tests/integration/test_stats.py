@@ -9,11 +9,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bench.history import RunSpec, StepSpec, write_history
+from bench.history import RunSpec, StepSpec, plausible_runs, write_history
 from orchestratord.core.errors import ParamsError
 from orchestratord.engine.engine import Engine
 from orchestratord.language.loader import load_workflow
@@ -171,6 +172,31 @@ async def test_an_older_database_is_upgraded_with_its_history(tmp_path):
     assert stats.last_successes(db) == {"old": 20.0}
 
 
+
+def test_stats_over_all_history_costs_little_more_than_counting_its_steps(tmp_path):
+    """Regression: the counting pass decoded every step's status, attempts and duration
+    (3.2x the SQLite instructions of a bare count per skill/action; 70 ms over 100,000
+    runs). Failures and retries now come from an index of the few steps that have them,
+    and the longest duration from a seek: 1.5x. Counted in SQLite's virtual machine
+    instructions (a progress handler every 100), which no load on the machine moves."""
+    db = tmp_path / "state.db"
+    write_history(db, plausible_runs(2000, seed=1))
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+
+    def instructions(work: Callable[[], object]) -> int:
+        ticks = [0]
+        conn.set_progress_handler(lambda: ticks.__setitem__(0, ticks[0] + 1) or 0, 100)
+        work()
+        conn.set_progress_handler(None, 100)
+        return ticks[0]
+    bare = instructions(lambda: conn.execute(
+        f"SELECT skill, action, count(*) FROM steps WHERE {stats.RAN} "
+        "GROUP BY skill, action").fetchall())
+    ours = instructions(lambda: stats.compute_on(conn))
+    assert ours < 2 * bare, (ours, bare)
+    assert stats.compute_on(conn) == stats.compute(db)
+
 # -- orchestratorctl stats --------------------------------------------------------------
 
 def ctl(*args: str) -> subprocess.CompletedProcess:
@@ -185,7 +211,7 @@ def test_cli_prints_a_table_and_json_from_the_state_file(history):
     assert header.split() == ["SKILL.ACTION", "COUNT", "SUCCESS", "P50", "P95", "MAX",
                               "RETRIES/RUN"]
     assert build.split() == ["nix.build", "20", "75.0%", "10.0s", "19.0s", "20.0s", "0.30"]
-    assert switch.split() == ["nix.switch", "15", "100.0%", "2.00s", "2.00s", "2.00s", "0.00"]
+    assert switch.split() == ["nix.switch", "15", "100.0%", "2.0s", "2.0s", "2.0s", "0.00"]
 
     as_json = ctl("--state", str(history), "stats", "--json", "--since",
                   datetime.datetime.fromtimestamp(T0 + 10.5 * HOUR).isoformat())

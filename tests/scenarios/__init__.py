@@ -1,6 +1,6 @@
 """End-to-end scenarios shared by the container tests and the NixOS VM tests.
 
-Each scenario file (deploy.py, health_failure.py, service_startup.py) defines
+Each scenario file (deploy.py, health_failure.py, service_startup.py, step_units.py) defines
 `run(machine) -> None` and uses only the NixOS test driver's machine API (succeed,
 fail, execute, wait_for_unit, wait_until_succeeds, systemctl) and the standard library.
 It imports nothing from the project but `scenario_common` (this directory's helpers for
@@ -20,6 +20,10 @@ machine must have is here, as data both layers read:
 - the unit `agent-orchestrator-example-model.service` (shipped in orchestratord/daemon/units/),
   listening on 127.0.0.1:8088, startable by the daemon.
 
+step_units.py has a machine of its own (`machine/step-units/`: the `box` skill and its
+workflows, with `step_units: always`), set up by tests/system/test_step_units.py and
+nix/tests/step-units.nix; it is not among SCENARIOS, which share one machine.
+
 Only the machine setup differs between the layers (paths, how files get there); the
 scenario text does not.
 """
@@ -36,13 +40,19 @@ MACHINE = HERE / "machine"
 SKILLS_SETTINGS = MACHINE / "skills.json"
 WORKFLOWS = MACHINE / "workflows"
 SCENARIOS = ("deploy", "health_failure", "service_startup")
+STEP_UNITS = MACHINE / "step-units"
 
 
 def load(name: str) -> Callable[[Any], None]:
     """The `run` of a scenario, from exec'ing its file as the VM test driver does."""
+    return namespace(name)["run"]
+
+
+def namespace(name: str) -> dict[str, Any]:
+    """What a scenario file defines (its `run` and the parts it is made of), exec'd."""
     path = HERE / f"{name}.py"
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))  # for `import scenario_common`, as the VM test does
-    namespace: dict[str, Any] = {"__name__": f"scenario_{name}", "__file__": str(path)}
-    exec(compile(path.read_text(), str(path), "exec"), namespace)
-    return namespace["run"]
+    defined: dict[str, Any] = {"__name__": f"scenario_{name}", "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), defined)
+    return defined

@@ -8,6 +8,7 @@ sys.path before exec'ing a scenario. Standard library only.
 from __future__ import annotations
 
 import json
+import time
 
 
 def json_of(text: str):
@@ -38,3 +39,17 @@ def last_run(machine, workflow: str) -> dict:
 def steps_of(run: dict) -> dict:
     """A run's steps by id."""
     return {s["step_id"]: s for s in run["steps"]}
+
+
+def finished(machine, run_id: str, timeout: float = 120) -> dict:
+    """The run once it has ended; the daemon may be restarting meanwhile (a failing
+    orchestratorctl is asked again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rc, out = machine.execute(f"orchestratorctl show {run_id} --json")
+        run = json_of(out) if rc == 0 else None
+        if run is not None and run["status"] not in ("pending", "running", "interrupted"):
+            return run
+        assert time.monotonic() < deadline, \
+            f"run {run_id} has not ended after {timeout:g} s: {run['status'] if run else out}"
+        time.sleep(0.5)

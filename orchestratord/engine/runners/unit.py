@@ -10,11 +10,12 @@ with RUN_ID, STEP_ID, SKILL, ACTION and ATTEMPT.
 
 Because all of that outlives the daemon, a daemon that died while the unit ran finds the
 attempt's directory when the step is driven again and re-attaches instead of starting the
-command again: it waits for the unit, if it still runs, and collects what it left. An
-attempt's directory is removed once its outcome is handed to the engine, so it is adopted
-at most once. A timeout or a cancel stops the unit: systemd kills its whole cgroup. When
-the daemon itself stops (`detach()`), running units are left to finish, to be collected
-after the restart.
+command again: it waits for the unit, if it still runs, and collects what it left. A
+restart of the system bus is no restart of the daemon: the bus connection is made again
+(systemd_bus.py) and the wait goes on. An attempt's directory is removed once its outcome
+is handed to the engine, so it is adopted at most once. A timeout or a cancel stops the
+unit: systemd kills its whole cgroup. When the daemon itself stops (`detach()`), running
+units are left to finish, to be collected after the restart.
 
 At a system shutdown the daemon is stopped first and its step units after it: each unit
 is ordered Before= the daemon's own service (stop order is the reverse of start order).
@@ -45,7 +46,7 @@ from .. import shutdown
 from ..context import StepContext
 from .command import EX_TEMPFAIL, TAIL_LINES, _result
 from .systemctl import BOOTED_MARKER, SystemctlError, SystemdUnavailable, run_tool
-from .systemd_bus import SystemdBus, SystemdBusError
+from .systemd_bus import BusLost, SystemdBus, SystemdBusError
 
 log = logging.getLogger("orchestratord.engine")
 
@@ -187,8 +188,16 @@ class StepUnits:
             await bus.wait_ended(unit)
         except asyncio.CancelledError:
             if not self.detaching:
-                await _uninterrupted(self._stop(bus, unit))
+                try:
+                    await _uninterrupted(self._stop(bus, unit))
+                except BusLost as exc:
+                    log.error("cannot stop %s: %s; it runs until it ends or is stopped "
+                              "(systemctl stop %s)", unit, exc, unit)
             raise
+        except BusLost as exc:  # the unit runs on; its directory stays, to be adopted
+            raise StepFailure(f"lost track of {unit}: {exc}; it may still run (systemctl "
+                              f"status {unit}): the step's next attempt re-attaches to it",
+                              retryable=True) from None
 
     def _adoptable(self, ctx: StepContext) -> str | None:
         """The unit of an earlier attempt whose outcome never reached the engine."""

@@ -12,8 +12,9 @@ import aiohttp
 
 from ....core.errors import StepFailure
 from ....engine.context import StepContext
+from ....reports.markdown import render_markdown
+from ....reports.report import report_model
 from ... import atomic_write, section, state_dir
-from .markdown import FAILED, render_report
 
 SKILL = "internal-comms"
 WEBHOOK_TIMEOUT = 30.0
@@ -28,14 +29,16 @@ async def status_report(params: Mapping[str, Any], ctx: StepContext) -> dict[str
     # The report leaves the state database (a file, the log, a webhook): the run view
     # comes with the run's secrets masked, as every rendering of a run does.
     view = await ctx.run_view()
-    run, steps = view["run"], view["steps"]
-    markdown = render_report(run, steps, title=params.get("title"), now=time.time())
+    run = view["run"]
+    report = await asyncio.to_thread(report_model, run, view["steps"], view["attempts"],
+                                     view["events"], now=time.time())
+    markdown = render_markdown(report, title=params.get("title"), brief=True)
     data = markdown.encode()
     path = report_path(params.get("path"), settings.get("report_dir"), state_dir(ctx), run.id)
     await asyncio.to_thread(atomic_write, path, data)
     ctx.log.info("status report %s:\n%s", path, markdown)
-    result = {"path": str(path), "steps": len(steps),
-              "failed": [s.step_id for s in steps if s.status in FAILED],
+    result = {"path": str(path), "steps": report["summary"]["steps"],
+              "failed": report["summary"]["failed_steps"],
               "markdown_bytes": len(data), "delivered": False}
     webhook = params.get("webhook") or settings.get("webhook")
     if webhook:
