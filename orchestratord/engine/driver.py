@@ -99,7 +99,7 @@ class RunDriver:
             # The end releases the lease in its own transaction (one commit, not two); the
             # keeper stops first, else a renewal just after it would report the lease lost.
             keeper.cancel()
-            await self._set(status, f"run_{status}", error=error, outputs=outputs,
+            await self._set(status, EventKind.run_ended(status), error=error, outputs=outputs,
                             release=engine.owner)
             released = True
             level = logging.INFO if status == "succeeded" else logging.ERROR
@@ -326,7 +326,7 @@ class RunDriver:
 
     def _announce(self, node_id: str, status: str, error: str | None, ended: int) -> None:
         step = self.graph.nodes[node_id].step
-        self.engine.emit({"type": f"step_{status}", "run_id": self.run_id,
+        self.engine.emit({"type": EventKind.step_ended(status), "run_id": self.run_id,
                            "workflow": self.definition.name, "step_id": node_id,
                            "skill": step.skill, "action": step.action,
                            "attempt": self.current_attempt.get(node_id),

@@ -28,6 +28,7 @@ from typing import Any
 import aiosqlite
 
 from ..core.errors import RunNotFound, StoreError
+from ..core.statuses import EventKind
 from . import leases
 from .connection import Connection, database_error
 from .group_commit import GroupCommit, Row, insert_events
@@ -146,7 +147,7 @@ class Store:
                  for i, (sid, skill, action) in enumerate(steps)])
             conn.execute(
                 "INSERT INTO events (run_id, ts, type, data) VALUES (?,?,?,?)",
-                (run_id, time.time(), "run_created", dumps({"workflow": workflow})))
+                (run_id, time.time(), EventKind.RUN_CREATED, dumps({"workflow": workflow})))
         await self._conn.transaction(record)
         return run_id
 
@@ -199,7 +200,7 @@ class Store:
         until whoever takes its lease next (a resume, the daemon at start-up) honours it
         before launching anything. It is cleared when the run ends.
         """
-        await self._append(run_id, "run_cancel_requested")
+        await self._append(run_id, EventKind.RUN_CANCEL_REQUESTED)
 
     async def cancel_requested(self, run_id: str) -> bool:
         rows = await self._conn.execute_fetchall(
@@ -249,14 +250,14 @@ class Store:
 
     async def attempt_started(self, run_id: str, step_id: str, attempt: int, params: Any,
                               kind: str = "action") -> int:
-        return await self._append(run_id, "step_started" if kind == "action" else
-                                  "compensation_started", step_id, attempt, {"params": params})
+        event = EventKind.STEP_STARTED if kind == "action" else EventKind.COMPENSATION_STARTED
+        return await self._append(run_id, event, step_id, attempt, {"params": params})
 
     async def attempt_process(self, run_id: str, step_id: str, attempt: int, kind: str,
                               process: str) -> int:
         """Record the identity of the leader of an attempt's process group, so that a
         resume can stop it if its driver dies (processes.stop_group)."""
-        return await self._append(run_id, "attempt_process", step_id, attempt,
+        return await self._append(run_id, EventKind.ATTEMPT_PROCESS, step_id, attempt,
                                   {"kind": kind, "process": process})
 
     async def orphans(self, run_id: str) -> list[AttemptRow]:
@@ -269,14 +270,14 @@ class Store:
     async def retry_scheduled(self, run_id: str, step_id: str, attempt: int, delay: float) -> int:
         """Record a retry back-off: the step's next attempt starts no earlier than now +
         delay, in this process or in one that resumes the run after a crash."""
-        return await self._append(run_id, "step_retry", step_id, attempt,
+        return await self._append(run_id, EventKind.STEP_RETRY, step_id, attempt,
                                   {"delay": round(delay, 3), "not_before": time.time() + delay})
 
     async def attempt_failed(self, run_id: str, step_id: str, attempt: int, *, status: str,
                              error: str, exit_code: int | None, stderr_tail: str,
                              kind: str = "action") -> int:
         """Record a failed attempt; the step fails only through `step_finished`."""
-        return await self._append(run_id, "attempt_failed", step_id, attempt, {
+        return await self._append(run_id, EventKind.ATTEMPT_FAILED, step_id, attempt, {
             "status": status, "error": error, "exit_code": exit_code,
             "stderr_tail": stderr_tail, "kind": kind})
 
@@ -305,14 +306,15 @@ class Store:
 
     async def compensation_finished(self, run_id: str, step_id: str, attempt: int, ok: bool,
                                     error: str | None = None) -> int:
-        return await self._append(run_id, "step_compensated" if ok else "step_compensation_failed",
-                                  step_id, attempt, {"error": error} if error else None)
+        event = EventKind.STEP_COMPENSATED if ok else EventKind.STEP_COMPENSATION_FAILED
+        data = {"error": error} if error else None
+        return await self._append(run_id, event, step_id, attempt, data)
 
     async def rollback_started(self, run_id: str, steps: list[str], outcome: str,
                                error: str | None) -> int:
         """Record that the run rolls back: the steps to compensate (in order) and the
         outcome that made it roll back. From here on the run only compensates."""
-        return await self._append(run_id, "run_rolling_back",
+        return await self._append(run_id, EventKind.RUN_ROLLING_BACK,
                                   data={"steps": steps, "outcome": outcome, "error": error})
 
     async def rollback_plan(self, run_id: str) -> dict[str, Any] | None:
@@ -329,7 +331,7 @@ class Store:
         dead process left running go back to pending; with redrive (a failed, cancelled
         or timed-out run) failed steps do too, with a fresh retry budget.
         """
-        await self._append(run_id, "run_redrive" if redrive else "run_recovered")
+        await self._append(run_id, EventKind.RUN_REDRIVE if redrive else EventKind.RUN_RECOVERED)
 
     # -- events -------------------------------------------------------------------------
 
@@ -393,6 +395,6 @@ def _step_end(run_id: str, step_id: str, status: str, attempt: int | None, resul
               shown: Any, error: str | None) -> Row:
     data = {**({"result": shown} if shown is not None else {}),
             **({"error": error} if error else {})}
-    return Row(run_id, time.time(), f"step_{status}", step_id, attempt, dumps(data),
+    return Row(run_id, time.time(), EventKind.step_ended(status), step_id, attempt, dumps(data),
                also=(KEEP_RESULT, (dumps(result), run_id, step_id)))
 

@@ -5,10 +5,13 @@ the daemon's."""
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
 import pytest
 
+import orchestratord
 from orchestratord.cli.stopping import exit_status
 from orchestratord.core.statuses import (
     TERMINAL,
@@ -55,3 +58,20 @@ def test_exit_codes_are_the_readmes():
         "rollback_failed": 6, "interrupted": 130}
     assert ExitCode.of_run("a_status_of_a_newer_daemon") == ExitCode.FAILED
     assert exit_status(None, None) == ExitCode.CANNOT_PROCEED == 7
+
+
+def test_the_engine_and_the_store_append_event_kinds_as_enum_members():
+    """Regression: the store and the unit runner still appended `"step_retry"`,
+    `f"step_{status}"` and the like as strings, which a renamed member would not catch."""
+    package = Path(orchestratord.__file__).parent
+    kinds = {kind.value for kind in EventKind}
+    literal = []
+    for path in sorted([*(package / "engine").rglob("*.py"), *(package / "store").glob("*.py")]):
+        if path.name == "migrations.py":  # SQL keeps its literal strings (tested above)
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            head = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else node
+            if isinstance(head, ast.Constant) and isinstance(head.value, str) and (
+                    head.value in kinds or (head is not node and head.value in ("run_", "step_"))):
+                literal.append(f"{path.relative_to(package)}:{node.lineno}: {head.value}")
+    assert literal == [], "use core.statuses.EventKind members instead"

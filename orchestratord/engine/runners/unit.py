@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import StepFailure, StepTimeout
+from ...core.statuses import EventKind
 from ...language import step_sandbox
 from ...language.model import ActionSpec
 from ...language.step_sandbox import StepSandboxSettings
@@ -120,8 +121,9 @@ class StepUnits:
         if requested:
             ctx.log.warning("running step %s without its sandbox: %s", ctx.step_id, reason)
             if self.record is not None:
-                await self.record(ctx.run_id, "step_sandbox_unavailable", step_id=ctx.step_id,
-                                  attempt=ctx.attempt, data={"policy": "warn", "reason": reason})
+                await self.record(ctx.run_id, EventKind.STEP_SANDBOX_UNAVAILABLE,
+                                  step_id=ctx.step_id, attempt=ctx.attempt,
+                                  data={"policy": "warn", "reason": reason})
         return False
 
     async def _why_unavailable(self) -> str | None:
