@@ -75,3 +75,20 @@ def test_the_engine_and_the_store_append_event_kinds_as_enum_members():
                     head.value in kinds or (head is not node and head.value in ("run_", "step_"))):
                 literal.append(f"{path.relative_to(package)}:{node.lineno}: {head.value}")
     assert literal == [], "use core.statuses.EventKind members instead"
+
+
+def test_alerts_and_status_reports_take_failed_steps_from_core_statuses():
+    """Regression: internal-comms' status report had a FAILED set of its own and alerts
+    a FAILED_STEP_STATUSES; both now take core.statuses.STEP_FAILURES (internal-comms
+    through the report model's failed_steps), so they cannot disagree."""
+    package = Path(orchestratord.__file__).parent
+    statuses = {*RunStatus, *StepStatus, *AttemptStatus}
+    readers = [package / "observability" / "alerts.py", package / "reports" / "report.py",
+               package / "reports" / "markdown.py",
+               *(package / "skills" / "bundled" / "internal_comms").glob("*.py")]
+    own = [f"{path.relative_to(package)}:{node.lineno}"
+           for path in readers for node in ast.walk(ast.parse(path.read_text(), str(path)))
+           if isinstance(node, ast.Set | ast.Tuple | ast.List)
+           and sum(isinstance(e, ast.Constant) and e.value in statuses for e in node.elts) > 1]
+    assert own == [], "name the status sets of core/statuses.py instead"
+    assert "STEP_FAILURES" in readers[0].read_text() and "STEP_FAILURES" in readers[1].read_text()
