@@ -25,8 +25,8 @@ def add_commands(sub: Any) -> None:
 
 def aidb(args: argparse.Namespace) -> int:
     from .client import request
-    from .common import _socket
-    socket = _socket(args)
+    from .common import socket_path
+    socket = socket_path(args)
     if not socket.is_socket():
         print(f"orchestratorctl aidb: no daemon at {socket}: AIDB's catalog cache and "
               "history outbox are the daemon's; start it, or name its socket with --socket",

@@ -24,21 +24,21 @@ def whole_number(highest: int) -> Callable[[str], int]:
     return parse
 
 
-def _runs_limit(text: str) -> int:
+def runs_limit(text: str) -> int:
     from .client import MAX_RUNS_LISTED
     return whole_number(MAX_RUNS_LISTED)(text)
 
 
-def _socket(args: argparse.Namespace) -> Path:
+def socket_path(args: argparse.Namespace) -> Path:
     return args.socket or client_socket()
 
 
-def _quoted(run: str) -> str:
+def quoted_run(run: str) -> str:
     """A run id (or prefix) as one path segment: `/`, `?`, `%` and `#` in it are text."""
     from urllib.parse import quote
     return quote(run, safe="")
 
 
-def _remote(args: argparse.Namespace) -> bool:
+def use_daemon(args: argparse.Namespace) -> bool:
     """Whether runs/show/report/resume/cancel go to the daemon."""
-    return args.state is None and _socket(args).is_socket()
+    return args.state is None and socket_path(args).is_socket()

@@ -16,7 +16,7 @@ from ..core.paths import default_state_file
 from ..core.statuses import ExitCode
 
 
-def _parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str]) -> dict[str, Any]:
     import yaml
     params = {}
     for pair in pairs:
@@ -30,7 +30,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
+async def with_engine(args: argparse.Namespace, work: Any) -> Any:
     import asyncio
     import signal
 
@@ -40,7 +40,7 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
     from ..store.sqlite import Store
     from .progress import Progress
     settle_heap()  # the definition is loaded: out of the collector's way while it runs
-    settings = _embedded_settings()  # before the store opens: a bad file must not leak it
+    settings = embedded_settings()  # before the store opens: a bad file must not leak it
     state = Path(args.state or default_state_file())
     state_dir = state.parent.resolve()
     store = await Store.open(state)
@@ -69,7 +69,7 @@ async def _with_engine(args: argparse.Namespace, work: Any) -> Any:
         await store.close()
 
 
-def _embedded_settings() -> Any:
+def embedded_settings() -> Any:
     """Embedded runs use the daemon's settings file when $ORCHESTRATOR_SETTINGS names one
     (skill sections, alert sinks, workspace retention), else the defaults; their state
     stays in the embedded state file. Alerts write the crit record in any case."""
@@ -86,10 +86,10 @@ def _finish(result: Any, as_json: bool) -> int:
     return ExitCode.of_run(result.status)
 
 
-def _drive(args: argparse.Namespace, work: Any) -> int:
+def drive(args: argparse.Namespace, work: Any) -> int:
     import asyncio
     try:
-        result = asyncio.run(_with_engine(args, work))
+        result = asyncio.run(with_engine(args, work))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; the run can be resumed with `orchestratorctl resume RUN`",
               file=sys.stderr)
@@ -97,14 +97,14 @@ def _drive(args: argparse.Namespace, work: Any) -> int:
     return _finish(result, args.json)
 
 
-def _stored_definition(run: Any, skill_paths: list[str]) -> Any:
+def definition_of_run(run: Any, skill_paths: list[str]) -> Any:
     from ..language.loader import stored_definition
     from ..language.skill_registry import discover, search_path
     registry = discover(search_path([*skill_paths, Path(run.file).parent / "skills"]))
     return stored_definition(run.definition, run.file, registry)
 
 
-def _store_call(args: argparse.Namespace, fn: Any) -> Any:
+def store_call(args: argparse.Namespace, fn: Any) -> Any:
     import asyncio
 
     from ..store.sqlite import Store

@@ -27,8 +27,8 @@ from ..core.statuses import ExitCode
 # asyncio, yaml and the engine are imported where used: a CLI that answers --version or
 # a daemon query should not pay for what it does not run.
 from ..core.version import __version__
-from .common import _quoted, _remote, _runs_limit, _socket
-from .embedded import _drive, _parse_params, _store_call, _stored_definition, _with_engine
+from .common import quoted_run, runs_limit, socket_path, use_daemon
+from .embedded import definition_of_run, drive, parse_params, store_call, with_engine
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("runs", help="list recent runs")
     c.add_argument("--workflow")
     c.add_argument("--status")
-    c.add_argument("--limit", type=_runs_limit, default=20,
+    c.add_argument("--limit", type=runs_limit, default=20,
                    help="at most this many runs")
     c.add_argument("--json", action="store_true")
     c = sub.add_parser("show", help="a run with its steps")
@@ -156,39 +156,39 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    params = _parse_params(args.param)
+    params = parse_params(args.param)
     # Anything but a directory that exists is a file to run (a FIFO or a device is then
     # refused by the loader, exit 2), never a workflow name to ask the daemon for.
     if args.daemon or not os.path.lexists(args.target) or os.path.isdir(args.target):
         from . import remote
-        return remote.run(_socket(args), args.target, params, wait=args.wait, as_json=args.json)
+        return remote.run(socket_path(args), args.target, params, wait=args.wait, as_json=args.json)
     from ..language.loader import load_workflow
     definition = load_workflow(args.target, skill_paths=args.skills)
-    return _drive(args, lambda engine: engine.run(definition, params))
+    return drive(args, lambda engine: engine.run(definition, params))
 
 
 def _resume(args: argparse.Namespace) -> int:
-    if _remote(args):
+    if use_daemon(args):
         from . import remote
-        return remote.resume(_socket(args), _quoted(args.run), as_json=args.json)
+        return remote.resume(socket_path(args), quoted_run(args.run), as_json=args.json)
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
-        return await engine.resume(run.id, _stored_definition(run, args.skills))
-    return _drive(args, work)
+        return await engine.resume(run.id, definition_of_run(run, args.skills))
+    return drive(args, work)
 
 
 def _runs(args: argparse.Namespace) -> int:
-    if _remote(args):
+    if use_daemon(args):
         from urllib.parse import urlencode
 
         from . import client
         query = urlencode({k: v for k, v in (("workflow", args.workflow), ("status", args.status),
                                              ("limit", args.limit)) if v})
-        runs = client.as_rows(client.request(_socket(args), "GET", f"/runs?{query}"))
+        runs = client.as_rows(client.request(socket_path(args), "GET", f"/runs?{query}"))
     else:
         from ..core.redact import RunRedactor
-        runs = _store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
+        runs = store_call(args, lambda s: s.list_runs(workflow=args.workflow, status=args.status,
                                                        limit=args.limit))
         runs = [RunRedactor.for_run(r).rows(r)[0] for r in runs]
     if args.json:
@@ -205,16 +205,16 @@ def _show(args: argparse.Namespace) -> int:
         run = await store.get_run(args.run)
         return RunRedactor.for_run(run).rows(run, await store.steps(run.id),
                                              await store.attempts(run.id))
-    if _remote(args):
+    if use_daemon(args):
         from . import client
-        data = client.request(_socket(args), "GET", f"/runs/{_quoted(args.run)}")
+        data = client.request(socket_path(args), "GET", f"/runs/{quoted_run(args.run)}")
         if args.json:
             print(json.dumps(data, indent=2))
             return 0
         run, steps, attempts = (client.as_rows([data])[0], client.as_rows(data["steps"]),
                                 client.as_rows(data["attempts"]))
     else:
-        run, steps, attempts = _store_call(args, fetch)
+        run, steps, attempts = store_call(args, fetch)
     if args.json:
         print(json.dumps({**_run_json(run), "steps": [vars(s) for s in steps],
                           "attempts": [vars(a) for a in attempts]}, indent=2, default=str))
@@ -226,13 +226,13 @@ def _show(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ..reports.report import build_report, render
-    if _remote(args):
+    if use_daemon(args):
         # The daemon builds (and redacts) the model; any format renders from it here.
         from . import client
-        model = client.request(_socket(args), "GET", f"/runs/{_quoted(args.run)}/report"
+        model = client.request(socket_path(args), "GET", f"/runs/{quoted_run(args.run)}/report"
                                                   "?format=json")
     else:
-        model = _store_call(args, lambda store: build_report(store, args.run))
+        model = store_call(args, lambda store: build_report(store, args.run))
     text = render(model, args.format)
     if args.output is None:
         sys.stdout.write(text)
@@ -251,18 +251,18 @@ def _report(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from ..store import stats
     since = stats.parse_since(args.since) if args.since else None  # bad input: exit 2, here
-    if _remote(args):
+    if use_daemon(args):
         from urllib.parse import urlencode
 
         from . import client
         query = urlencode({k: v for k, v in (("workflow", args.workflow),
                                              ("since", args.since)) if v})
         rows = [stats.ActionStats(**item)
-                for item in client.request(_socket(args), "GET", f"/stats?{query}")]
+                for item in client.request(socket_path(args), "GET", f"/stats?{query}")]
     else:
         import asyncio
         # The store opens (and migrates) the database; the statistics read it on their own.
-        rows = _store_call(args, lambda store: asyncio.to_thread(
+        rows = store_call(args, lambda store: asyncio.to_thread(
             stats.compute, store.path, workflow=args.workflow, since=since))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -273,17 +273,17 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    if _remote(args):
+    if use_daemon(args):
         from . import client
-        client.request(_socket(args), "POST", f"/runs/{_quoted(args.run)}/cancel")
+        client.request(socket_path(args), "POST", f"/runs/{quoted_run(args.run)}/cancel")
         print(f"cancel requested for run {args.run}")
         return 0
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
-        return run.id, await engine.cancel_run(run.id, _stored_definition(run, args.skills))
+        return run.id, await engine.cancel_run(run.id, definition_of_run(run, args.skills))
     import asyncio
-    run_id, result = asyncio.run(_with_engine(args, work))
+    run_id, result = asyncio.run(with_engine(args, work))
     if result is None:
         print(f"cancel requested for run {run_id}; its driver stops it within a second")
     else:  # nobody drove it: it was taken over and ended here
@@ -293,7 +293,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _workflows(args: argparse.Namespace) -> int:
     from . import client
-    for w in client.request(_socket(args), "GET", "/workflows"):
+    for w in client.request(socket_path(args), "GET", "/workflows"):
         print(f"{w['name']}\t{w['steps']} steps\t{w['file']}")
     return 0
 

@@ -38,16 +38,16 @@ def _registry(args: argparse.Namespace) -> Any:
 
 def skills(args: argparse.Namespace) -> int:
     from ..skills.describe import describe, describe_all, document, table
-    from .common import _remote, _socket
+    from .common import socket_path, use_daemon
     name = getattr(args, "name", None)
-    if _remote(args):
+    if use_daemon(args):
         from urllib.parse import quote
 
         from . import client
         if name is None:
-            described = client.request(_socket(args), "GET", "/skills")
+            described = client.request(socket_path(args), "GET", "/skills")
         else:
-            entry = client.request(_socket(args), "GET", f"/skills/{quote(name, safe='')}")
+            entry = client.request(socket_path(args), "GET", f"/skills/{quote(name, safe='')}")
             return _print_skill(entry, entry.pop("document"), args.json)
     else:
         registry = _registry(args)
@@ -70,15 +70,16 @@ def _print_skill(entry: dict[str, Any], text: str, as_json: bool) -> int:
 
 
 def call(args: argparse.Namespace) -> int:
-    from .common import _remote, _socket
-    from .embedded import _drive, _parse_params
-    params = _parse_params(args.param)
-    if _remote(args) and not args.skills:
+    from .common import socket_path, use_daemon
+    from .embedded import drive, parse_params
+    params = parse_params(args.param)
+    if use_daemon(args) and not args.skills:
         from . import remote
-        return remote.run_call(_socket(args), args.skill, args.action, params, as_json=args.json)
+        return remote.run_call(socket_path(args), args.skill, args.action, params,
+                               as_json=args.json)
     from ..language.calls import call_definition
     definition = call_definition(_registry(args), args.skill, args.action, params)
-    return _drive(args, lambda engine: engine.run(definition))
+    return drive(args, lambda engine: engine.run(definition))
 
 
 def add_route_command(sub: Any) -> None:
@@ -100,10 +101,10 @@ def _route_limit(text: str) -> int:
 
 def route(args: argparse.Namespace) -> int:
     """Exit 0 when matched, 1 when ambiguous or none; with --run, the run's exit status."""
-    from .common import _remote, _socket
-    if _remote(args) and not args.skills:
+    from .common import socket_path, use_daemon
+    if use_daemon(args) and not args.skills:
         from . import client
-        answer = client.request(_socket(args), "POST", "/route",
+        answer = client.request(socket_path(args), "POST", "/route",
                              {"text": args.text, "limit": args.limit})
     else:
         from ..language.skill_routing import router_of

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
         print("orchestratorctl: the MCP server needs the `mcp` extra: "
               "pip install 'agent-orchestrator[mcp]'", file=sys.stderr)
         return 7
-    from ..cli.embedded import _embedded_settings
+    from ..cli.embedded import embedded_settings
     from .http import ConfigError, loopback_address, read_token
-    settings = _embedded_settings()
+    settings = embedded_settings()
     try:
         token = None
         if args.http:
@@ -65,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _backend(args: argparse.Namespace, settings: Any) -> Any:
-    from ..cli.common import _remote, _socket
-    if _remote(args):
+    from ..cli.common import socket_path, use_daemon
+    if use_daemon(args):
         from .backend import DaemonBackend
-        return await DaemonBackend(_socket(args)).open()
+        return await DaemonBackend(socket_path(args)).open()
     from ..core.paths import default_state_file
     from .embedded import EmbeddedBackend
     state = Path(args.state or default_state_file())

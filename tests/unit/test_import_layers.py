@@ -120,3 +120,20 @@ def test_the_walk_sees_imports_at_every_depth() -> None:
     assert "orchestratord.cli.aidb" in GRAPH["orchestratord.cli.main"]
     assert "orchestratord.engine.runners.systemctl" in GRAPH[
         "orchestratord.skills.bundled.health_monitoring.actions"]
+
+
+def test_what_a_module_shares_has_a_public_name() -> None:
+    """Regression: cli/main.py, cli/skills.py and mcp/command.py imported _socket,
+    _remote, _with_engine and the like from cli/common.py and cli/embedded.py; a name
+    other modules use is no longer private."""
+    shared = ("orchestratord.cli.common", "orchestratord.cli.embedded")
+    private = []
+    for name, path in MODULES.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = ".".join(package[:len(package) - node.level + 1]
+                                + ([node.module] if node.module else []))
+                private += [f"{name} imports {alias.name} from {base}" for alias in node.names
+                            if base in shared and alias.name.startswith("_")]
+    assert private == []
