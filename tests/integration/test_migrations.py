@@ -4,10 +4,12 @@ only (steps.result), the event holding it as shown."""
 
 from __future__ import annotations
 
+import ast
 import json
 import sqlite3
 from pathlib import Path
 
+from orchestratord.store import migrations
 from orchestratord.store.migrations import MIGRATIONS
 from orchestratord.store.sqlite import Store
 
@@ -62,6 +64,21 @@ def test_migrations_are_numbered_one_to_n_without_gaps():
     """Store._migrate applies current+1 .. N in order, never skipping a number: a gap
     would be a migration some databases never get."""
     assert sorted(MIGRATIONS) == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_no_two_migrations_share_a_number():
+    """Two branches that each add migration N merge without a conflict into one dict
+    literal, and Python keeps the last: the other migration would vanish, numbered one to
+    N still. Read from the source, where both are still there (ruff's F601 says the same;
+    this holds in the package's check phase, which runs no ruff)."""
+    source = Path(migrations.__file__)
+    [table] = [node.value for node in ast.walk(ast.parse(source.read_text(), str(source)))
+               if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MIGRATIONS"]
+    assert isinstance(table, ast.Dict)
+    numbers = [ast.literal_eval(key) for key in table.keys if key is not None]
+    shared = sorted({n for n in numbers if numbers.count(n) > 1})
+    assert shared == [], f"migrations numbered {shared} more than once in {source}: renumber one"
+    assert len(numbers) == len(MIGRATIONS)
 
 
 async def test_a_fresh_database_has_every_migration(tmp_path):
