@@ -21,6 +21,17 @@ own caller; a failed COMMIT fails every caller of the batch, none of whose event
 then in the file. Events are written in the order they were appended, and batches in
 the order they formed (the store's write lock is FIFO), so `seq` keeps the order of
 changes.
+
+A savepoint is taken only where it is needed: for an event that may fail alone and is
+more than one statement (a run's end with its lease, a step's end written at once). A
+required event needs none (its failure fails the batch, rolled back whole), nor does
+a one-statement event: SQLite undoes a failed statement alone, triggers included, and
+where it has to roll back the whole transaction instead (disk full, I/O) the batch
+fails as a whole, as a failed ROLLBACK TO did before. A chain's batch (a step's end,
+the next step's start) is so two statements and their triggers, not six. Measured:
+the database thread's CPU a chain step 0.1015 -> 0.0998 ms (its batches replayed with
+plain sqlite3), 0.163 -> 0.160 ms in the engine; the wall no change (0.342 -> 0.341 ms
+a step, 5.6-6.2x the bare baseline).
 """
 
 from __future__ import annotations
@@ -70,15 +81,23 @@ def insert_events(conn: sqlite3.Connection, rows: list[Row],
     def insert(conn: sqlite3.Connection) -> list[int | sqlite3.Error]:
         out: list[int | sqlite3.Error] = []
         for row, must in zip(rows, required, strict=True):
-            conn.execute("SAVEPOINT event")
-            try:
+            if must:  # its failure fails the batch: nothing to roll back alone
                 out.append(_write_row(conn, row))
-            except sqlite3.Error as exc:
-                if must:
-                    raise
-                conn.execute("ROLLBACK TO event")
-                out.append(exc)
-            conn.execute("RELEASE event")
+            elif row.also is None:  # one statement: SQLite undoes a failed one alone
+                try:
+                    out.append(_write_row(conn, row))
+                except sqlite3.Error as exc:
+                    if not conn.in_transaction:  # SQLite rolled back the whole batch
+                        raise
+                    out.append(exc)
+            else:
+                conn.execute("SAVEPOINT event")
+                try:
+                    out.append(_write_row(conn, row))
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO event")
+                    out.append(exc)
+                conn.execute("RELEASE event")
         return out
     return in_transaction(conn, insert)
 

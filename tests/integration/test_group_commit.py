@@ -193,3 +193,29 @@ async def test_recording_a_run_and_taking_its_lease_are_one_round_trip_each(tmp_
         await store.record_event(run_id, "note")  # the connection is usable: no open transaction
     finally:
         await store.close()
+
+
+async def test_a_chain_batch_writes_its_two_events_without_savepoints(tmp_path):
+    """A step's end (required: its failure fails the batch) and the next step's start
+    (one statement, which SQLite undoes alone if it fails) need no savepoint: one
+    transaction holds the two events' statements and nothing else."""
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        run_id = await store.create_run("w", {}, "w.yaml", {}, [("a", "s", "x"), ("b", "s", "x")])
+        await store.attempt_started(run_id, "a", 1, {})
+        statements = await _traced(store)
+        end = store.step_finished_later(run_id, "a", "succeeded", attempt=1, result=None)
+        await asyncio.gather(end, store.attempt_started(run_id, "b", 1, {}))
+        verbs = {s.split()[0] for s in statements}  # (a trigger traces as its statement)
+        assert verbs == {"BEGIN", "INSERT", "UPDATE", "COMMIT"}, statements
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        # A start that fails beside a required end fails alone; the end is committed.
+        end = store.step_finished_later(run_id, "b", "succeeded", attempt=1, result=None)
+        again = store.attempt_started(run_id, "a", 1, {})  # the same attempt twice
+        results = await asyncio.gather(end, again, return_exceptions=True)
+        assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
+        assert {s.step_id: s.status for s in await store.steps(run_id)} == {
+            "a": "succeeded", "b": "succeeded"}
+        assert [e.type for e in await store.events(run_id)].count("step_started") == 2
+    finally:
+        await store.close()
