@@ -28,6 +28,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from . import memcg
+
 log = logging.getLogger("orchestratord.tests.machine")
 
 CONTAINER_ENV = {
@@ -116,12 +118,15 @@ class Machine:
     def __init__(self, rootfs: Path, *, name: str | None = None,
                  binds: Mapping[str, str] | None = None, ro_binds: Mapping[str, str] | None = None,
                  private_network: bool = True, boot_timeout: float = 60.0,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, delegate_memory: bool = False) -> None:
         self.rootfs = Path(rootfs)
         self.name = name or f"orch-test-{uuid.uuid4().hex[:10]}"
         self.binds = dict(binds or {})
         self.ro_binds = dict(ro_binds or {})
         self.private_network = private_network
+        # Give the container's systemd a memory controller on a cgroup v1 host (memcg.py).
+        self.delegate_memory = delegate_memory
+        self.memory_cgroup: Path | None = None
         self.boot_timeout = boot_timeout
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="orchestrator-machine-"))
         self.console_log = self.log_dir / f"{self.name}.console.log"
@@ -169,6 +174,12 @@ class Machine:
             cmd.append("--private-network")
         cmd += [f"--bind={host}:{inside}" for host, inside in self.binds.items()]
         cmd += [f"--bind-ro={host}:{inside}" for host, inside in self.ro_binds.items()]
+        if self.delegate_memory and not memcg.pure_v2():
+            try:
+                self.memory_cgroup = memcg.create(self.name)
+            except (memcg.NoMemoryHierarchy, OSError) as exc:
+                raise MachineError(f"machine {self.name}: cannot delegate a memory cgroup: {exc}") from None
+            cmd.append(f"--bind={self.memory_cgroup}:{memcg.BIND_POINT}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log.info("booting %s: %s", self.name, shlex.join(cmd))
         started = time.monotonic()
@@ -180,6 +191,9 @@ class Machine:
         try:
             self._pid1 = self._wait_for_init(deadline)
             self._wait_for_boot(deadline)
+            if self.memory_cgroup is not None:
+                memcg.take_over(self, self.memory_cgroup, deadline)
+                self._wait_for_boot(deadline)  # systemd is back after its re-exec
         except BaseException as exc:
             tail = self.console_tail()
             self.shutdown(timeout=10)
@@ -250,6 +264,9 @@ class Machine:
             self._pid1 = None
             # A killed nspawn leaves its (empty) propagation directory behind.
             shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
+            if self.memory_cgroup is not None:
+                cgroup, self.memory_cgroup = self.memory_cgroup, None
+                memcg.remove(cgroup)
 
     def _nsenter(self, cmd: str) -> list[str]:
         return ["nsenter", "--target", str(self.pid1()), "--all", "/bin/sh", "-c", cmd]

@@ -5,7 +5,8 @@ argv, the step's environment and its sandbox (step_sandbox.py); systemd, not the
 is its parent. The command protocol is unchanged, carried by files in the attempt's own
 directory under <state_dir>/step-units/, which PID 1 opens before it drops privileges:
 `stdin` holds the params, `stdout` receives the result, and a privileged ExecStopPost=
-writes `status` with SERVICE_RESULT, EXIT_CODE and EXIT_STATUS. stderr goes to the journal
+writes `status` with SERVICE_RESULT, EXIT_CODE, EXIT_STATUS and the OOM kills its cgroup
+counted (unit_status.py). stderr goes to the journal
 with RUN_ID, STEP_ID, SKILL, ACTION and ATTEMPT.
 
 Because all of that outlives the daemon, a daemon that died while the unit ran finds the
@@ -48,24 +49,12 @@ from ..context import StepContext
 from .command import EX_TEMPFAIL, TAIL_LINES, _result
 from .systemctl import BOOTED_MARKER, SystemctlError, SystemdUnavailable, run_tool
 from .systemd_bus import BusLost, SystemdBus, SystemdBusError
+from .unit_status import WRITE_STATUS, memory_limit, out_of_memory
 
 log = logging.getLogger("orchestratord.engine")
 
 DIRECTORY = "step-units"
 USEC = 1_000_000
-# Written by ExecStopPost= with full privileges: the status survives the daemon. JOBS is
-# what argv[2:] (shutdown.list_jobs_argv) printed as the unit stopped: whether the system
-# was shutting down then.
-WRITE_STATUS = """\
-import json, os, subprocess, sys
-status = {k: os.environ.get(k, '') for k in ('SERVICE_RESULT', 'EXIT_CODE', 'EXIT_STATUS')}
-try:
-    status['JOBS'] = subprocess.run(sys.argv[2:], capture_output=True, text=True,
-                                    timeout=10).stdout if sys.argv[2:] else ''
-except (OSError, subprocess.SubprocessError):
-    status['JOBS'] = ''
-open(sys.argv[1], 'w').write(json.dumps(status))
-"""
 # systemd's own exit statuses (systemd.exec(5)): the step never ran its command.
 SETUP_FAILURES = {
     200: "could not change to its working directory", 203: "could not execute its command",
@@ -299,11 +288,15 @@ class StepUnits:
         if outcome == "timeout":
             raise StepTimeout(f"{unit} exceeded its RuntimeMaxSec= and was stopped",
                               stderr_tail=stderr_tail)
-        if outcome == "oom-kill":
-            raise StepFailure(f"{unit} ran out of memory (MemoryMax=) and was killed",
-                              stderr_tail=stderr_tail, result=result)
+        if out_of_memory(status):
+            limit = memory_limit(status)
+            raise StepFailure(f"{unit} ran out of memory (MemoryMax={limit or ''}) and was killed "
+                              "by the kernel's OOM killer", stderr_tail=stderr_tail, result=result)
         if code in ("killed", "dumped"):
             how = f"was killed by SIG{status.get('EXIT_STATUS')}"
+            if status.get("EXIT_STATUS") == "KILL" and (limit := memory_limit(status)):
+                # No OOM count to go by (an old kernel): say what may have done it.
+                how += f" with MemoryMax={limit} set (possibly out of memory)"
         elif number in SETUP_FAILURES:
             how = f"{SETUP_FAILURES[number]} (exit status {number})"
         else:
