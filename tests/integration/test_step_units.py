@@ -6,6 +6,8 @@ The units themselves run under real systemd in tests/system/test_step_units.py.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,8 @@ import pytest
 from orchestratord.core.errors import StepFailure, StepTimeout
 from orchestratord.engine.runners import run_action
 from orchestratord.engine.runners.systemctl import BOOTED_MARKER
-from orchestratord.engine.runners.unit import WRITE_STATUS, StepUnits, _stopped_by_shutdown
+from orchestratord.engine.runners.unit import StepUnits, _stopped_by_shutdown
+from orchestratord.engine.runners.unit_status import WRITE_STATUS
 from orchestratord.language.model import ActionSpec
 from orchestratord.language.step_sandbox import StepSandboxSettings
 
@@ -75,6 +78,15 @@ def left(tmp_path: Path, unit: str, status: dict, stdout: str = "") -> StepUnits
      r"exited with status 75", "retryable"),
     ({"SERVICE_RESULT": "oom-kill", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"},
      r"ran out of memory \(MemoryMax=\)", "failed"),
+    # cgroup v1: systemd says "signal"; the cgroup counted the OOM kill
+    ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL",
+      "MEMORY": {"oom_kills": 1, "limit": 64 << 20}}, r"ran out of memory \(MemoryMax=64M\)", "failed"),
+    # no OOM count to go by (Linux < 4.13): the reason still names the limit
+    ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL",
+      "MEMORY": {"oom_kills": None, "limit": 64 << 20}},
+     r"was killed by SIGKILL with MemoryMax=64M set \(possibly out of memory\)$", "failed"),
+    ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL",
+      "MEMORY": {"oom_kills": 0, "limit": 2**63 - 4096}}, r"was killed by SIGKILL$", "failed"),
     ({"SERVICE_RESULT": "timeout", "EXIT_CODE": "killed", "EXIT_STATUS": "TERM"},
      r"exceeded its RuntimeMaxSec=", "timeout"),
     ({"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "SEGV"},
@@ -122,3 +134,49 @@ def test_a_unit_stopped_by_a_shutdown_is_interrupted_not_failed(tmp_path, result
     subprocess.run([sys.executable, "-I", "-c", WRITE_STATUS, str(where / "status"), *list_jobs],
                    env={"SERVICE_RESULT": result, **exit}, check=True)
     assert _stopped_by_shutdown(where) is interrupted
+
+
+def own_v1_memory_cgroup() -> Path | None:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            where = Path("/sys/fs/cgroup/memory", path.lstrip("/"))
+            return where if os.access(where, os.W_OK) else None
+    return None
+
+
+@pytest.fixture
+def memory_cgroup(request):
+    """A child of this process's own cgroup v1 memory cgroup, limited to 32 MB."""
+    own = own_v1_memory_cgroup()
+    if own is None:
+        pytest.skip("needs a cgroup v1 memory hierarchy whose cgroup of this process is writable "
+                    "(as root on a v1 or hybrid host); cgroup v2 hosts report OOM kills to systemd")
+    where = own / f"orchestrator-test-{os.getpid()}-{request.node.name[-20:].strip('[]')}"
+    where.mkdir()
+    (where / "memory.limit_in_bytes").write_text(str(32 << 20))
+    yield where
+    where.rmdir()
+
+
+def in_cgroup(where: Path, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def enter() -> None:
+        (where / "cgroup.procs").write_text(str(os.getpid()))
+    return subprocess.run(argv, preexec_fn=enter, **kwargs)
+
+
+async def test_the_status_counts_the_oom_kills_of_the_units_cgroup_v1(tmp_path, memory_cgroup):
+    """On cgroup v1 systemd cannot tell an OOM kill from another SIGKILL (Result=signal):
+    ExecStopPost=, in the unit's cgroup, reads the count from memory.oom_control."""
+    status = tmp_path / "status"
+    write_status = [sys.executable, "-I", "-c", WRITE_STATUS, str(status)]
+    env = {"SERVICE_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"}
+    in_cgroup(memory_cgroup, write_status, env=env, check=True)
+    assert json.loads(status.read_text())["MEMORY"] == {"oom_kills": 0, "limit": 32 << 20}
+    hog = in_cgroup(memory_cgroup, [sys.executable, "-c", "b = bytearray(256 << 20)"], timeout=60)
+    assert hog.returncode == -signal.SIGKILL, hog
+    in_cgroup(memory_cgroup, write_status, env=env, check=True)
+    recorded = json.loads(status.read_text())
+    assert recorded["MEMORY"] == {"oom_kills": 1, "limit": 32 << 20}
+    with pytest.raises(StepFailure, match=r"ran out of memory \(MemoryMax=32M\)"):
+        await left(tmp_path, "u.service", recorded)._collect("u.service", ["hog"], 1024)

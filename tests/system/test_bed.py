@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from . import memcg
 from .conftest import MARKER, RECIPE, rootfs_is_valid
 from .machine import Machine, MachineError
 
@@ -186,6 +187,28 @@ def test_shutdown_kills_a_container_whose_poweroff_hangs(boot_machine: Callable[
     assert not Path(f"/proc/{nspawn_pid}").exists() and not Path(f"/proc/{pid1}").exists()
     assert not Path("/run/systemd/nspawn/propagate", extra.name).exists()
     assert f"Container {extra.name} has been shut down" not in extra.console_log.read_text()
+
+
+def test_a_delegated_memory_cgroup_enforces_memory_max_and_goes_with_a_killed_container(
+        boot_machine: Callable[..., Machine]) -> None:
+    extra = boot_machine(delegate_memory=True)
+    # On a cgroup v1 host the container's systemd has a memory cgroup of its own (on v2 none is needed).
+    assert (extra.memory_cgroup is None) == memcg.pure_v2()
+    cgroup = extra.memory_cgroup
+    out = extra.fail("systemd-run --wait -p MemoryMax=32M python3 -c 'b = bytearray(512 << 20)'", timeout=60)
+    assert "status=9/KILL" in out or "oom-kill" in out, out
+    if cgroup is not None:
+        assert (cgroup / "system.slice").is_dir()
+    nspawn_pid, pid1 = extra.nspawn_pid, extra.pid1()
+    subprocess.run(["kill", "-KILL", str(pid1)], check=True)  # no poweroff: the container is killed
+    extra.shutdown(timeout=10)
+    assert not Path(f"/proc/{nspawn_pid}").exists()
+    assert cgroup is None or not cgroup.exists(), f"{cgroup} was left behind"
+
+
+def test_a_host_without_a_memory_hierarchy_is_named_as_such() -> None:
+    with pytest.raises(memcg.NoMemoryHierarchy, match="no cgroup v1 memory hierarchy"):
+        memcg.own_memory_cgroup("3:cpu:/\n1:name=systemd:/\n0::/\n")
 
 
 def test_bind_mounts_given_at_boot_are_visible(boot_machine: Callable[..., Machine], tmp_path: Path) -> None:
