@@ -109,6 +109,19 @@ def test_no_module_spells_a_status_or_an_event_kind():
     assert literal == [], "use the members of core/statuses.py instead"
 
 
+def test_the_shells_return_exit_codes_as_enum_members():
+    """Regression: orchestratorctl's and orchestratord's commands returned 0, 1, 2 and 7
+    as bare numbers beside ExitCode; README's table is ExitCode's."""
+    package = Path(orchestratord.__file__).parent
+    codes = {int(code) for code in ExitCode}
+    bare = [f"{path.relative_to(package)}:{node.lineno}: {node.value.value}"
+            for shell in ("cli", "daemon", "mcp") for path in sorted((package / shell).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant)
+            and type(node.value.value) is int and node.value.value in codes]
+    assert bare == [], "return core.statuses.ExitCode members instead"
+
+
 def test_alerts_and_status_reports_take_failed_steps_from_core_statuses():
     """Regression: internal-comms' status report had a FAILED set of its own and alerts
     a FAILED_STEP_STATUSES; both now take core.statuses.STEP_FAILURES (internal-comms
