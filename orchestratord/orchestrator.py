@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.paths import default_state_file
+from .core.statuses import RunStatus
 from .engine.engine import Engine
 from .language.calls import call_definition
 from .language.loader import Definition, load_data, load_workflow
@@ -51,7 +52,7 @@ class SkillResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == RunStatus.SUCCEEDED
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class WorkflowResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == RunStatus.SUCCEEDED
 
 
 class AgentOrchestrator:

@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from ..core.statuses import ExitCode
+
 
 def add_commands(sub: Any) -> None:
     c = sub.add_parser("aidb", help="AIDB: reachable, key accepted, catalog age, outbox depth")
@@ -31,7 +33,7 @@ def aidb(args: argparse.Namespace) -> int:
         print(f"orchestratorctl aidb: no daemon at {socket}: AIDB's catalog cache and "
               "history outbox are the daemon's; start it, or name its socket with --socket",
               file=sys.stderr)
-        return 7
+        return ExitCode.CANNOT_PROCEED
     if args.aidb_command == "status":
         answer = request(socket, "GET", "/aidb/status")
         status = answer
@@ -48,7 +50,7 @@ def aidb(args: argparse.Namespace) -> int:
                 print(f"  error: {error}")
         print(render_status(status))
     if status.get("url") is None:
-        return 7
+        return ExitCode.CANNOT_PROCEED
     return 0 if status.get("reachable") and status.get("key_accepted") is not False else 1
 
 

@@ -144,7 +144,7 @@ def _schema(args: argparse.Namespace) -> int:
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
               "title": "agent-orchestrator workflow", **schema}
     print(json.dumps(schema, indent=2))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ def _graph(args: argparse.Namespace) -> int:
     from ..reports.render import dot, mermaid
     definition = load_workflow(args.file, skill_paths=args.skills)
     print(mermaid(definition.graph) if args.format == "mermaid" else dot(definition.graph))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -193,10 +193,10 @@ def _runs(args: argparse.Namespace) -> int:
         runs = [RunRedactor.for_run(r).rows(r)[0] for r in runs]
     if args.json:
         print(json.dumps([_run_json(r) for r in runs], indent=2))
-        return 0
+        return ExitCode.SUCCEEDED
     from ..reports.render import run_table
     print(run_table(runs))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -210,7 +210,7 @@ def _show(args: argparse.Namespace) -> int:
         data = client.request(socket_path(args), "GET", f"/runs/{quoted_run(args.run)}")
         if args.json:
             print(json.dumps(data, indent=2))
-            return 0
+            return ExitCode.SUCCEEDED
         run, steps, attempts = (client.as_rows([data])[0], client.as_rows(data["steps"]),
                                 client.as_rows(data["attempts"]))
     else:
@@ -218,10 +218,10 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**_run_json(run), "steps": [vars(s) for s in steps],
                           "attempts": [vars(a) for a in attempts]}, indent=2, default=str))
-        return 0
+        return ExitCode.SUCCEEDED
     from ..reports.render import run_details
     print(run_details(run, steps, attempts))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -236,7 +236,7 @@ def _report(args: argparse.Namespace) -> int:
     text = render(model, args.format)
     if args.output is None:
         sys.stdout.write(text)
-        return 0
+        return ExitCode.SUCCEEDED
     try:
         args.output.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -245,7 +245,7 @@ def _report(args: argparse.Namespace) -> int:
         return ExitCode.CANNOT_PROCEED
     print(f"report of run {model['run']['id']} ({model['run']['status']}) written to "
           f"{args.output}", file=sys.stderr)
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -266,10 +266,10 @@ def _stats(args: argparse.Namespace) -> int:
             stats.compute, store.path, workflow=args.workflow, since=since))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
-        return 0
+        return ExitCode.SUCCEEDED
     from ..reports.render import stats_table
     print(stats_table(rows))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -277,7 +277,7 @@ def _cancel(args: argparse.Namespace) -> int:
         from . import client
         client.request(socket_path(args), "POST", f"/runs/{quoted_run(args.run)}/cancel")
         print(f"cancel requested for run {args.run}")
-        return 0
+        return ExitCode.SUCCEEDED
 
     async def work(engine: Any) -> Any:
         run = await engine.store.get_run(args.run)
@@ -288,14 +288,14 @@ def _cancel(args: argparse.Namespace) -> int:
         print(f"cancel requested for run {run_id}; its driver stops it within a second")
     else:  # nobody drove it: it was taken over and ended here
         print(f"run {run_id} {result.status.replace('_', ' ')}: no process was driving it")
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _workflows(args: argparse.Namespace) -> int:
     from . import client
     for w in client.request(socket_path(args), "GET", "/workflows"):
         print(f"{w['name']}\t{w['steps']} steps\t{w['file']}")
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _run_json(run: Any) -> dict[str, Any]:

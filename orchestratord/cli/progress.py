@@ -7,10 +7,11 @@ import time
 from typing import Any, TextIO
 
 from ..core.durations import format_duration
-from ..core.statuses import EventKind
+from ..core.statuses import EventKind, StepStatus
 
-_MARKS = {"succeeded": "✓", "failed": "✗", "skipped": "-", "upstream_failed": "✗",
-          "cancelled": "✗", "compensated": "↺", "compensation_failed": "✗"}
+_MARKS = {StepStatus.SUCCEEDED: "✓", StepStatus.FAILED: "✗", StepStatus.SKIPPED: "-",
+          StepStatus.UPSTREAM_FAILED: "✗", StepStatus.CANCELLED: "✗",
+          StepStatus.COMPENSATED: "↺", StepStatus.COMPENSATION_FAILED: "✗"}
 
 
 class Progress:
@@ -35,7 +36,8 @@ class Progress:
             self.running.pop(step, None)
             took = time.monotonic() - self.started.pop(step, time.monotonic())
             status = event.get("status", kind[5:])
-            detail = f": {event['error']}" if event.get("error") and status != "skipped" else ""
+            shown = event.get("error") and status != StepStatus.SKIPPED
+            detail = f": {event['error']}" if shown else ""
             count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
             self._print(f"{count}{_MARKS.get(status, '?')} {step} {status.replace('_', ' ')}"
                         f" ({format_duration(took)}){detail}")

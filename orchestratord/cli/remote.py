@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.statuses import TERMINAL
+from ..core.statuses import TERMINAL, ExitCode
 from .client import Client, DaemonError
 from .progress import Progress
 from .stopping import StopHandler, exit_status
@@ -33,7 +33,7 @@ def run(socket: Path, name: str, params: dict[str, Any], *, wait: bool, as_json:
             run_id = started["run_id"]
             if not wait:
                 print(json.dumps({"run_id": run_id}) if as_json else run_id)
-                return 0
+                return ExitCode.SUCCEEDED
             return await _follow(client, run_id, as_json)
     return asyncio.run(go())
 

@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from ..core.statuses import ExitCode
+
 
 def add_commands(sub: Any) -> None:
     """Add `skills`, `call` and `route` to orchestratorctl's subcommands."""
@@ -57,16 +59,16 @@ def skills(args: argparse.Namespace) -> int:
                 from ..core.suggest import did_you_mean
                 print(f"orchestratorctl: no skill '{name}'{did_you_mean(name, registry.skills)}"
                       " (`orchestratorctl skills` lists them)", file=sys.stderr)
-                return 2
+                return ExitCode.INVALID
             return _print_skill(describe(skill), document(skill), args.json)
         described = describe_all(registry)
     print(json.dumps(described, indent=2) if args.json else table(described))
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _print_skill(entry: dict[str, Any], text: str, as_json: bool) -> int:
     sys.stdout.write(json.dumps(entry, indent=2) + "\n" if as_json else text)
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def call(args: argparse.Namespace) -> int:
@@ -118,19 +120,19 @@ def route(args: argparse.Namespace) -> int:
             target = c["skill"] + kind
             print(f"  {target}\t{c['score']}\t{c['why']}")
     if answer["status"] != "matched":
-        return 1
+        return ExitCode.FAILED
     if not args.run:
-        return 0
+        return ExitCode.SUCCEEDED
     best = answer["candidates"][0]
     if best.get("instructions"):
         print(f"orchestratorctl: {best['skill']} is an instruction skill, nothing to run: read "
               f"it with `orchestratorctl skills show {best['skill']}`", file=sys.stderr)
-        return 7
+        return ExitCode.CANNOT_PROCEED
     described = [a for a in _registry(args).get(best["skill"]).actions.items()
                  if a[0] == best["action"]]
     if described and described[0][1].mutating:
         print(f"orchestratorctl: {best['skill']}.{best['action']} changes the system; run it "
               f"with `orchestratorctl call {best['skill']} {best['action']}`", file=sys.stderr)
-        return 7
+        return ExitCode.CANNOT_PROCEED
     args.skill, args.action, args.param = best["skill"], best["action"], []
     return call(args)

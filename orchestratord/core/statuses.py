@@ -62,6 +62,10 @@ STEP_ENDED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIP
                         StepStatus.UPSTREAM_FAILED, StepStatus.CANCELLED})
 # Ended steps that fail their run (unless continue_on_error tolerates them).
 STEP_FAILING = frozenset({StepStatus.FAILED, StepStatus.UPSTREAM_FAILED, StepStatus.CANCELLED})
+# Steps whose action succeeded (a rolled-back step's did, before its compensation ran);
+# a tuple, as its order is that of the SQL of the stats index (store/stats.py).
+ACTION_SUCCEEDED = (StepStatus.SUCCEEDED, StepStatus.COMPENSATED,
+                    StepStatus.COMPENSATION_FAILED)
 # Steps whose own error reports and alerts explain: an upstream_failed step's cause is
 # the step it depends on, which is listed itself.
 STEP_FAILURES = frozenset({StepStatus.FAILED, StepStatus.CANCELLED,

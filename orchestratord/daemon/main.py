@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(Daemon(settings).main())
     except OrchestratorError as exc:
         log.critical("%s", exc)
-        return 1
-    return 0
+        return ExitCode.FAILED
+    return ExitCode.SUCCEEDED
 
 
 def _check(path: Path | None, *, host_checks: bool) -> int:
@@ -68,7 +68,7 @@ def _check(path: Path | None, *, host_checks: bool) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return ExitCode.CONFIG
     print(f"{path or 'built-in defaults'}: valid settings")
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 def _request_reload(path: Path | None) -> int:
@@ -82,12 +82,12 @@ def _request_reload(path: Path | None) -> int:
         answer = request(socket, "POST", "/reload")
     except OrchestratorError as exc:
         print(f"orchestratord --reload: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     for problem in answer["problems"]:
         print(problem, file=sys.stderr)
     print(f"reloaded: {len(answer['workflows'])} workflows, {len(answer['problems'])} problems "
           "(a workflow whose file has problems keeps its previous definition)")
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 if __name__ == "__main__":

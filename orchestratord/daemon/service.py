@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core.errors import LeaseHeld, OrchestratorError, RunStateError, WorkflowNotFound
-from ..core.statuses import TERMINAL, EventKind
+from ..core.statuses import TERMINAL, EventKind, RunStatus
 from ..core.version import __version__
 from ..engine.engine import Engine, check_resumable, settle_heap
 from ..engine.runners.unit import StepUnits
@@ -272,7 +272,8 @@ class Daemon:
             if task is not None:  # still waiting for a slot: never started
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                await self.store.set_run_status(run.id, "cancelled", EventKind.RUN_CANCELLED,
+                await self.store.set_run_status(run.id, RunStatus.CANCELLED,
+                                                EventKind.RUN_CANCELLED,
                                                 error="cancelled before it started")
             else:  # driven by another process, or by none since its driver died
                 await self.store.request_cancel(run.id)
@@ -303,7 +304,7 @@ class Daemon:
                 self._update_status()
 
     async def _resume_interrupted(self) -> None:
-        for status in ("running", "interrupted", "pending"):
+        for status in (RunStatus.RUNNING, RunStatus.INTERRUPTED, RunStatus.PENDING):
             for run in await self.store.list_runs(status=status, limit=10000):
                 try:
                     definition = stored_definition(run.definition, run.file, self.catalog.skills)

@@ -20,7 +20,7 @@ import jsonschema
 from ..core import redact
 from ..core.errors import ExpressionError, StepFailure, StepTimeout
 from ..core.processes import process_identity
-from ..core.statuses import EventKind
+from ..core.statuses import AttemptStatus, EventKind
 from ..language import expr
 from ..language.model import ActionSpec
 from .context import StepContext, step_logger
@@ -82,7 +82,7 @@ async def _attempt_now(driver: RunView, node_id: str, skill: Any, action: Action
         # A value masked in a failure's result by its key (token) is hunted everywhere else.
         driver.engine.secrets.add(driver.run_id, redact.secret_values(exc.result))
         _scrub_failure(driver, exc)
-        status = "timeout" if isinstance(exc, StepTimeout) else "failed"
+        status = AttemptStatus.TIMEOUT if isinstance(exc, StepTimeout) else AttemptStatus.FAILED
         await driver.store.attempt_failed(driver.run_id, node_id, number, status=status,
                                           error=str(exc), exit_code=exc.exit_code,
                                           stderr_tail=exc.stderr_tail, kind=kind)

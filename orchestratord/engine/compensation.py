@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import StepFailure
+from ..core.statuses import AttemptStatus, RunStatus, StepStatus
 from ..language.model import RollbackSpec
 from . import attempts, retry
 
@@ -37,7 +38,7 @@ class Plan:
 async def record_plan(driver: RunView, outcome: str, error: str | None) -> Plan:
     """Record that the run rolls back: its succeeded steps, latest completion first."""
     done = [(r.finished_seq, r.step_id) for r in await driver.store.steps(driver.run_id)
-            if r.status == "succeeded" and r.finished_seq is not None]
+            if r.status == StepStatus.SUCCEEDED and r.finished_seq is not None]
     plan = Plan([step_id for _, step_id in sorted(done, reverse=True)], outcome, error)
     await driver.store.rollback_started(driver.run_id, plan.steps, outcome, error)
     return plan
@@ -49,7 +50,7 @@ async def recorded_plan(driver: RunView) -> Plan | None:
     if data is None:
         return None
     # Recorded before the outcome was kept with the plan: it was a failure.
-    return Plan(data["steps"], data.get("outcome", "failed"), data.get("error"))
+    return Plan(data["steps"], data.get("outcome", RunStatus.FAILED), data.get("error"))
 
 
 async def compensate(driver: RunView, plan: Plan) -> str:
@@ -61,10 +62,10 @@ async def compensate(driver: RunView, plan: Plan) -> str:
     for a in await store.attempts(run_id):
         if a.kind == "rollback":
             numbered[a.step_id] = max(numbered[a.step_id], a.attempt)
-            failures[a.step_id] += a.status in ("failed", "timeout")
-    failed = [s for s in plan.steps if status[s] == "compensation_failed"]
+            failures[a.step_id] += a.status in (AttemptStatus.FAILED, AttemptStatus.TIMEOUT)
+    failed = [s for s in plan.steps if status[s] == StepStatus.COMPENSATION_FAILED]
     for step_id in plan.steps:
-        if status[step_id] != "succeeded":
+        if status[step_id] != StepStatus.SUCCEEDED:
             continue  # compensated (or failed to be) by an earlier driver
         node = driver.graph.nodes[step_id]
         own = driver.definition.skill(node.skill).actions[node.action]
@@ -98,7 +99,7 @@ async def compensate(driver: RunView, plan: Plan) -> str:
         await store.compensation_finished(run_id, step_id, driver.current_attempt[step_id], True)
         log.info("rolled back step %s with %s", step_id, spec.action,
                  extra={"fields": {**fields, "ATTEMPT": driver.current_attempt[step_id]}})
-    return "rollback_failed" if failed else "rolled_back"
+    return RunStatus.ROLLBACK_FAILED if failed else RunStatus.ROLLED_BACK
 
 
 async def _nothing(_: Any) -> None:

@@ -26,11 +26,17 @@ import tenacity
 
 from ..core import redact
 from ..core.errors import ExpressionError, StepFailure
-from ..core.statuses import STEP_ENDED, STEP_FAILING, EventKind
+from ..core.statuses import (
+    STEP_ENDED,
+    AttemptStatus,
+    EventKind,
+    RunStatus,
+    StepStatus,
+)
 from ..language import aggregate, expr
 from ..language.loader import Definition
 from ..store.sqlite import StepRow
-from . import attempts, compensation, retry
+from . import attempts, compensation, outcomes, retry
 from .context import MESSAGE_IDS, step_logger
 from .scope import expression_scope, step_view
 
@@ -60,8 +66,8 @@ class RunDriver:
         self.status = {r.step_id: r.status for r in rows}
         self.views = {r.step_id: step_view(r.status, r.result, r.error, r.attempts, r.duration)
                       for r in rows}
-        self.tolerated = {sid for sid, r in self.rows.items()
-                          if r.status == "failed" and self.graph.nodes[sid].step.continue_on_error}
+        self.tolerated = {sid for sid, r in self.rows.items() if r.status == StepStatus.FAILED
+                          and self.graph.nodes[sid].step.continue_on_error}
         self.current_attempt: dict[str, int] = {}
         self.stop_reason: str | None = None
         self.ended = sum(1 for s in self.status.values() if s in STEP_ENDED)
@@ -79,10 +85,12 @@ class RunDriver:
             engine.secrets.add(self.run_id, redact.secret_values(row.result))
         released = False  # by the run's end event, in its transaction
         keeper = asyncio.create_task(self._keep_lease())
-        timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop, "timed_out")
+        timer = (asyncio.get_running_loop().call_later(workflow.timeout, self.stop,
+                                                       RunStatus.TIMED_OUT)
                  if workflow.timeout else None)
         try:
-            await self._set("running", EventKind.RUN_RESUMED if resumed else EventKind.RUN_STARTED)
+            await self._set(RunStatus.RUNNING,
+                            EventKind.RUN_RESUMED if resumed else EventKind.RUN_STARTED)
             self._log(logging.INFO, EventKind.RUN_STARTED, "run %s of %s %s", self.run_id,
                       workflow.name, "resumed" if resumed else "started")
             plan = await compensation.recorded_plan(self) if resumed else None
@@ -93,7 +101,8 @@ class RunDriver:
             else:
                 ended = await self._forward(cancel_requested)
                 if ended is None:
-                    return RunResult(self.run_id, "interrupted", error="lost the run's lease")
+                    return RunResult(self.run_id, RunStatus.INTERRUPTED,
+                                     error="lost the run's lease")
                 status, error, outputs = ended
             outputs = attempts.shown(self, outputs)  # recorded and returned as shown
             # The end releases the lease in its own transaction (one commit, not two); the
@@ -102,15 +111,15 @@ class RunDriver:
             await self._set(status, EventKind.run_ended(status), error=error, outputs=outputs,
                             release=engine.owner)
             released = True
-            level = logging.INFO if status == "succeeded" else logging.ERROR
-            self._log(level,
-                      EventKind.RUN_SUCCEEDED if status == "succeeded" else EventKind.RUN_FAILED,
+            ok = status == RunStatus.SUCCEEDED
+            self._log(logging.INFO if ok else logging.ERROR,
+                      EventKind.RUN_SUCCEEDED if ok else EventKind.RUN_FAILED,
                       "run %s of %s %s%s", self.run_id, workflow.name, status.replace("_", " "),
                       f": {error}" if error else "")
             return RunResult(self.run_id, status, outputs, error)
         except asyncio.CancelledError:
             # Our host stops (daemon shutdown, Ctrl-C): leave the run resumable.
-            await asyncio.shield(self._set("interrupted", EventKind.RUN_INTERRUPTED))
+            await asyncio.shield(self._set(RunStatus.INTERRUPTED, EventKind.RUN_INTERRUPTED))
             self.log.warning("run %s interrupted; resume it with `orchestratorctl resume %s`",
                              self.run_id, self.run_id)
             raise
@@ -127,19 +136,19 @@ class RunDriver:
         cancel_requested: whether a cancel was pending when the lease was taken."""
         workflow = self.definition.workflow
         if cancel_requested:
-            self.stop("cancelled")  # asked while no process drove the run: honoured first
+            self.stop(RunStatus.CANCELLED)  # asked while no process drove the run: honoured first
         await self._schedule()
         if self.stop_reason == "lease_lost":
             return None
         status, error, outputs = self._outcome()
-        if status == "succeeded":
+        if status == RunStatus.SUCCEEDED:
             try:
                 compiled = expr.compile_value(workflow.outputs)
                 outputs = await self.engine.evaluator.render(
                     compiled, self.scope(None, compiled.selectors))
             except ExpressionError as exc:
-                status, error = "failed", f"outputs: {exc}"
-        if status != "succeeded" and workflow.on_failure == "rollback":
+                status, error = RunStatus.FAILED, f"outputs: {exc}"
+        if status != RunStatus.SUCCEEDED and workflow.on_failure == "rollback":
             status = await compensation.compensate(
                 self, await compensation.record_plan(self, status, error))
         return status, error, outputs
@@ -152,15 +161,8 @@ class RunDriver:
                 task.cancel()
 
     def _outcome(self) -> tuple[str, str | None, Any]:
-        if self.stop_reason == "timed_out":
-            timeout = self.definition.workflow.timeout
-            return "timed_out", f"workflow timeout of {timeout:g} s expired", None
-        if self.stop_reason == "cancelled":
-            return "cancelled", "cancelled on request", None
-        failed = [s for s, st in self.status.items() if st == "failed" and s not in self.tolerated]
-        if failed:
-            return "failed", "failed steps: " + ", ".join(failed), None
-        return "succeeded", None, None
+        return (*outcomes.run_ended(self.stop_reason, self.status, self.tolerated,
+                                    self.definition.workflow.timeout), None)
 
     async def _set(self, status: str, event: str, **kw: Any) -> None:
         await self.store.set_run_status(self.run_id, status, event,
@@ -178,7 +180,7 @@ class RunDriver:
         while True:
             await asyncio.sleep(0.5)
             if await self.store.cancel_requested(self.run_id):
-                self.stop("cancelled")
+                self.stop(RunStatus.CANCELLED)
             if time.monotonic() - renewed > engine.lease_ttl / 3:
                 if not await self.store.renew_lease(self.run_id, engine.owner, engine.lease_ttl):
                     self.log.critical("lost the lease of run %s to another process; stopping",
@@ -255,7 +257,7 @@ class RunDriver:
         self.store.flush()
         for node_id, committed, fields, ended in succeeded:
             await committed
-            self._announce(node_id, "succeeded", None, ended)
+            self._announce(node_id, StepStatus.SUCCEEDED, None, ended)
             log.info("step %s succeeded", node_id, extra={"fields": fields})
         succeeded.clear()
 
@@ -271,24 +273,18 @@ class RunDriver:
     async def _decide(self, node_id: str) -> tuple[str, str] | None:
         """None to run the step, else (status, reason) it ends with unrun."""
         node = self.graph.nodes[node_id]
-        deps = {d: self.status[d] for d in node.deps}
-        failed = [d for d, s in deps.items() if s in STEP_FAILING and d not in self.tolerated]
-        skipped = [d for d, s in deps.items() if s == "skipped"]
-        rule = node.step.trigger_rule
-        if rule in ("all_success", "none_failed") and failed:
-            return "upstream_failed", f"dependency failed: {', '.join(failed)}"
-        if rule == "all_success" and skipped:
-            return "skipped", f"dependency skipped: {', '.join(skipped)}"
-        if rule == "one_failed" and not failed:
-            return "skipped", "no dependency failed (trigger_rule one_failed)"
+        verdict = outcomes.unrun(node.step.trigger_rule, {d: self.status[d] for d in node.deps},
+                                 self.tolerated)
+        if verdict is not None:
+            return verdict
         if node.step.when is not None:
             try:
                 compiled = expr.Expression.compile(node.step.when)
                 if not await self.engine.evaluator.truthy(
                         compiled, self.scope(compiled.step_refs, compiled.selectors)):
-                    return "skipped", f"when: {node.step.when} is false"
+                    return StepStatus.SKIPPED, f"when: {node.step.when} is false"
             except ExpressionError as exc:
-                return "failed", f"when: {exc}"
+                return StepStatus.FAILED, f"when: {exc}"
         return None
 
     def scope(self, refs: frozenset[str] | None,
@@ -299,20 +295,22 @@ class RunDriver:
 
     async def _end_without_running(self, node_id: str, status: str, reason: str) -> None:
         await self.store.step_finished(self.run_id, node_id, status, attempt=None,
-                                       error=reason if status != "skipped" else None)
+                                       error=reason if status != StepStatus.SKIPPED else None)
         self._ended(node_id, status, None, reason)
         self.log.info("step %s %s: %s", node_id, status.replace("_", " "), reason,
                       extra={"fields": {**self.log.fields, "STEP_ID": node_id}})
 
     async def _record_cancelled(self, node_id: str) -> None:
         attempt = self.current_attempt.get(node_id)
-        reason = "workflow timeout expired" if self.stop_reason == "timed_out" else "cancelled"
+        timed_out = self.stop_reason == RunStatus.TIMED_OUT
+        reason = "workflow timeout expired" if timed_out else "cancelled"
         if attempt is not None:
-            await self.store.attempt_failed(self.run_id, node_id, attempt, status="cancelled",
+            await self.store.attempt_failed(self.run_id, node_id, attempt,
+                                            status=AttemptStatus.CANCELLED,
                                             error=reason, exit_code=None, stderr_tail="")
-        await self.store.step_finished(self.run_id, node_id, "cancelled", attempt=attempt,
+        await self.store.step_finished(self.run_id, node_id, StepStatus.CANCELLED, attempt=attempt,
                                        error=reason)
-        self._ended(node_id, "cancelled", None, reason)
+        self._ended(node_id, StepStatus.CANCELLED, None, reason)
 
     def _ended(self, node_id: str, status: str, result: Any, error: str | None) -> None:
         self._mark(node_id, status, result, error)
@@ -349,7 +347,7 @@ class RunDriver:
             params = await attempts.render(self, step.params, action)
             shown = attempts.shown_params(self, step.params, params, action)
         except StepFailure as exc:
-            await self.store.step_finished(self.run_id, node_id, "failed", attempt=None,
+            await self.store.step_finished(self.run_id, node_id, StepStatus.FAILED, attempt=None,
                                            error=str(exc))
             self._finish_failed(node_id, exc)
             return None
@@ -377,7 +375,7 @@ class RunDriver:
                                                 timeout, limit, fields)
         except StepFailure as exc:
             # A failure's result (the checks a health check ran) is its diagnosis: kept.
-            await self.store.step_finished(self.run_id, node_id, "failed",
+            await self.store.step_finished(self.run_id, node_id, StepStatus.FAILED,
                                            attempt=self.current_attempt[node_id], error=str(exc),
                                            result=exc.result,
                                            shown=attempts.shown(self, exc.result))
@@ -385,16 +383,16 @@ class RunDriver:
             return None
         # A value masked in the result by its key (token) is hunted wherever it goes next.
         self.engine.secrets.add(self.run_id, redact.secret_values(result))
-        committed = self.store.step_finished_later(self.run_id, node_id, "succeeded",
+        committed = self.store.step_finished_later(self.run_id, node_id, StepStatus.SUCCEEDED,
                                                    attempt=self.current_attempt[node_id],
                                                    result=result,
                                                    shown=attempts.shown(self, result))
-        self._mark(node_id, "succeeded", result, None)
+        self._mark(node_id, StepStatus.SUCCEEDED, result, None)
         self.views[node_id]["duration"] = time.monotonic() - started
         return committed, {**fields, "ATTEMPT": self.current_attempt[node_id]}
 
     def _finish_failed(self, node_id: str, exc: StepFailure) -> None:
         if self.graph.nodes[node_id].step.continue_on_error:
             self.tolerated.add(node_id)
-        self._ended(node_id, "failed", exc.result, str(exc))
+        self._ended(node_id, StepStatus.FAILED, exc.result, str(exc))
 

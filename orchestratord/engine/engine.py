@@ -21,7 +21,7 @@ import aiohttp
 
 from ..core import processes, redact
 from ..core.errors import LeaseHeld, RunStateError
-from ..core.statuses import FINISHED, TERMINAL, EventKind
+from ..core.statuses import FINISHED, TERMINAL, EventKind, RunStatus
 from ..language.evaluator import Evaluator
 from ..language.loader import Definition, bind_params
 from ..store.sqlite import RunRow, Store
@@ -33,7 +33,6 @@ __all__ = ["Engine", "Listener", "RunResult", "check_resumable", "settle_heap"]
 log = logging.getLogger("orchestratord.engine")
 
 Listener = Callable[[dict[str, Any]], None]
-# Ended for good: their steps are not run again, so resuming has nothing to do.
 
 
 def settle_heap() -> None:
@@ -165,7 +164,7 @@ class Engine:
         driver = self._drivers.get(run_id)
         if driver is None:
             return False
-        driver.stop("cancelled")
+        driver.stop(RunStatus.CANCELLED)
         return True
 
     def active(self, limit: int | None = None) -> dict[str, tuple[str, int, int]]:

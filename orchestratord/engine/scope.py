@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.statuses import STEP_FAILING
+from ..core.statuses import STEP_FAILING, StepStatus
 from ..language import aggregate
 from ..language.loader import Definition
 
@@ -38,8 +38,8 @@ def step_view(status: str, result: Any, error: str | None, attempts: int,
 def group_view(members: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A parallel group as expressions see it: its members' results side by side."""
     statuses = {v["status"] for v in members.values()}
-    status = ("succeeded" if statuses == {"succeeded"} else
-              "failed" if statuses & STEP_FAILING else
-              "skipped" if statuses == {"skipped"} else "mixed")
+    status = (StepStatus.SUCCEEDED if statuses == {StepStatus.SUCCEEDED} else
+              StepStatus.FAILED if statuses & STEP_FAILING else
+              StepStatus.SKIPPED if statuses == {StepStatus.SKIPPED} else "mixed")
     return {"status": status, "result": {k: v["result"] for k, v in members.items()},
             "steps": members}

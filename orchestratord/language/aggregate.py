@@ -26,6 +26,7 @@ from typing import Any
 from jinja2 import nodes
 
 from ..core.errors import ExpressionError
+from ..core.statuses import StepStatus
 from .sandbox import Budget
 
 NAMES = ("steps_matching", "results")
@@ -99,6 +100,6 @@ def functions(scope: Mapping[str, Any], budget: Budget) -> dict[str, Callable[..
 
     def results(pattern: str | None = None, capability: str | None = None) -> list:
         return [s["result"] for s in steps_matching(pattern, capability)
-                if s["status"] == "succeeded"]
+                if s["status"] == StepStatus.SUCCEEDED]
 
     return {"steps_matching": steps_matching, "results": results}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.statuses import ExitCode
+
 EX_CONFIG = 78
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("orchestratorctl: the MCP server needs the `mcp` extra: "
               "pip install 'agent-orchestrator[mcp]'", file=sys.stderr)
-        return 7
+        return ExitCode.CANNOT_PROCEED
     from ..cli.embedded import embedded_settings
     from .http import ConfigError, loopback_address, read_token
     settings = embedded_settings()
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--token-file goes with --http")
     except ValueError as exc:
         print(f"orchestratorctl: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.INVALID
     except ConfigError as exc:
         print(f"orchestratorctl: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(args, settings, allow_run, token))
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
-    return 0
+    return ExitCode.SUCCEEDED
 
 
 async def _backend(args: argparse.Namespace, settings: Any) -> Any:

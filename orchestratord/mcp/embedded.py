@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.errors import OrchestratorError, RunStateError, WorkflowNotFound
 from ..core.redact import RunRedactor
-from ..core.statuses import TERMINAL
+from ..core.statuses import FINAL
 from ..core.suggest import did_you_mean
 from ..daemon.api import run_json
 from ..engine.engine import Engine, check_resumable
@@ -32,7 +32,6 @@ from ..skills.describe import describe, describe_all, document
 from ..store.sqlite import Store
 
 log = logging.getLogger("orchestratord.mcp")
-FOLLOWED_UNTIL = TERMINAL | {"interrupted"}  # what ends following a run's events
 
 
 class EmbeddedBackend:
@@ -149,7 +148,7 @@ class EmbeddedBackend:
             for event in events:
                 after = event.seq
                 yield redacted(asdict(event))
-            if not events and (await self.store.get_run(run.id)).status in FOLLOWED_UNTIL:
+            if not events and (await self.store.get_run(run.id)).status in FINAL:
                 return
             try:  # woken by this engine's events; runs driven elsewhere are polled
                 await asyncio.wait_for(changed.wait(), 1.0)

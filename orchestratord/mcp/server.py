@@ -14,7 +14,7 @@ import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -22,7 +22,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from ..core.errors import OrchestratorError
-from ..core.statuses import STEP_ENDED, TERMINAL, EventKind
+from ..core.statuses import STEP_ENDED, TERMINAL, EventKind, RunStatus, StepStatus
 from ..core.version import __version__
 from ..reports.report import render
 from .backend import Backend
@@ -39,8 +39,6 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Params = Annotated[dict[str, Any], Field(description="params as JSON (at most 1 MiB)")]
 Wait = Annotated[bool, Field(description="follow the run to its end, reporting each step as "
                                          "a progress notification; else return at once")]
-Status = Literal["pending", "running", "interrupted", "succeeded", "failed", "cancelled",
-                 "timed_out", "rolled_back", "rollback_failed"]
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
@@ -101,7 +99,7 @@ def build_server(backend: Backend, *, allow_run: bool) -> MCPServer:
         return await backend.get_run(run_id)
 
     @tool(READ)
-    async def list_runs(status: Status | None = None, workflow: Name | None = None,
+    async def list_runs(status: RunStatus | None = None, workflow: Name | None = None,
                         limit: Annotated[int, Field(ge=1, le=200)] = 20) -> dict[str, Any]:
         """Recent runs, newest first, optionally only of one status or workflow."""
         runs = await backend.list_runs(workflow, status, limit)
@@ -225,7 +223,7 @@ async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
     """
     steps = (before or await backend.get_run(run_id))["steps"]
     total = len(steps) + 1
-    ended = sum(s["status"] == "succeeded" for s in steps) if before else 0
+    ended = sum(s["status"] == StepStatus.SUCCEEDED for s in steps) if before else 0
     progress, taken_up = 0.0, before is None
     deadline = time.monotonic() + RESUME_WAIT
 

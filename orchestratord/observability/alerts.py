@@ -27,7 +27,7 @@ import tenacity
 
 from ..core.durations import format_duration, format_span
 from ..core.redact import RunRedactor
-from ..core.statuses import STEP_FAILURES, EventKind
+from ..core.statuses import STEP_FAILURES, EventKind, RunStatus, StepStatus
 from ..language.settings import Alerts, WebhookSink
 from ..store.sqlite import Store
 
@@ -77,7 +77,7 @@ class AlertManager:
         kind = RUN_ALERTS.get(event.get("type", ""))
         if kind is None:
             return
-        if event.get("stop_reason") == "timed_out":
+        if event.get("stop_reason") == RunStatus.TIMED_OUT:
             kind = "run_timed_out"  # rolled back or not, the workflow timeout expired
         self._spawn(self.alert_run(event["run_id"], kind))
 
@@ -147,7 +147,7 @@ class AlertManager:
                            if a.kind == "rollback" and a.error}
         failed: list[dict[str, Any]] = [
             {"id": s.step_id, "status": s.status,
-             "error": rollback_errors.get(s.step_id) if s.status == "compensation_failed"
+             "error": rollback_errors.get(s.step_id) if s.status == StepStatus.COMPENSATION_FAILED
              else s.error}
             for s in steps if s.status in STEP_FAILURES]
         took = (f" after {format_span(run.started_at, run.finished_at)}"

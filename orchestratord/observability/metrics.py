@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..core.statuses import FINAL, STEP_ENDED, EventKind
+from ..core.statuses import FINAL, STEP_ENDED, EventKind, RunStatus
 from ..core.version import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -37,7 +37,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 RUN_BUCKETS = (0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
 
-ROLLBACK_OUTCOME = {"rolled_back": "succeeded", "rollback_failed": "failed"}
+ROLLBACK_OUTCOME = {RunStatus.ROLLED_BACK: "succeeded", RunStatus.ROLLBACK_FAILED: "failed"}
 
 
 class Metrics:
@@ -126,14 +126,14 @@ class Metrics:
         self.steps_in_progress.dec(len(self._steps.pop(run_id, {})))
         if started is not None:
             self.runs_in_progress.labels(workflow).dec()
-        if status == "interrupted":  # resumed later; neither finished nor failed
+        if status == RunStatus.INTERRUPTED:  # resumed later; neither finished nor failed
             return
         self.runs_finished.labels(workflow, status).inc()
         if started is not None:
             self.run_duration.labels(workflow).observe(max(0.0, self.clock() - started))
         if status in ROLLBACK_OUTCOME:
             self.rollbacks.labels(workflow, ROLLBACK_OUTCOME[status]).inc()
-        if status == "succeeded":
+        if status == RunStatus.SUCCEEDED:
             self.last_success.labels(workflow).set(self.wall_clock())
 
     def load_last_success(self, last: Mapping[str, float]) -> None:

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..core.durations import format_duration
-from ..core.statuses import STEP_FAILURES
+from ..core.statuses import STEP_FAILURES, StepStatus
 from .formatting import when
 
 CELL_MAX = 120
@@ -154,7 +154,7 @@ def _rollback(rollback: dict[str, Any] | None) -> list[str]:
              "| Step | Compensation | Status | Attempts | Duration | Error |",
              "|---|---|---|---:|---:|---|"]
     for a in rollback["actions"]:
-        action = "-" if a["status"] == "skipped" else a["action"] or "the action's own"
+        action = "-" if a["status"] == StepStatus.SKIPPED else a["action"] or "the action's own"
         lines.append(f"| {_cell(a['step_id'])} | {_cell(action)} "
                      f"| {a['status']} | {a['attempts']} | {format_duration(a['duration'])} "
                      f"| {_cell(a['error'] or '')} |")

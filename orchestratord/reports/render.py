@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..core.durations import format_duration, format_span
+from ..core.statuses import AttemptStatus
 
 if TYPE_CHECKING:  # run tables are printed by daemon queries, which need no models
     from ..language.graph import Graph
@@ -85,7 +86,7 @@ def run_details(run: Any, steps: list[Any], attempts: list[Any]) -> str:
                     for s in steps))
     failures = [f"  {a.step_id} {a.kind} attempt {a.attempt}: {a.status}: {a.error}"
                 for s in steps for a in tries.get(s.step_id, [])
-                if a.status not in ("succeeded", "running")]
+                if a.status not in (AttemptStatus.SUCCEEDED, AttemptStatus.RUNNING)]
     return "\n".join(head + ["", table] + (["", "failed attempts:"] + failures if failures else []))
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ..core.redact import RunRedactor
-from ..core.statuses import STEP_FAILURES, EventKind
+from ..core.statuses import STEP_FAILURES, EventKind, StepStatus
 from ..store.sqlite import Store
 
 REPORT_VERSION = 1
@@ -156,7 +156,7 @@ def _failures(steps: list[dict[str, Any]], by_step: dict[str, list[dict[str, Any
     for s in steps:
         if s["status"] not in STEP_FAILURES:
             continue
-        kind = "rollback" if s["status"] == "compensation_failed" else "action"
+        kind = "rollback" if s["status"] == StepStatus.COMPENSATION_FAILED else "action"
         tries = [a for a in by_step.get(s["id"], []) if a["kind"] == kind]
         last = tries[-1] if tries else {}
         with_stderr: dict[str, Any] = next((a for a in reversed(tries) if a["stderr_tail"]), {})
@@ -190,7 +190,7 @@ def _rollback(events: list[Any], by_step: dict[str, list[dict[str, Any]]],
     for step_id in order:
         tries = [a for a in by_step.get(step_id, []) if a["kind"] == "rollback"]
         if not tries:
-            actions.append({"step_id": step_id, "action": None, "status": "skipped",
+            actions.append({"step_id": step_id, "action": None, "status": StepStatus.SKIPPED,
                             "attempts": 0, "started_at": None, "finished_at": None,
                             "duration": None, "error": "no rollback action declared",
                             "stderr_tail": None})

@@ -28,7 +28,7 @@ from typing import Any
 import aiosqlite
 
 from ..core.errors import RunNotFound, StoreError
-from ..core.statuses import EventKind
+from ..core.statuses import EventKind, RunStatus
 from . import leases
 from .connection import Connection, database_error
 from .group_commit import GroupCommit, Row, insert_events
@@ -138,7 +138,7 @@ class Store:
             conn.execute(
                 "INSERT INTO runs (id, workflow, status, params, definition, file, created_at) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (run_id, workflow, "pending", dumps(params), dumps(definition), file,
+                (run_id, workflow, RunStatus.PENDING, dumps(params), dumps(definition), file,
                  time.time()))
             conn.executemany(
                 "INSERT INTO steps (run_id, step_id, position, skill, action, status, workflow) "

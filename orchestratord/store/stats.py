@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ParamsError, StoreError
+from ..core.statuses import ACTION_SUCCEEDED
 from .connection import database_error
 
-SUCCEEDED = ("succeeded", "compensated", "compensation_failed")
-OK = ", ".join(f"'{s}'" for s in SUCCEEDED)  # as SQL
+OK = ", ".join(f"'{s}'" for s in ACTION_SUCCEEDED)  # as SQL
 RAN = "attempts > 0 AND duration IS NOT NULL"  # the partial indexes' condition, verbatim
 # steps_stats_exceptions' condition beyond RAN, verbatim (else SQLite cannot use it)
 EXCEPTIONAL = f"(attempts > 1 OR status NOT IN ({OK}))"

@@ -60,21 +60,66 @@ def test_exit_codes_are_the_readmes():
     assert exit_status(None, None) == ExitCode.CANNOT_PROCEED == 7
 
 
-def test_the_engine_and_the_store_append_event_kinds_as_enum_members():
-    """Regression: the store and the unit runner still appended `"step_retry"`,
-    `f"step_{status}"` and the like as strings, which a renamed member would not catch."""
+# Words of other vocabularies that are spelled like a status or an event kind, by module.
+NOT_STATUSES = {
+    # retry.on's reasons in the workflow language, not attempt statuses
+    "core/errors.py": {"failed", "timeout"},
+    "engine/retry.py": {"failed"},
+    "language/model.py": {"failed", "timeout"},
+    # systemd's own: a unit's ActiveState=failed, its Result=timeout
+    "engine/runners/systemctl.py": {"failed"},
+    "engine/runners/systemd_bus.py": {"failed"},
+    "engine/runners/unit.py": {"timeout"},
+    # the error text of a step cancelled on request
+    "engine/driver.py": {"cancelled"},
+    # alert kinds (README "Alerts"), the rollback metric's outcome label, counters and
+    # fields of messages sent elsewhere
+    "observability/alerts.py": {"run_failed", "run_timed_out", "rollback_failed"},
+    "observability/metrics.py": {"succeeded", "failed"},
+    "integrations/aidb/service.py": {"skipped"},
+    "skills/bundled/internal_comms/actions.py": {"failed"},
+}
+
+
+def test_no_module_spells_a_status_or_an_event_kind():
+    """Regression: driver, compensation, stats, the daemon, the MCP server, the reports
+    and metrics compared and recorded statuses as bare strings (stats.py and mcp/server.py
+    had status lists of their own), and the store and the unit runner appended
+    `"step_retry"` and `f"step_{status}"`, which a renamed member would not catch. Only
+    core/statuses.py spells them; the migrations' SQL keeps its literals (tested above),
+    and a subscript (`row["failed"]`) names a column, not a status."""
     package = Path(orchestratord.__file__).parent
-    kinds = {kind.value for kind in EventKind}
+    words = {str(word) for word in (*STATUSES, *EventKind)}
     literal = []
-    for path in sorted([*(package / "engine").rglob("*.py"), *(package / "store").glob("*.py")]):
-        if path.name == "migrations.py":  # SQL keeps its literal strings (tested above)
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        if where in ("core/statuses.py", "store/migrations.py"):
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        keys = {id(node.slice) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
+        for node in ast.walk(tree):
             head = node.values[0] if isinstance(node, ast.JoinedStr) and node.values else node
-            if isinstance(head, ast.Constant) and isinstance(head.value, str) and (
-                    head.value in kinds or (head is not node and head.value in ("run_", "step_"))):
-                literal.append(f"{path.relative_to(package)}:{node.lineno}: {head.value}")
-    assert literal == [], "use core.statuses.EventKind members instead"
+            if not isinstance(head, ast.Constant) or not isinstance(head.value, str):
+                continue
+            if head is not node and head.value in ("run_", "step_"):
+                literal.append(f"{where}:{node.lineno}: f{head.value!r}...")
+            elif (head.value in words and id(node) not in keys
+                  and head.value not in NOT_STATUSES.get(where, ())):
+                literal.append(f"{where}:{node.lineno}: {head.value!r}")
+    assert literal == [], "use the members of core/statuses.py instead"
+
+
+def test_the_shells_return_exit_codes_as_enum_members():
+    """Regression: orchestratorctl's and orchestratord's commands returned 0, 1, 2 and 7
+    as bare numbers beside ExitCode; README's table is ExitCode's."""
+    package = Path(orchestratord.__file__).parent
+    codes = {int(code) for code in ExitCode}
+    bare = [f"{path.relative_to(package)}:{node.lineno}: {node.value.value}"
+            for shell in ("cli", "daemon", "mcp") for path in sorted((package / shell).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant)
+            and type(node.value.value) is int and node.value.value in codes]
+    assert bare == [], "return core.statuses.ExitCode members instead"
 
 
 def test_alerts_and_status_reports_take_failed_steps_from_core_statuses():
