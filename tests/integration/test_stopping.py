@@ -7,17 +7,19 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from orchestratord.cli.stopping import system_is_stopping
+from tests.waiting import file_words, until_async
 
-# Writes its pid, waits until told to answer, then prints list-jobs lines (argv[1]).
+# Writes its pid (whole: a rename, so a reader never sees an empty file), waits until told
+# to answer, then prints list-jobs lines.
 FAKE_SYSTEMCTL = """\
 import os, sys, time
 from pathlib import Path
 here = Path(sys.argv[0]).parent
-(here / "pid").write_text(str(os.getpid()))
+(here / "pid.new").write_text(str(os.getpid()))
+(here / "pid.new").rename(here / "pid")
 while not (here / "answer").exists():
     time.sleep(0.01)
 print((here / "answer").read_text(), end="")
@@ -32,11 +34,10 @@ def fake_systemctl(tmp_path: Path) -> str:
 
 
 async def started(tmp_path: Path) -> int:
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "pid").exists():
-        assert time.monotonic() < deadline, "the systemctl stand-in did not start"
-        await asyncio.sleep(0.01)
-    return int((tmp_path / "pid").read_text())
+    """Regression: the pid file was read between its creation and its write (int(''))."""
+    words = await until_async("the systemctl stand-in to write its pid",
+                              file_words(tmp_path / "pid", 1), timeout=10)
+    return int(words[0])
 
 
 async def test_the_check_survives_the_sigterm_systemd_sends_the_whole_unit(tmp_path: Path) -> None:
