@@ -184,10 +184,16 @@ class Machine:
         log.info("booting %s: %s", self.name, shlex.join(cmd))
         started = time.monotonic()
         deadline = started + self.boot_timeout
-        with open(self.console_log, "wb") as console:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
-                                          stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=die_with_parent)
+        try:
+            with open(self.console_log, "wb") as console:
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
+                                              stderr=subprocess.STDOUT, start_new_session=True,
+                                              preexec_fn=die_with_parent)
+        except BaseException:  # no process, so shutdown() would not remove the cgroup
+            if self.memory_cgroup is not None:
+                memcg.remove(self.memory_cgroup)
+                self.memory_cgroup = None
+            raise
         try:
             self._pid1 = self._wait_for_init(deadline)
             self._wait_for_boot(deadline)
