@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 from ..core.durations import format_duration
-from ..core.statuses import EventKind, StepStatus
+from ..core.statuses import EventKind, StepStatus, event_subject
 
 _MARKS = {StepStatus.SUCCEEDED: "✓", StepStatus.FAILED: "✗", StepStatus.SKIPPED: "-",
           StepStatus.UPSTREAM_FAILED: "✗", StepStatus.CANCELLED: "✗",
@@ -26,16 +26,17 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, step = event["type"], event.get("step_id")
+        subject, what = event_subject(kind)
         if kind in (EventKind.STEP_STARTED, EventKind.COMPENSATION_STARTED) and step is not None:
             self.started.setdefault(step, time.monotonic())
             self.running[step] = event.get("attempt", 1)
             if not self.live:
                 what = "rollback" if kind == EventKind.COMPENSATION_STARTED else "attempt"
                 self._print(f"  … {step} ({what} {event.get('attempt', 1)})")
-        elif kind.startswith("step_") and step is not None:
+        elif subject == "step" and step is not None:
             self.running.pop(step, None)
             took = time.monotonic() - self.started.pop(step, time.monotonic())
-            status = event.get("status", kind[5:])
+            status = event.get("status", what)
             shown = event.get("error") and status != StepStatus.SKIPPED
             detail = f": {event['error']}" if shown else ""
             count = f"[{event['ended']}/{event['total']}] " if "total" in event else ""
@@ -44,9 +45,9 @@ class Progress:
         elif kind in (EventKind.RUN_STARTED, EventKind.RUN_RESUMED):
             self._print(f"run {event['run_id']} of {event['workflow']} "
                         f"{'resumed' if kind == EventKind.RUN_RESUMED else 'started'}")
-        elif kind.startswith("run_") and kind != EventKind.RUN_CREATED:
+        elif subject == "run" and kind != EventKind.RUN_CREATED:
             extra = f": {event['error']}" if event.get("error") else ""
-            status = event.get("status", kind[4:]).replace("_", " ")
+            status = event.get("status", what).replace("_", " ")
             self._print(f"run {event['run_id']} {status}{extra}")
         self._draw()
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.statuses import TERMINAL, ExitCode
+from ..core.statuses import TERMINAL, ExitCode, event_subject
 from .client import Client, DaemonError
 from .progress import Progress
 from .stopping import StopHandler, exit_status
@@ -103,7 +103,8 @@ async def _events_until_end(client: Client, run_id: str, as_json: bool) -> dict[
 
 def _progress_event(event: dict[str, Any]) -> dict[str, Any]:
     kind = event["type"]
-    status = kind.split("_", 1)[1] if kind.startswith(("step_", "run_")) else None
+    subject, what = event_subject(kind)
+    status = what if subject is not None else None
     return {"type": kind, "run_id": event["run_id"], "workflow": event["data"].get("workflow", ""),
             "step_id": event.get("step_id"), "attempt": event.get("attempt"),
             "status": status, "error": event["data"].get("error")}

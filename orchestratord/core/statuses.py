@@ -8,6 +8,7 @@ strings and numbers the database, the API, the journal and older state files hol
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Literal
 
 
 class RunStatus(StrEnum):
@@ -113,6 +114,36 @@ class EventKind(StrEnum):
     def step_ended(cls, status: str) -> EventKind:
         """The event that ends a step with this status."""
         return cls(f"step_{status}")
+
+
+def event_subject(kind: str) -> tuple[Literal["run", "step"] | None, str]:
+    """What an event of this kind is about, "run" or "step", and what happened to it:
+    ("step", "retry") for step_retry, ("run", "timed_out") for run_timed_out; (None,
+    kind) for the kinds of attempts (attempt_failed, compensation_started). A kind this
+    version does not know (a newer daemon's) is split alike."""
+    subject, underscore, what = kind.partition("_")
+    if underscore and subject == "run":
+        return "run", what
+    if underscore and subject == "step":
+        return "step", what
+    return None, kind
+
+
+def ended_status(kind: str) -> RunStatus | StepStatus | None:
+    """The status an event of this kind leaves its run or step in: RunStatus.FAILED for
+    run_failed, StepStatus.FAILED for step_failed (they compare equal: tell them apart
+    by type); None for the kinds that end nothing (run_created, step_started, step_retry)."""
+    subject, what = event_subject(kind)
+    if subject is None or kind not in _EVENT_KINDS:
+        return None
+    statuses = RunStatus if subject == "run" else StepStatus
+    try:
+        return statuses(what)
+    except ValueError:
+        return None
+
+
+_EVENT_KINDS = frozenset(EventKind)
 
 
 class ExitCode(IntEnum):

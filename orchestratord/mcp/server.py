@@ -22,7 +22,14 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from ..core.errors import OrchestratorError
-from ..core.statuses import STEP_ENDED, TERMINAL, EventKind, RunStatus, StepStatus
+from ..core.statuses import (
+    STEP_ENDED,
+    TERMINAL,
+    EventKind,
+    RunStatus,
+    StepStatus,
+    ended_status,
+)
 from ..core.version import __version__
 from ..reports.report import render
 from .backend import Backend
@@ -236,16 +243,17 @@ async def follow(backend: Backend, run_id: str, ctx: Context, *, after: int = 0,
         async for event in backend.events(run_id, after=after):
             after = event["seq"]
             kind, step, data = event["type"], event.get("step_id"), event.get("data") or {}
+            status = ended_status(kind)
             taken_up = taken_up or kind == EventKind.RUN_RESUMED
             if kind == EventKind.STEP_STARTED:
                 await report(f"{step}: attempt {event.get('attempt')}")
-            elif kind.startswith("step_") and step and kind[5:] in STEP_ENDED:
+            elif isinstance(status, StepStatus) and step and status in STEP_ENDED:
                 ended += 1
                 error = f": {data['error']}" if data.get("error") else ""
-                await report(f"{step} {kind[5:].replace('_', ' ')}{error}")
-            elif kind.startswith("run_") and kind[4:] in TERMINAL:
+                await report(f"{step} {status.replace('_', ' ')}{error}")
+            elif isinstance(status, RunStatus) and status in TERMINAL:
                 ended = total
-                await report(f"run {run_id} {kind[4:].replace('_', ' ')}")
+                await report(f"run {run_id} {status.replace('_', ' ')}")
         if taken_up or time.monotonic() > deadline:
             return
         await asyncio.sleep(0.2)

@@ -27,7 +27,7 @@ import tenacity
 
 from ..core.durations import format_duration, format_span
 from ..core.redact import RunRedactor
-from ..core.statuses import STEP_FAILURES, EventKind, RunStatus, StepStatus
+from ..core.statuses import STEP_FAILURES, EventKind, RunStatus, StepStatus, ended_status
 from ..language.settings import Alerts, WebhookSink
 from ..store.sqlite import Store
 
@@ -133,7 +133,8 @@ class AlertManager:
         A status is all that is left of such a run, so a rolled-back run that had
         timed out is alerted as failed.
         """
-        statuses = {event.removeprefix("run_"): kind for event, kind in RUN_ALERTS.items()}
+        statuses: dict[str, str] = {status: kind for event, kind in RUN_ALERTS.items()
+                                    if (status := ended_status(event)) is not None}
         sent = []
         for run in await self.store.unalerted_runs(statuses, self.clock() - window):
             alert = await self.alert_run(run.id, statuses[run.status])

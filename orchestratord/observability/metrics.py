@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..core.statuses import FINAL, STEP_ENDED, EventKind, RunStatus
+from ..core.statuses import FINAL, STEP_ENDED, EventKind, RunStatus, event_subject
 from ..core.version import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -83,13 +83,14 @@ class Metrics:
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type", "")
+        subject, _ = event_subject(kind)
         if kind in (EventKind.RUN_STARTED, EventKind.RUN_RESUMED):
             self._run_began(event, resumed=kind == EventKind.RUN_RESUMED)
         elif kind == EventKind.STEP_STARTED:
             self._attempt_began(event)
-        elif kind.startswith("step_") and event.get("status") in STEP_ENDED:
+        elif subject == "step" and event.get("status") in STEP_ENDED:
             self._step_ended(event)
-        elif kind.startswith("run_") and event.get("status") in FINAL:
+        elif subject == "run" and event.get("status") in FINAL:
             self._run_ended(event)
 
     def _run_began(self, event: Mapping[str, Any], *, resumed: bool) -> None:

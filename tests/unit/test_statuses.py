@@ -14,12 +14,17 @@ import pytest
 import orchestratord
 from orchestratord.cli.stopping import exit_status
 from orchestratord.core.statuses import (
+    ACTION_SUCCEEDED,
+    FINAL,
+    STEP_ENDED,
     TERMINAL,
     AttemptStatus,
     EventKind,
     ExitCode,
     RunStatus,
     StepStatus,
+    ended_status,
+    event_subject,
 )
 from orchestratord.store.migrations import MIGRATIONS
 
@@ -42,6 +47,21 @@ def test_each_step_ending_event_names_a_step_status():
         if kind.startswith("step_") and kind not in {EventKind.STEP_STARTED, EventKind.STEP_RETRY,
                                                       EventKind.STEP_SANDBOX_UNAVAILABLE}:
             assert StepStatus(kind.removeprefix("step_"))
+
+
+def test_an_event_kind_names_its_subject_and_the_status_it_ends_with():
+    assert event_subject(EventKind.STEP_RETRY) == ("step", "retry")
+    assert event_subject(EventKind.RUN_TIMED_OUT) == ("run", "timed_out")
+    assert event_subject(EventKind.ATTEMPT_FAILED) == (None, "attempt_failed")
+    assert event_subject("run") == (None, "run")
+    # A run's `failed` and a step's compare equal; their types keep them apart.
+    assert type(ended_status(EventKind.RUN_FAILED)) is RunStatus
+    assert type(ended_status(EventKind.STEP_FAILED)) is StepStatus
+    ending = {kind for kind in EventKind if ended_status(kind) is not None}
+    assert ending == ({EventKind.run_ended(s) for s in FINAL}
+                      | {EventKind.step_ended(s) for s in (*STEP_ENDED, *ACTION_SUCCEEDED)})
+    assert ended_status("run_pending") is None  # a status, but no event ends a run with it
+    assert ended_status("step_of_a_newer_daemon") is None
 
 
 @pytest.mark.parametrize("status", [*TERMINAL, RunStatus.INTERRUPTED])
@@ -87,10 +107,13 @@ def test_no_module_spells_a_status_or_an_event_kind():
     had status lists of their own), and the store and the unit runner appended
     `"step_retry"` and `f"step_{status}"`, which a renamed member would not catch. Only
     core/statuses.py spells them; the migrations' SQL keeps its literals (tested above),
-    and a subscript (`row["failed"]`) names a column, not a status."""
+    and a subscript (`row["failed"]`) names a column, not a status. Likewise metrics,
+    alerts, the AIDB history, orchestratorctl's progress and the MCP server each cut
+    "run_"/"step_" off an event's kind to learn its subject and status: only
+    core.statuses.event_subject and ended_status do."""
     package = Path(orchestratord.__file__).parent
     words = {str(word) for word in (*STATUSES, *EventKind)}
-    literal = []
+    literal: list[str] = []
     for path in sorted(package.rglob("*.py")):
         where = path.relative_to(package).as_posix()
         if where in ("core/statuses.py", "store/migrations.py"):
@@ -106,7 +129,30 @@ def test_no_module_spells_a_status_or_an_event_kind():
             elif (head.value in words and id(node) not in keys
                   and head.value not in NOT_STATUSES.get(where, ())):
                 literal.append(f"{where}:{node.lineno}: {head.value!r}")
-    assert literal == [], "use the members of core/statuses.py instead"
+        literal += _kind_surgery(where, tree)
+    assert literal == [], "use the members and functions of core/statuses.py instead"
+
+
+# The prefixes of the kinds of a run's and a step's events, and what cutting them off
+# looks like: kind.startswith("step_"), kind.removeprefix("run_"), kind.split("_", 1),
+# kind[5:].
+PREFIXES = ("run_", "step_")
+CUTS = {"startswith", "removeprefix", "split", "rsplit", "partition"}
+
+
+def _kind_surgery(where: str, tree: ast.AST) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in CUTS):
+            args = [e for a in node.args for e in (a.elts if isinstance(a, ast.Tuple) else [a])]
+            if any(isinstance(a, ast.Constant) and a.value in (*PREFIXES, "_") for a in args):
+                found.append(f"{where}:{node.lineno}: .{node.func.attr}({ast.unparse(node.args[0])})")
+        elif (isinstance(node, ast.Slice) and node.upper is None
+              and isinstance(node.lower, ast.Constant)
+              and node.lower.value in {len(prefix) for prefix in PREFIXES}):
+            found.append(f"{where}:{node.lineno}: [{node.lower.value}:]")
+    return found
 
 
 def test_the_shells_return_exit_codes_as_enum_members():

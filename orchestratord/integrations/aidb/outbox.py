@@ -29,6 +29,7 @@ from typing import Any
 import aiosqlite
 
 from ...core.redact import RunRedactor
+from ...core.statuses import ended_status
 from .client import AidbClient, AidbRejected, AidbUnauthorized, AidbUnavailable
 
 log = logging.getLogger("orchestratord.aidb.outbox")
@@ -138,7 +139,7 @@ class Outbox:
                 "SELECT ts, data ->> '$.params' AS params FROM events WHERE run_id = ? "
                 "AND step_id = ? AND type = 'step_started' AND attempt = ? LIMIT 1",
                 (run["id"], row["step_id"], row["attempt"]))
-            status = event["type"].removeprefix("step_")
+            status = ended_status(event["type"])
             started = began[0]["ts"] if began else event["ts"]
             params = _loads(began[0]["params"]) if began else None
             query = f"{step['skill']}.{step['action']}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ...core.statuses import event_subject
 from ...language.aidb_settings import AidbSettings
 from ...language.catalog import Catalog
 from ...language.skill_registry import Registry
@@ -151,7 +152,7 @@ class AidbService:
 
     def on_event(self, event: dict[str, Any]) -> None:
         """Engine listener: a step or run ended, so a record may be due; never blocks."""
-        if self.sender is not None and event.get("type", "").startswith(("step_", "run_")):
+        if self.sender is not None and event_subject(event.get("type", ""))[0] is not None:
             self.sender.wake()
 
     async def _unauthorized(self, error: str) -> None:
