@@ -7,7 +7,7 @@ import time
 from typing import Any, TextIO
 
 from ..core.durations import format_duration
-from ..core.statuses import EventKind, StepStatus, event_subject
+from ..core.statuses import EventKind, StepStatus, ended_status, event_subject
 
 _MARKS = {StepStatus.SUCCEEDED: "✓", StepStatus.FAILED: "✗", StepStatus.SKIPPED: "-",
           StepStatus.UPSTREAM_FAILED: "✗", StepStatus.CANCELLED: "✗",
@@ -33,7 +33,11 @@ class Progress:
             if not self.live:
                 what = "rollback" if kind == EventKind.COMPENSATION_STARTED else "attempt"
                 self._print(f"  … {step} ({what} {event.get('attempt', 1)})")
-        elif subject == "step" and step is not None:
+        elif kind == EventKind.STEP_RETRY and step is not None:
+            self._print(f"  ↻ {step} retries in {format_duration(event.get('delay', 0))}")
+        elif kind == EventKind.STEP_SANDBOX_UNAVAILABLE and step is not None:
+            self._print(f"  ! {step} runs without its sandbox: {event.get('reason', '')}")
+        elif isinstance(ended_status(kind), StepStatus) and step is not None:
             self.running.pop(step, None)
             took = time.monotonic() - self.started.pop(step, time.monotonic())
             status = event.get("status", what)
